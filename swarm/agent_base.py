@@ -1,0 +1,174 @@
+"""What every agent actor shares: its Redis connection, heartbeat and threads.
+
+:class:`AgentCore` is plain Python (no Ray import), so its behaviour is
+tested without Ray; :mod:`hivemind.swarm.facade` wraps a subclass in a Ray
+actor. An agent writes its heartbeat to ``hm:{ns}:agent:{name}`` (a hash
+with a TTL, read by ``swarm status`` without Ray) and publishes it on
+``hm:{ns}:heartbeats``. Restarts after a crash are counted in Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import redis
+
+from hivemind.swarm.bus import publish
+from hivemind.swarm.connection import connect
+from hivemind.swarm.keys import Keys
+from hivemind.swarm.messages import Heartbeat
+
+__all__ = ["AgentConfig", "AgentCore", "Role"]
+
+log = logging.getLogger(__name__)
+
+Role = Literal["benchmarker", "gc_optimizer", "widget_optimizer", "coordinator"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """What an agent needs to run; passed to the actor at creation and on restart."""
+
+    namespace: str
+    redis_url: str
+    target_mb: float = 1536.0
+    heartbeat_s: float = 1.0
+    session_id: str = ""
+    stream_maxlen: int = 100_000
+    sample_hz: float = 20.0
+    secret_hex: str = field(default="", repr=False)
+
+    @property
+    def heartbeat_ttl_ms(self) -> int:
+        """How long a heartbeat hash outlives its agent (status shows it dead meanwhile)."""
+        return max(30_000, int(self.heartbeat_s * 30_000))
+
+
+class AgentCore:
+    """Base of the four agents: connects, heartbeats, runs named daemon threads.
+
+    Subclasses set ``role`` and may override :meth:`on_start` (start their
+    loops with :meth:`spawn`) and :meth:`describe` (extra status fields).
+    """
+
+    role: ClassVar[Role]
+
+    def __init__(self, config: AgentConfig, name: str) -> None:
+        self.config = config
+        self.name = name
+        self.keys = Keys(config.namespace)
+        self.redis = connect(config.redis_url, timeout_s=5.0)
+        self.pid = os.getpid()
+        self.node = socket.gethostname()
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.restarts = self._record_start()
+        self._beat()
+        self.spawn("heartbeat", self._heartbeat_loop)
+        self.on_start()
+
+    # --- extension points -------------------------------------------------
+    def on_start(self) -> None:
+        """Start the agent's own loops; the base starts only the heartbeat."""
+
+    def describe(self) -> dict[str, Any]:
+        """Extra fields for status; the base has none."""
+        return {}
+
+    # --- public, called through the facade ---------------------------------
+    def ping(self) -> dict[str, Any]:
+        """Return who and where this agent is; cheap, used for readiness."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "pid": self.pid,
+            "node": self.node,
+            "restarts": self.restarts,
+            "started_at": self.started_at,
+            **self.describe(),
+        }
+
+    def stop(self) -> None:
+        """Stop the loops and remove the heartbeat (an orderly shutdown)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        with contextlib.suppress(redis.RedisError):
+            self.redis.delete(self.keys.agent(self.name))
+
+    # --- helpers for subclasses -------------------------------------------
+    def spawn(self, label: str, target: Callable[[], None]) -> threading.Thread:
+        """Run ``target`` in a daemon thread that logs (never dies on) errors."""
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    target()
+                    return
+                except Exception:  # a loop must outlive a bad moment
+                    log.exception("%s: %s loop failed; restarting it", self.name, label)
+                    self._stop.wait(0.5)
+
+        thread = threading.Thread(target=run, name=f"hm-{self.name}-{label}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # --- internals --------------------------------------------------------
+    def _was_restarted(self) -> bool:
+        ray = sys.modules.get("ray")
+        if ray is None:
+            return False
+        try:
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        except Exception:
+            return False
+
+    def _record_start(self) -> int:
+        if self._was_restarted():
+            return int(self.redis.hincrby(self.keys.agent_restarts, self.name, 1))
+        raw = self.redis.hget(self.keys.agent_restarts, self.name)
+        return int(raw) if raw else 0
+
+    def _beat(self) -> None:
+        now = time.time()
+        key = self.keys.agent(self.name)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            key,
+            mapping={
+                "name": self.name,
+                "role": self.role,
+                "pid": self.pid,
+                "node": self.node,
+                "restarts": self.restarts,
+                "started_at": self.started_at,
+                "last_seen": now,
+            },
+        )
+        pipe.pexpire(key, self.config.heartbeat_ttl_ms)  # status shows the dead a while
+        pipe.execute()
+        beat = Heartbeat(name=self.name, role=self.role, pid=self.pid, node=self.node,
+                         restarts=self.restarts, ts=now)  # fmt: skip
+        publish(self.redis, self.keys.heartbeats, beat)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.config.heartbeat_s):
+            try:
+                self._beat()
+            except redis.RedisError as exc:
+                log.warning("%s: heartbeat failed: %s", self.name, exc)

@@ -1,0 +1,237 @@
+"""The ``hivemind`` command line (typer). Each command body calls a library function.
+
+Errors are one line on stderr with exit 1 (failure) or 2 (usage); the
+traceback appears only with ``--debug`` (accepted anywhere on the line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError
+from hivemind.swarm.settings import Settings, load_settings
+from hivemind.swarm.status import SwarmStatus, collect_status
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name="hivemind",
+    help="Keep Python applications under a memory target with a swarm of Ray agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+swarm_app = typer.Typer(help="Start, stop and inspect the swarm.", no_args_is_help=True)
+app.add_typer(swarm_app, name="swarm")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Redis key prefix hm:{ns}: [env HIVEMIND_NAMESPACE]"),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="State folder [default: <project root>/.hivemind]"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@swarm_app.command("up")
+def swarm_up(
+    namespace: NamespaceOpt = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url", help="External Redis (redis://, rediss://, unix://); default: embedded"
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Join this Ray cluster; default: local Ray")
+    ] = None,
+    target_mb: Annotated[
+        float | None, typer.Option("--target-mb", help="Memory target per guarded process, MB")
+    ] = None,
+    session_id: Annotated[
+        str | None, typer.Option("--session-id", help="Start or resume this session")
+    ] = None,
+    state_dir: StateDirOpt = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Return once ready; stop with `swarm down`")
+    ] = False,
+) -> None:
+    """Start Redis, Ray and the four agents; stay in the foreground until Ctrl-C."""
+    settings = load_settings(
+        namespace=namespace,
+        redis_url=redis_url,
+        ray_address=ray_address,
+        target_mb=target_mb,
+        session_id=session_id,
+        state_dir=state_dir,
+    )
+    if detach:
+        from hivemind.swarm.detach import start_detached
+
+        with err.status("starting the swarm…"):
+            info = start_detached(settings)
+        out.print(
+            f"swarm ready: namespace [bold]{info.namespace}[/], pid {info.pid}, "
+            f"state {settings.state_dir}; stop it with `hivemind swarm down`"
+        )
+        return
+    _run_foreground(settings)
+
+
+def _run_foreground(settings: Settings) -> None:
+    from hivemind.swarm.supervisor import Swarm, run_until_signalled
+
+    swarm = Swarm(settings)
+    with err.status("starting Redis, Ray and the agents…"):
+        swarm.start()
+    try:
+        out.print(
+            f"swarm ready: namespace [bold]{settings.namespace}[/], "
+            f"redis {'embedded' if settings.embedded else 'external'}, "
+            f"state {settings.state_dir}. Ctrl-C stops it."
+        )
+        stop = threading.Event()
+        with Live(
+            _status_line(settings), console=out, refresh_per_second=2, transient=True
+        ) as live:
+            run_until_signalled(swarm, stop, tick=lambda: live.update(_status_line(settings)))
+    finally:
+        with err.status("stopping…"):
+            swarm.stop()
+    out.print("swarm stopped")
+
+
+def _status_line(settings: Settings) -> str:
+    try:
+        st = collect_status(settings.state_dir, settings.heartbeat_s)
+    except HivemindError as exc:
+        return f"[red]●[/] {exc}"
+    alive = sum(a.alive for a in st.agents)
+    colour = {"conservative": "green", "balanced": "yellow", "aggressive": "orange3"}.get(
+        st.level, "red"
+    )
+    return (
+        f"[{colour}]●[/] hivemind {st.namespace} · agents {alive}/{len(st.agents)} · "
+        f"level [{colour}]{st.level}[/] · targets {len(st.targets)} · "
+        f"redis {st.redis.mode} {st.redis.version} · up {st.uptime_s:.0f}s"
+    )
+
+
+@swarm_app.command("down")
+def swarm_down(state_dir: StateDirOpt = None) -> None:
+    """Stop the swarm running on this state folder (from any shell)."""
+    from hivemind.swarm.detach import stop_swarm
+    from hivemind.swarm.paths import default_state_dir
+
+    folder = (state_dir or default_state_dir()).resolve()
+    with err.status("stopping the swarm…"):
+        info = stop_swarm(folder)
+    out.print(f"swarm stopped (namespace {info.namespace}, pid {info.pid})")
+
+
+@swarm_app.command("status")
+def swarm_status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Show agents, targets, Redis, namespace, session and the current level."""
+    from hivemind.swarm.paths import default_state_dir
+
+    folder = (state_dir or default_state_dir()).resolve()
+    st = collect_status(folder)
+    if as_json:
+        out.print_json(st.model_dump_json())
+        return
+    _print_status(st)
+
+
+def _print_status(st: SwarmStatus) -> None:
+    out.print(
+        f"[bold]hivemind[/] namespace [bold]{st.namespace}[/] · state {st.state} · "
+        f"pid {st.pid} · up {st.uptime_s:.0f}s · level [bold]{st.level}[/] · "
+        f"session {st.session_id or '-'}"
+    )
+    r = st.redis
+    out.print(f"redis: {r.mode} {r.version} · {r.persistence} · {r.used_memory_mb} MB · {r.url}")
+    agents = Table("agent", "role", "pid", "alive", "restarts", "last seen", box=None)
+    for a in st.agents:
+        agents.add_row(
+            a.name,
+            a.role,
+            str(a.pid or "-"),
+            "[green]yes[/]" if a.alive else "[red]no[/]",
+            str(a.restarts),
+            f"{a.last_seen_s:.1f}s ago" if a.last_seen_s is not None else "never",
+        )
+    out.print(agents)
+    if st.targets:
+        targets = Table("target", "pid", "rss MB", "target MB", "level", "last action", box=None)
+        for t in st.targets:
+            targets.add_row(
+                t.name,
+                str(t.pid or "-"),
+                f"{t.rss_mb:.1f}",
+                f"{t.target_mb:.0f}",
+                t.level,
+                t.last_action,
+            )
+        out.print(targets)
+    else:
+        out.print("targets: none guarded (use `hivemind run -- python app.py`)")
+    if st.bus_errors:
+        out.print(f"bus errors: {json.dumps(st.bus_errors)}")
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    message = exc.format_message().strip()
+    ctx = getattr(exc, "ctx", None)
+    if message:
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"hivemind: {message}{where}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", EXIT_USAGE))
+
+
+def run(argv: list[str]) -> int:
+    """Run the CLI on ``argv``; return the exit code (never raises)."""
+    debug = "--debug" in argv
+    args = [a for a in argv if a != "--debug"]
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    try:
+        result = app(args=args, prog_name="hivemind", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("hivemind: aborted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # typer's (vendored click) usage errors
+        return _usage_error(exc)
+    except HivemindError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"hivemind: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("hivemind: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(
+            f"hivemind: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return result if isinstance(result, int) else 0

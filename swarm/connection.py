@@ -1,0 +1,69 @@
+"""Connecting to Redis by URL, with every failure turned into one clear line.
+
+``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs are accepted, with an
+ACL user and password in the URL. Nothing else in hivemind knows whether the
+server is the embedded one or an external one.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from hivemind.swarm.errors import RedisUnavailableError, UsageError
+
+__all__ = ["connect", "redact_url"]
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to print)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+
+def connect(url: str, *, timeout_s: float = 2.0, check: bool = True) -> redis.Redis:
+    """Return a client for ``url`` (bytes responses), PINGed once if ``check``.
+
+    Raises :class:`UsageError` for a malformed URL and
+    :class:`RedisUnavailableError` for an unreachable server or refused
+    credentials, each with a one-line message that never contains the password.
+    """
+    shown = redact_url(url)
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
+        )
+    except ValueError as exc:
+        raise UsageError(f"bad Redis URL {shown}: {exc}") from None
+    if not check:
+        return client
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        client.close()
+        raise RedisUnavailableError(f"Redis at {shown} refused the credentials") from None
+    except redis.ResponseError as exc:
+        client.close()
+        text = str(exc)
+        if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
+            raise RedisUnavailableError(
+                f"Redis at {shown} refused the credentials ({text.split('.')[0]})"
+            ) from None
+        raise RedisUnavailableError(
+            f"Redis at {shown} answered PING with an error: {text}"
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        client.close()
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RedisUnavailableError(f"cannot reach Redis at {shown}: {reason}") from None
+    return client

@@ -1,0 +1,106 @@
+"""``swarm up --detach`` and ``swarm down``: a supervisor in the background, stopped by pid.
+
+:func:`start_detached` spawns ``python -m hivemind.swarm.supervisor`` in a
+new session with the settings passed as ``HIVEMIND_*`` variables, and
+returns once it records itself ready (or raises with its last log line).
+:func:`stop_swarm` signals the recorded supervisor and waits for it to
+finish its orderly shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hivemind.swarm.errors import NotRunningError, SwarmStartError
+from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
+from hivemind.swarm.settings import Settings
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, read_info, remove_info
+
+__all__ = ["LOG_FILE", "settings_env", "start_detached", "stop_swarm"]
+
+LOG_FILE = "swarm.log"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``HIVEMIND_*`` variables that recreate ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name == "secret":
+            continue
+        env[f"HIVEMIND_{name.upper()}"] = str(value)
+    if settings.secret is not None:
+        env["HIVEMIND_SECRET"] = settings.secret.get_secret_value()
+    return env
+
+
+def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
+    """Start a background supervisor and wait until its swarm is ready."""
+    probe = SupervisorLock(settings.state_dir)
+    probe.acquire()  # raises AlreadyRunningError; released at once, the child takes it
+    probe.release()
+    log_path = settings.state_dir / LOG_FILE
+    env = {**os.environ, **settings_env(settings)}
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "hivemind.swarm.supervisor"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        code = child.poll()
+        if code is not None:
+            raise SwarmStartError(f"swarm did not start: {_last_line(log_path)}")
+        info = read_info(settings.state_dir)
+        if info is not None and info.pid == child.pid and info.state == "ready":
+            return info
+        time.sleep(0.05)
+    child.terminate()
+    raise SwarmStartError(f"swarm was not ready within {timeout_s:.0f}s; see {log_path}")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if line.startswith("hivemind: "):
+            return line.removeprefix("hivemind: ")
+    return lines[-1] if lines else "no log"
+
+
+def stop_swarm(state_dir: Path, timeout_s: float = 60.0) -> SwarmInfo:
+    """Stop the swarm recorded in ``state_dir``; return what was stopped.
+
+    Raises :class:`NotRunningError` when none is up (after clearing what a
+    crashed one left behind: a stale ``swarm.json`` or an orphan embedded
+    ``redis-server``).
+    """
+    info = read_info(state_dir)
+    if info is None or not SupervisorLock.held(state_dir):
+        EmbeddedRedis(state_dir).stop()  # an orphan from a killed supervisor
+        remove_info(state_dir)
+        raise NotRunningError(f"no swarm is running on {state_dir}")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not SupervisorLock.held(state_dir) and not pid_alive(info.pid):
+            return info
+        time.sleep(0.05)
+    os.kill(info.pid, signal.SIGKILL)
+    EmbeddedRedis(state_dir).stop()
+    remove_info(state_dir)
+    return info

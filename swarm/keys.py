@@ -1,0 +1,124 @@
+"""Every Redis key and channel hivemind uses, built in one place.
+
+All keys start ``hm:{namespace}:``. Nobody formats a key string elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["NAMESPACE_PATTERN", "Keys", "validate_namespace"]
+
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_namespace(ns: str) -> str:
+    """Return ``ns`` if it is a valid namespace, else raise ``ValueError``."""
+    if not NAMESPACE_PATTERN.match(ns):
+        raise ValueError(
+            f"namespace {ns!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
+        )
+    return ns
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key and channel names for one namespace."""
+
+    ns: str
+
+    @property
+    def prefix(self) -> str:
+        return f"hm:{self.ns}:"
+
+    # --- pub/sub channels -------------------------------------------------
+    @property
+    def samples(self) -> str:
+        return f"hm:{self.ns}:samples"
+
+    @property
+    def events(self) -> str:
+        return f"hm:{self.ns}:events"
+
+    @property
+    def decisions(self) -> str:
+        return f"hm:{self.ns}:decisions"
+
+    @property
+    def acks(self) -> str:
+        return f"hm:{self.ns}:acks"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"hm:{self.ns}:heartbeats"
+
+    @property
+    def control(self) -> str:
+        """Channel: instructions to the coordinator (restore a session)."""
+        return f"hm:{self.ns}:control"
+
+    def cmd(self, target: str) -> str:
+        return f"hm:{self.ns}:cmd:{target}"
+
+    # --- swarm state ------------------------------------------------------
+    @property
+    def swarm(self) -> str:
+        """Hash: the running swarm's pid, Redis mode, level, session, state."""
+        return f"hm:{self.ns}:swarm"
+
+    def agent(self, name: str) -> str:
+        """Hash with a TTL: one agent's latest heartbeat."""
+        return f"hm:{self.ns}:agent:{name}"
+
+    @property
+    def agent_pattern(self) -> str:
+        return f"hm:{self.ns}:agent:*"
+
+    @property
+    def agent_restarts(self) -> str:
+        """Hash: agent name -> restarts since this swarm came up."""
+        return f"hm:{self.ns}:agents:restarts"
+
+    def target(self, name: str) -> str:
+        """Hash with a TTL: one guarded process's latest state."""
+        return f"hm:{self.ns}:target:{name}"
+
+    @property
+    def target_pattern(self) -> str:
+        return f"hm:{self.ns}:target:*"
+
+    @property
+    def bus_errors(self) -> str:
+        """Hash: channel -> malformed messages dropped."""
+        return f"hm:{self.ns}:bus:errors"
+
+    @property
+    def counters(self) -> str:
+        """Hash: swarm-wide counters (events seen, decisions, acks, refused)."""
+        return f"hm:{self.ns}:counters"
+
+    # --- sessions ---------------------------------------------------------
+    @property
+    def sessions(self) -> str:
+        """Sorted set: session id scored by last activity."""
+        return f"hm:{self.ns}:sessions"
+
+    def session(self, session_id: str) -> str:
+        return f"hm:{self.ns}:session:{session_id}"
+
+    def session_events(self, session_id: str) -> str:
+        return f"hm:{self.ns}:session:{session_id}:events"
+
+    def session_learned(self, session_id: str) -> str:
+        return f"hm:{self.ns}:session:{session_id}:learned"
+
+    def session_dedup(self, session_id: str) -> str:
+        return f"hm:{self.ns}:session:{session_id}:dedup"
+
+    def memory(self, memory_ns: str) -> str:
+        return f"hm:{self.ns}:memory:{memory_ns}"
+
+    @property
+    def nonces(self) -> str:
+        return f"hm:{self.ns}:nonces"

@@ -1,0 +1,223 @@
+"""Every message on the bus: pydantic models with a schema version ``v``.
+
+Messages travel as JSON (never pickle). :func:`parse_message` turns bytes
+from Redis into the right model or raises :class:`MessageError`; the bus
+counts and drops those.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Ack",
+    "Action",
+    "ActionKind",
+    "Command",
+    "Control",
+    "Decision",
+    "Heartbeat",
+    "Level",
+    "MemorySample",
+    "Message",
+    "MessageError",
+    "PressureEvent",
+    "new_id",
+    "parse_message",
+]
+
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def new_id() -> str:
+    """Return a short random id (hex of 12 bytes)."""
+    return uuid.uuid4().hex[:24]
+
+
+class Level(StrEnum):
+    """Pressure levels, lowest first; names match the seed's GC profiles."""
+
+    CONSERVATIVE = "conservative"
+    BALANCED = "balanced"
+    AGGRESSIVE = "aggressive"
+    EMERGENCY = "emergency"
+
+    @property
+    def rank(self) -> int:
+        return _LEVEL_RANK[self]
+
+
+_LEVEL_RANK = {lvl: i for i, lvl in enumerate(Level)}
+
+
+class ActionKind(StrEnum):
+    """What a target may be told to do; nothing outside this list ever runs."""
+
+    GC_PROFILE = "gc_profile"
+    COLLECT = "collect"
+    FREEZE = "freeze"
+    TRIM_POOLS = "trim_pools"
+    EVICT_CACHES = "evict_caches"
+    MALLOC_TRIM = "malloc_trim"
+    RECLAIM = "reclaim"  # a user-registered reclaim action, by name
+    EMERGENCY = "emergency"
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1  # SCHEMA_VERSION
+    ts: float = Field(default_factory=time.time)
+
+
+_Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/-]+$")]
+
+
+class Heartbeat(_Msg):
+    """An agent or a target saying it is alive."""
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    name: _Name
+    role: Literal["benchmarker", "gc_optimizer", "widget_optimizer", "coordinator", "target"]
+    pid: int = Field(ge=0)
+    node: str = Field("", max_length=256)
+    restarts: int = Field(0, ge=0)
+
+
+class MemorySample(_Msg):
+    """One reading of a guarded process's memory."""
+
+    kind: Literal["sample"] = "sample"
+    target: _Name
+    pid: int = Field(ge=0)
+    seq: int = Field(ge=0)
+    rss_bytes: int = Field(ge=0)
+    target_bytes: int = Field(gt=0)
+    gc_counts: tuple[int, int, int] = (0, 0, 0)
+    local_level: Level = Level.CONSERVATIVE
+
+
+class PressureEvent(_Msg):
+    """A target (or the host) crossed from one level to another."""
+
+    kind: Literal["pressure"] = "pressure"
+    target: _Name
+    level: Level
+    previous: Level
+    rss_bytes: int = Field(ge=0)
+    target_bytes: int = Field(gt=0)
+    sample_ts: float
+    seq: int = Field(ge=0)
+    host_available_bytes: int | None = Field(None, ge=0)
+    psi_some_avg10: float | None = Field(None, ge=0)
+
+
+class Action(BaseModel):
+    """One thing to do in a target, with validated arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ActionKind
+    profile: Level | None = None
+    generation: int | None = Field(None, ge=0, le=2)
+    fraction: float | None = Field(None, ge=0.0, le=1.0)
+    name: _Name | None = None
+
+
+class Decision(_Msg):
+    """What the coordinator chose for one target."""
+
+    kind: Literal["decision"] = "decision"
+    id: str = Field(default_factory=new_id, max_length=64)
+    session_id: str = Field(max_length=128)
+    target: _Name
+    level: Level
+    actions: tuple[Action, ...] = Field(max_length=16)
+    reason: str = Field("", max_length=512)
+    event_ts: float
+    sample_ts: float
+
+
+class Command(_Msg):
+    """A signed instruction to one target. ``sig`` covers every other field."""
+
+    kind: Literal["command"] = "command"
+    id: str = Field(default_factory=new_id, max_length=64)
+    decision_id: str = Field(max_length=64)
+    target: _Name
+    actions: tuple[Action, ...] = Field(max_length=16)
+    nonce: str = Field(default_factory=new_id, min_length=8, max_length=64)
+    sample_ts: float = 0.0
+    sig: str = Field("", max_length=128)
+
+
+class Ack(_Msg):
+    """A target's report of a command it carried out (or refused)."""
+
+    kind: Literal["ack"] = "ack"
+    command_id: str = Field(max_length=64)
+    decision_id: str = Field(max_length=64)
+    target: _Name
+    ok: bool
+    bytes_freed: int = 0
+    duration_ms: float = Field(0.0, ge=0)
+    applied_ts: float = 0.0
+    error: str = Field("", max_length=512)
+
+
+class Control(_Msg):
+    """An instruction to the coordinator from the CLI or a hook (e.g. restore a session)."""
+
+    kind: Literal["control"] = "control"
+    op: Literal["restore"]
+    session_id: str = Field(min_length=1, max_length=128)
+
+
+Message = Annotated[
+    Heartbeat | MemorySample | PressureEvent | Decision | Command | Ack | Control,
+    Field(discriminator="kind"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
+
+
+class MessageError(ValueError):
+    """Raised by :func:`parse_message` for anything that is not a valid message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _classify(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if any(e["type"] in ("union_tag_invalid", "union_tag_not_found") for e in errors):
+        return "unknown_kind"
+    if any(e["loc"][1:2] == ("v",) for e in errors):
+        return "version"
+    return "invalid"
+
+
+def parse_message(
+    raw: bytes | str,
+) -> Heartbeat | MemorySample | PressureEvent | Decision | Command | Ack | Control:
+    """Parse one JSON message, or raise :class:`MessageError` saying why not.
+
+    ``reason`` is a short class of failure (``too_large``, ``invalid``,
+    ``version``) so callers can count failures without logging each one.
+    """
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MessageError("too_large")
+    try:
+        msg = _ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise MessageError(_classify(exc)) from None
+    except (ValueError, TypeError):
+        raise MessageError("invalid") from None
+    return msg  # type: ignore[no-any-return]

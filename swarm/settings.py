@@ -1,0 +1,83 @@
+"""The one settings class: ``HIVEMIND_*`` environment variables, overridden by flags.
+
+``Settings(**flags)`` validates everything a user can set. Flags win over the
+environment because pydantic-settings gives init arguments priority. The
+hooks path does not import this module (pydantic-settings costs ~200 ms);
+it reads the few variables it needs through :mod:`hivemind.swarm.paths`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hivemind.swarm.errors import ConfigError
+from hivemind.swarm.keys import validate_namespace
+from hivemind.swarm.paths import default_state_dir
+
+__all__ = ["Settings", "load_settings"]
+
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Settings(BaseSettings):
+    """Everything that shapes one swarm. Every field has a ``HIVEMIND_`` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="HIVEMIND_", extra="ignore")
+
+    target_mb: float = Field(
+        1536.0, gt=0, le=16 * 1024 * 1024, description="memory target per guarded process"
+    )
+    namespace: str = Field("default", description="prefix of every Redis key: hm:{namespace}:")
+    redis_url: str | None = Field(None, description="external Redis; None = embedded server")
+    ray_address: str | None = Field(None, description="Ray cluster address; None = local Ray")
+    state_dir: Path = Field(default_factory=default_state_dir)
+    session_id: str | None = None
+    heartbeat_s: float = Field(1.0, gt=0, le=60)
+    sample_hz: float = Field(20.0, gt=0, le=1000)
+    stream_maxlen: int = Field(100_000, ge=100)
+    secret: SecretStr | None = Field(None, description="HMAC key; default: state folder file")
+    ray_object_store_mb: int = Field(80, ge=40)
+    debug: bool = False
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return validate_namespace(v)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(_URL_SCHEMES):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def embedded(self) -> bool:
+        """True when hivemind runs its own ``redis-server``."""
+        return self.redis_url is None
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Build :class:`Settings` from the environment and the non-``None`` flags.
+
+    Raises :class:`ConfigError` with a one-line message naming the bad field.
+    """
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(f"invalid {field.replace('_', '-')}: {msg}") from None

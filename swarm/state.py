@@ -1,0 +1,107 @@
+"""The state folder's record of a running swarm: ``swarm.json`` and ``swarm.lock``.
+
+The supervisor (the ``swarm up`` process) holds an exclusive ``flock`` on
+``swarm.lock`` for its whole life, so a crash releases it and a stale
+``swarm.json`` is recognised without guessing from pids alone.
+``swarm.json`` (mode 0600: it may hold an external Redis URL with its
+password) tells ``status``, ``down`` and the hooks where the swarm is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from hivemind.swarm.errors import AlreadyRunningError
+from hivemind.swarm.paths import ensure_private_dir, write_private_file
+
+__all__ = ["SupervisorLock", "SwarmInfo", "read_info", "remove_info", "write_info"]
+
+INFO_FILE = "swarm.json"
+LOCK_FILE = "swarm.lock"
+
+
+@dataclass(slots=True)
+class SwarmInfo:
+    """Where a swarm is and how to reach it."""
+
+    pid: int
+    namespace: str
+    redis_url: str
+    embedded: bool
+    state: Literal["starting", "ready", "stopping"] = "starting"
+    ray_address: str | None = None
+    session_id: str = ""
+    target_mb: float = 1536.0
+    started_at: float = field(default_factory=time.time)
+    redis_pid: int | None = None
+
+
+def write_info(state_dir: Path, info: SwarmInfo) -> None:
+    """Atomically write ``swarm.json`` (mode 0600)."""
+    write_private_file(state_dir / INFO_FILE, json.dumps(asdict(info), indent=2))
+
+
+def read_info(state_dir: Path) -> SwarmInfo | None:
+    """Return the recorded swarm, or ``None`` if there is none or it is unreadable."""
+    try:
+        raw = json.loads((state_dir / INFO_FILE).read_text(encoding="utf-8"))
+        return SwarmInfo(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove_info(state_dir: Path) -> None:
+    """Forget the recorded swarm."""
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / INFO_FILE).unlink()
+
+
+class SupervisorLock:
+    """The exclusive lock a ``swarm up`` process holds on its state folder."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`AlreadyRunningError` naming the holder."""
+        ensure_private_dir(self.state_dir)
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            info = read_info(self.state_dir)
+            who = f" (pid {info.pid}, namespace {info.namespace})" if info else ""
+            raise AlreadyRunningError(
+                f"a swarm is already running on {self.state_dir}{who}; "
+                "stop it with `hivemind swarm down`"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def held(state_dir: Path) -> bool:
+        """True when some live process holds the lock (a swarm is up)."""
+        try:
+            fd = os.open(state_dir / LOCK_FILE, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False

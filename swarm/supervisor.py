@@ -1,0 +1,245 @@
+"""The ``swarm up`` process: Redis, Ray and the four agents, started and stopped in order.
+
+:class:`Swarm` owns one swarm's lifetime. ``start()`` takes the state
+folder's lock, brings up Redis (the embedded server, or connects to the
+external URL), starts a local Ray (or joins ``--ray-address``), creates the
+agent actors and waits for each to answer, then records ``swarm.json`` as
+ready. ``stop()`` undoes it in reverse, leaving no process behind.
+``python -m hivemind.swarm.supervisor`` runs one in the background for
+``swarm up --detach``; its settings come from ``HIVEMIND_*`` variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+import redis
+
+from hivemind.swarm.agent_base import AgentConfig
+from hivemind.swarm.connection import connect
+from hivemind.swarm.errors import HivemindError, SwarmStartError
+from hivemind.swarm.facade import RAY_NAMESPACE, ActorFacade
+from hivemind.swarm.keys import Keys
+from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.secret import load_secret
+from hivemind.swarm.settings import Settings
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
+
+__all__ = ["Swarm", "agent_facades"]
+
+log = logging.getLogger(__name__)
+
+
+def agent_facades() -> list[type[ActorFacade]]:
+    """The four agent roles, in start order."""
+    from hivemind.agents.actors import BenchmarkerAgent, GCOptimizerAgent, WidgetOptimizerAgent
+    from hivemind.coordinator.coordinator import Coordinator
+
+    return [Coordinator, BenchmarkerAgent, GCOptimizerAgent, WidgetOptimizerAgent]
+
+
+class Swarm:
+    """One running swarm. Use as ``with Swarm(settings) as swarm: ...``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.lock = SupervisorLock(settings.state_dir)
+        self.embedded: EmbeddedRedis | None = None
+        self.redis: redis.Redis | None = None
+        self.redis_url = ""
+        self.agents: list[ActorFacade] = []
+        self.info: SwarmInfo | None = None
+        self._ray_started = False
+        self.session_id = settings.session_id or ""
+
+    # --- lifecycle --------------------------------------------------------
+    def __enter__(self) -> Swarm:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Bring everything up; on any failure, tear down what was started and raise."""
+        self.lock.acquire()
+        try:
+            self._start_redis()
+            self._start_ray()
+            self._start_agents()
+        except BaseException:
+            self.stop()
+            raise
+        assert self.info is not None
+        self.info.state = "ready"
+        write_info(self.settings.state_dir, self.info)
+        assert self.redis is not None
+        self.redis.hset(self.keys.swarm, "state", "ready")
+
+    def stop(self) -> None:
+        """Stop agents, Ray and the embedded Redis; safe to call more than once."""
+        if self.info is not None:
+            self.info.state = "stopping"
+            with contextlib.suppress(OSError):
+                write_info(self.settings.state_dir, self.info)
+        for agent in reversed(self.agents):
+            try:
+                agent.stop()
+            except Exception as exc:  # keep tearing down the rest
+                log.warning("stopping %s failed: %s", agent.name, exc)
+        self.agents = []
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
+            self._ray_started = False
+        if self.redis is not None:
+            with contextlib.suppress(redis.RedisError):
+                self.redis.hset(self.keys.swarm, "state", "stopped")
+                self.redis.delete(self.keys.agent_restarts)
+            self.redis.close()
+            self.redis = None
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+        if self.info is not None:
+            remove_info(self.settings.state_dir)
+            self.info = None
+        self.lock.release()
+
+    # --- steps ------------------------------------------------------------
+    def _start_redis(self) -> None:
+        s = self.settings
+        redis_pid: int | None = None
+        if s.redis_url is None:
+            self.embedded = EmbeddedRedis(s.state_dir)
+            redis_pid, _ = self.embedded.start()
+            self.redis_url = self.embedded.url
+        else:
+            self.redis_url = s.redis_url
+        self.redis = connect(self.redis_url)
+        self.info = SwarmInfo(
+            pid=_own_pid(),
+            namespace=s.namespace,
+            redis_url=self.redis_url,
+            embedded=s.embedded,
+            ray_address=s.ray_address,
+            session_id=self.session_id,
+            target_mb=s.target_mb,
+            redis_pid=redis_pid,
+        )
+        write_info(s.state_dir, self.info)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.keys.swarm, self.keys.agent_restarts)
+        pipe.hset(
+            self.keys.swarm,
+            mapping={
+                "pid": self.info.pid,
+                "state": "starting",
+                "level": "conservative",
+                "session_id": self.session_id,
+                "target_mb": s.target_mb,
+                "embedded": int(s.embedded),
+                "started_at": self.info.started_at,
+            },
+        )
+        pipe.execute()
+
+    def _start_ray(self) -> None:
+        import ray
+
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "namespace": RAY_NAMESPACE,
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "configure_logging": True,
+        }
+        if s.ray_address:
+            kwargs["address"] = s.ray_address
+        else:
+            # A small swarm: agents take num_cpus=0, so one CPU slot is enough,
+            # and an 80 MB object store instead of 30 % of RAM.
+            kwargs["num_cpus"] = 1
+            kwargs["object_store_memory"] = s.ray_object_store_mb * 1024 * 1024
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:
+            where = s.ray_address or "a local Ray"
+            raise SwarmStartError(f"cannot start {where}: {exc}".splitlines()[0]) from None
+        self._ray_started = True
+
+    def agent_config(self) -> AgentConfig:
+        """The config every agent actor is created with."""
+        s = self.settings
+        return AgentConfig(
+            namespace=s.namespace,
+            redis_url=self.redis_url,
+            target_mb=s.target_mb,
+            heartbeat_s=s.heartbeat_s,
+            session_id=self.session_id,
+            stream_maxlen=s.stream_maxlen,
+            sample_hz=s.sample_hz,
+            secret_hex=load_secret(s).hex(),
+        )
+
+    def _start_agents(self) -> None:
+        config = self.agent_config()
+        self.agents = [facade.start(config) for facade in agent_facades()]
+        for agent in self.agents:
+            agent.ping(timeout_s=120.0)
+
+
+def _own_pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def run_until_signalled(swarm: Swarm, stop: threading.Event, tick: Any = None) -> None:
+    """Block until ``stop`` is set (SIGINT/SIGTERM set it), calling ``tick`` twice a second."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    while not stop.wait(0.5):
+        if tick is not None:
+            tick()
+
+
+def main() -> int:
+    """Background supervisor entry point (``swarm up --detach`` spawns it)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from hivemind.swarm.settings import load_settings
+
+    try:
+        settings = load_settings()
+        swarm = Swarm(settings)
+        swarm.start()
+    except HivemindError as exc:
+        print(f"hivemind: {exc}", file=sys.stderr)
+        return exc.exit_code
+    log.info("swarm ready (namespace %s)", settings.namespace)
+    try:
+        run_until_signalled(swarm, threading.Event())
+    finally:
+        swarm.stop()
+        log.info("swarm stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
