@@ -117,6 +117,34 @@ class EmbeddedRedis:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[str]:
+        """Use the server for the duration of the block; yield its URL.
+
+        Every user (the ``swarm up`` supervisor, a hook fired with no swarm
+        running) holds a shared lock on ``users.lock`` while it uses the
+        server; the last one out (the one that can take the lock
+        exclusively) stops it. So a hook never pulls the server from under
+        a running swarm or another hook, and nothing is left running after
+        the last user leaves.
+        """
+        ensure_private_dir(self.state_dir)
+        ensure_private_dir(self.data_dir)
+        fd = os.open(self.data_dir / "users.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self.start()
+            yield self.url
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # someone else still uses it; the last of them stops it
+            else:
+                self.stop()
+            finally:
+                os.close(fd)
+
     def _clear_stale(self) -> None:
         for path in (self.pid_file, self.socket_path):
             with contextlib.suppress(FileNotFoundError):

@@ -57,6 +57,7 @@ class Swarm:
         self.agents: list[ActorFacade] = []
         self.info: SwarmInfo | None = None
         self._ray_started = False
+        self._lease: contextlib.ExitStack | None = None
         self.session_id = settings.session_id or ""
 
     # --- lifecycle --------------------------------------------------------
@@ -106,9 +107,10 @@ class Swarm:
                 self.redis.delete(self.keys.agent_restarts)
             self.redis.close()
             self.redis = None
-        if self.embedded is not None:
-            self.embedded.stop()
-            self.embedded = None
+        if self._lease is not None:
+            self._lease.close()  # stops the embedded server unless a hook still uses it
+            self._lease = None
+        self.embedded = None
         if self.info is not None:
             remove_info(self.settings.state_dir)
             self.info = None
@@ -120,8 +122,9 @@ class Swarm:
         redis_pid: int | None = None
         if s.redis_url is None:
             self.embedded = EmbeddedRedis(s.state_dir)
-            redis_pid, _ = self.embedded.start()
-            self.redis_url = self.embedded.url
+            self._lease = contextlib.ExitStack()
+            self.redis_url = self._lease.enter_context(self.embedded.lease())
+            redis_pid = self.embedded.pid()
         else:
             self.redis_url = s.redis_url
         self.redis = connect(self.redis_url)
