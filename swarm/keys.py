@@ -116,8 +116,23 @@ class Keys:
     def session_dedup(self, session_id: str) -> str:
         return f"hm:{self.ns}:session:{session_id}:dedup"
 
+    @property
+    def hooks_current(self) -> str:
+        """String: the session hooks write into when none is named or running."""
+        return f"hm:{self.ns}:hooks:current"
+
     def memory(self, memory_ns: str) -> str:
+        """Hash: memory key -> JSON entry (``post-edit --memory-key``)."""
         return f"hm:{self.ns}:memory:{memory_ns}"
+
+    @property
+    def memory_pattern(self) -> str:
+        """SCAN pattern matching every memory namespace's hash."""
+        return f"hm:{self.ns}:memory:*"
+
+    def memory_ns_of(self, key: str) -> str:
+        """The memory namespace of a key built by :meth:`memory`."""
+        return key.removeprefix(f"hm:{self.ns}:memory:")
 
     @property
     def nonces(self) -> str:

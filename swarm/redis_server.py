@@ -53,7 +53,7 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _ping_socket(path: Path, timeout_s: float = 0.5) -> bool:
+def _ping_socket(path: Path, timeout_s: float = 0.5, *, loading_ok: bool = True) -> bool:
     """PING over a raw socket: cheaper than building a client, and exact."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -64,7 +64,9 @@ def _ping_socket(path: Path, timeout_s: float = 0.5) -> bool:
     except OSError:
         return False
     # "+PONG" normally, "-NOAUTH" when a password is set: both mean a server answers.
-    return reply.startswith((b"+PONG", b"-NOAUTH", b"-LOADING"))
+    # While the AOF loads it answers "-LOADING": alive, but not ready for clients.
+    ok: tuple[bytes, ...] = (b"+PONG", b"-NOAUTH")
+    return reply.startswith((*ok, b"-LOADING") if loading_ok else ok)
 
 
 class EmbeddedRedis:
@@ -160,6 +162,11 @@ class EmbeddedRedis:
         with self._lock():
             pid = self.pid()
             if pid is not None:
+                deadline = time.monotonic() + timeout_s
+                while not _ping_socket(self.socket_path, loading_ok=False):
+                    if time.monotonic() > deadline:
+                        raise RedisUnavailableError("embedded redis-server is still loading")
+                    time.sleep(0.005)
                 return pid, False
             self._clear_stale()
             ensure_private_dir(self.socket_dir)
@@ -196,7 +203,7 @@ class EmbeddedRedis:
                         f"embedded redis-server exited with code {proc.returncode}: "
                         f"{self._last_log_line()}"
                     )
-                if _ping_socket(self.socket_path):
+                if _ping_socket(self.socket_path, loading_ok=False):
                     return proc.pid, True
                 time.sleep(0.002)
             proc.kill()

@@ -159,6 +159,8 @@ class Swarm:
         import ray
 
         s = self.settings
+        if ray.is_initialized():
+            return  # a driver that already joined Ray (tests, notebooks) keeps its own
         kwargs: dict[str, Any] = {
             "namespace": RAY_NAMESPACE,
             "include_dashboard": False,

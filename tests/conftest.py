@@ -1,0 +1,109 @@
+"""Shared fixtures: real embedded redis-server processes, random namespaces, a swarm."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from hivemind.swarm.connection import connect
+from hivemind.swarm.keys import Keys
+from hivemind.swarm.redis_server import EmbeddedRedis
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh namespace per test, so tests never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def keys(namespace: str) -> Keys:
+    return Keys(namespace)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / ".hivemind"
+    return folder
+
+
+@pytest.fixture
+def embedded(state_dir: Path) -> Iterator[EmbeddedRedis]:
+    """A real embedded redis-server for this test, stopped (by pid) afterwards."""
+    server = EmbeddedRedis(state_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(embedded: EmbeddedRedis) -> Iterator[redis.Redis]:
+    c = connect(embedded.url)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def password_server(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, str]]:
+    """A second embedded server with ``requirepass``: our stand-in for an external Redis."""
+    password = uuid.uuid4().hex
+    server = EmbeddedRedis(tmp_path / "external", extra_args=("--requirepass", password))
+    server.start()
+    try:
+        yield server, password
+    finally:
+        server.stop()
+
+
+def pid_gone(pid: int) -> bool:
+    """True once ``pid`` no longer runs (zombies count as gone)."""
+    from hivemind.swarm.redis_server import pid_alive
+
+    return not pid_alive(pid)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("HIVEMIND_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One real local Ray for the whole test session (the swarm joins it)."""
+    import ray
+
+    ray.init(
+        namespace="hivemind",
+        num_cpus=2,
+        object_store_memory=80 * 1024 * 1024,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def wait_for(predicate: object, timeout_s: float = 10.0, interval_s: float = 0.05) -> bool:
+    """Poll ``predicate()`` until true or ``timeout_s``; return its last truth."""
+    import time
+
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
