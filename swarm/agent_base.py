@@ -162,8 +162,14 @@ class AgentCore:
         )
         pipe.pexpire(key, self.config.heartbeat_ttl_ms)  # status shows the dead a while
         pipe.execute()
-        beat = Heartbeat(name=self.name, role=self.role, pid=self.pid, node=self.node,
-                         restarts=self.restarts, ts=now)  # fmt: skip
+        beat = Heartbeat(
+            name=self.name,
+            role=self.role,
+            pid=self.pid,
+            node=self.node,
+            restarts=self.restarts,
+            ts=now,
+        )
         publish(self.redis, self.keys.heartbeats, beat)
 
     def _heartbeat_loop(self) -> None:

@@ -172,18 +172,28 @@ class EmbeddedRedis:
             ensure_private_dir(self.socket_dir)
             args = [
                 str(redis_server_binary()),
-                "--port", "0",
-                "--unixsocket", str(self.socket_path),
-                "--unixsocketperm", "700",
-                "--dir", str(self.data_dir),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-                "--logfile", str(self.log_file),
-                "--loglevel", "warning",
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.log_file),
+                "--loglevel",
+                "warning",
                 *self.extra_args,
-            ]  # fmt: skip
+            ]
             # A new session, so a Ctrl-C aimed at our terminal does not reach
             # the server before the agents have flushed their writes.
             proc = subprocess.Popen(

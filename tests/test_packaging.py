@@ -30,8 +30,15 @@ def _import_from(cwd: Path, pythonpath: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     result: dict[str, str] = json.loads(out.stdout)
     return result
 
@@ -46,19 +53,41 @@ def test_editable_install_imports_from_outside_the_repo(tmp_path: Path) -> None:
 def test_built_wheel_imports_from_outside_the_repo(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(dist.glob("hivemind_swarm-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "hivemind/swarm/cli.py" in names and "hivemind/agents/__init__.py" in names
     assert not any(n.startswith(("swarm/", "tests/")) for n in names)
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(wheel)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     files = _import_from(tmp_path, str(target))
     for pkg in PACKAGES:
         assert files[pkg].startswith(str(target)), (pkg, files[pkg])

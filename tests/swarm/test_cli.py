@@ -52,7 +52,7 @@ def test_unreachable_redis_exits_1(capsys: pytest.CaptureFixture[str], tmp_path:
 def test_wrong_password_exits_1(
     password_server: tuple[EmbeddedRedis, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    server, password = password_server
+    server, _ = password_server
     url = f"unix://:Zq9-not-it@{server.socket_path}"
     assert run(["swarm", "up", "--redis-url", url, "--state-dir", str(tmp_path / "s")]) == 1
     err = capsys.readouterr().err
@@ -95,9 +95,19 @@ def test_real_subprocess_bad_flag(tmp_path: Path) -> None:
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [*HIVEMIND, "--debug", "swarm", "up", "--redis-url", "redis://127.0.0.1:1/0",
-         "--state-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            *HIVEMIND,
+            "--debug",
+            "swarm",
+            "up",
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+            "--state-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr

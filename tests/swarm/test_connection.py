@@ -45,7 +45,9 @@ def test_no_password_is_refused(password_server: tuple[EmbeddedRedis, str]) -> N
 
 
 def test_unreachable_host() -> None:
-    with pytest.raises(RedisUnavailableError, match="cannot reach Redis at redis://127.0.0.1:1"):
+    with pytest.raises(
+        RedisUnavailableError, match=r"cannot reach Redis at redis://127\.0\.0\.1:1"
+    ):
         connect("redis://127.0.0.1:1/0", timeout_s=0.5)
 
 

@@ -35,7 +35,7 @@ def test_every_model_round_trips_with_version() -> None:
             actions=(action,),
             event_ts=1.0,
             sample_ts=1.0,
-        ),  # fmt: skip
+        ),
         Command(decision_id="d", target="t", actions=(action,)),
         Ack(command_id="c", decision_id="d", target="t", ok=True, bytes_freed=5),
     ]
@@ -110,6 +110,17 @@ def test_state_dir_defaults_to_project_root(
 
 def test_keys_all_share_the_prefix() -> None:
     k = Keys("ns1")
-    names = [k.samples, k.events, k.decisions, k.acks, k.cmd("t"), k.swarm, k.agent("a"),
-             k.session("s"), k.session_events("s"), k.memory("m"), k.bus_errors]  # fmt: skip
+    names = [
+        k.samples,
+        k.events,
+        k.decisions,
+        k.acks,
+        k.cmd("t"),
+        k.swarm,
+        k.agent("a"),
+        k.session("s"),
+        k.session_events("s"),
+        k.memory("m"),
+        k.bus_errors,
+    ]
     assert all(n.startswith("hm:ns1:") for n in names)

@@ -43,8 +43,11 @@ def test_agents_are_named_actors_that_heartbeat(swarm: Swarm, state_dir: Path) -
     st = collect_status(state_dir, heartbeat_s=0.2)
     assert st.state == "ready"
     assert [a.role for a in st.agents] == [
-        "coordinator", "benchmarker", "gc_optimizer", "widget_optimizer"
-    ]  # fmt: skip
+        "coordinator",
+        "benchmarker",
+        "gc_optimizer",
+        "widget_optimizer",
+    ]
     assert all(a.alive and a.pid for a in st.agents)
     assert st.redis.mode == "embedded" and st.redis.persistence == "aof everysec"
     for agent in st.agents:
@@ -55,8 +58,15 @@ def test_agents_are_named_actors_that_heartbeat(swarm: Swarm, state_dir: Path) -
 
 def test_coordinator_hears_pressure_events(swarm: Swarm, state_dir: Path) -> None:
     assert swarm.redis is not None
-    ev = PressureEvent(target="app", level=Level.AGGRESSIVE, previous=Level.BALANCED,
-                       rss_bytes=1, target_bytes=2, sample_ts=time.time(), seq=1)  # fmt: skip
+    ev = PressureEvent(
+        target="app",
+        level=Level.AGGRESSIVE,
+        previous=Level.BALANCED,
+        rss_bytes=1,
+        target_bytes=2,
+        sample_ts=time.time(),
+        seq=1,
+    )
     # The coordinator subscribes asynchronously after it answers ping.
     assert wait_for(lambda: publish(swarm.redis, swarm.keys.events, ev) >= 1, 10)  # type: ignore[arg-type]
     assert wait_for(lambda: collect_status(state_dir).level == "aggressive", 10)
@@ -101,8 +111,13 @@ def test_detach_status_double_up_and_down_leave_no_process(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*HIVEMIND, *args, "--state-dir", str(state)], env=env,
-                              capture_output=True, text=True, timeout=240)  # fmt: skip
+        return subprocess.run(
+            [*HIVEMIND, *args, "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
 
     up = cli("swarm", "up", "--detach", "--namespace", "clitest")
     assert up.returncode == 0, up.stderr
