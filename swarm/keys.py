@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["NAMESPACE_PATTERN", "Keys", "validate_namespace"]
+__all__ = ["LATENCY_BUCKETS_MS", "NAMESPACE_PATTERN", "Keys", "validate_namespace"]
+
+LATENCY_BUCKETS_MS: tuple[float, ...] = (5, 10, 20, 40, 60, 100, 150, 250, 500, 1000, 2500)
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -95,8 +97,25 @@ class Keys:
 
     @property
     def counters(self) -> str:
-        """Hash: swarm-wide counters (events seen, decisions, acks, refused)."""
+        """Hash: swarm-wide counters.
+
+        Fields: ``samples``, ``events``, ``decisions``, ``commands``, ``acks``,
+        ``bytes_freed``, ``refused`` (commands a target refused).
+        """
         return f"hm:{self.ns}:counters"
+
+    def target_counters(self, name: str) -> str:
+        """Hash: one target's counters (same fields as :attr:`counters`)."""
+        return f"hm:{self.ns}:tcounters:{name}"
+
+    @property
+    def latency(self) -> str:
+        """Hash: reaction latency histogram (sample crossing -> command applied).
+
+        Fields: ``le_<bound ms>`` (non-cumulative count per bucket of
+        :data:`LATENCY_BUCKETS_MS`, ``le_inf`` last), ``sum_ms``, ``count``.
+        """
+        return f"hm:{self.ns}:latency"
 
     # --- sessions ---------------------------------------------------------
     @property
