@@ -19,6 +19,7 @@ __all__ = [
     "Ack",
     "Action",
     "ActionKind",
+    "ActionResult",
     "Command",
     "Control",
     "Decision",
@@ -102,6 +103,7 @@ class MemorySample(_Msg):
     target_bytes: int = Field(gt=0)
     gc_counts: tuple[int, int, int] = (0, 0, 0)
     local_level: Level = Level.CONSERVATIVE
+    reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
 
 
 class PressureEvent(_Msg):
@@ -117,6 +119,7 @@ class PressureEvent(_Msg):
     seq: int = Field(ge=0)
     host_available_bytes: int | None = Field(None, ge=0)
     psi_some_avg10: float | None = Field(None, ge=0)
+    reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
 
 
 class Action(BaseModel):
@@ -158,6 +161,18 @@ class Command(_Msg):
     sig: str = Field("", max_length=128)
 
 
+class ActionResult(BaseModel):
+    """What one action freed in a target, measured as RSS before minus after."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ActionKind
+    name: str = Field("", max_length=128)
+    bytes_freed: int = 0
+    duration_ms: float = Field(0.0, ge=0)
+    ok: bool = True
+
+
 class Ack(_Msg):
     """A target's report of a command it carried out (or refused)."""
 
@@ -169,6 +184,9 @@ class Ack(_Msg):
     bytes_freed: int = 0
     duration_ms: float = Field(0.0, ge=0)
     applied_ts: float = 0.0
+    received_ts: float = 0.0
+    sample_ts: float = 0.0
+    results: tuple[ActionResult, ...] = Field((), max_length=32)
     error: str = Field("", max_length=512)
 
 

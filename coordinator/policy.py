@@ -1,0 +1,213 @@
+"""The policy: a pure function from (event, target history, settings, learned table) to a decision.
+
+No I/O, no clock reads (``now`` is an argument), so it is tested as a table
+of cases and runs at well over 10k decisions a second.
+
+- **Levels** are the seed's rule (``> target`` emergency, ``> 0.9``
+  aggressive, ``> 0.7`` balanced, else conservative) with a de-escalation
+  margin so a target on a boundary does not flap (:func:`classify`).
+- **Ladder.** Each level has rungs of actions, cheapest first. The first
+  decision at a level takes rung 0; if the target is still at that level
+  after the level's cooldown and the last command freed less than
+  ``enough_fraction`` of what was needed, the next decision climbs a rung
+  (escalation). Moving up a level decides at once, with no cooldown.
+- **Learning.** The learned table maps ``"{target}|{action}"`` to the mean
+  bytes that action freed and the mean time it took. When it knows enough,
+  the policy picks, from the rungs reached so far, the cheapest actions
+  (by mean time) whose expected bytes cover the need, instead of all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from hivemind.agents.gc_optimizer import level_with_hysteresis
+from hivemind.swarm.messages import Action, ActionKind, Decision, Level, PressureEvent
+
+__all__ = [
+    "LADDER",
+    "LearnedStat",
+    "PolicyConfig",
+    "TargetHistory",
+    "classify",
+    "decide",
+    "learned_key",
+    "record_ack",
+]
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedStat:
+    """What one action has freed on one target so far (means over ``n`` runs)."""
+
+    n: int
+    bytes_freed: float
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """The policy's knobs; defaults are the seed's thresholds plus our timing."""
+
+    margin: float = 0.05
+    cooldown_s: Mapping[Level, float] = field(
+        default_factory=lambda: {
+            Level.CONSERVATIVE: 5.0,
+            Level.BALANCED: 2.0,
+            Level.AGGRESSIVE: 0.5,
+            Level.EMERGENCY: 0.2,
+        }
+    )
+    relief_ratio: float = 0.8  # aim to bring RSS back under this share of the target
+    enough_fraction: float = 0.5  # freed less than this share of the need: escalate
+    min_learned_runs: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHistory:
+    """What the coordinator remembers about one target between events."""
+
+    level: Level = Level.CONSERVATIVE
+    last_decision_ts: float = 0.0
+    rung: int = 0
+    last_need: int = 0
+    last_freed: int | None = None
+    decisions: int = 0
+
+
+def _a(kind: ActionKind, **kw: object) -> Action:
+    return Action(kind=kind, **kw)
+
+
+LADDER: Mapping[Level, tuple[tuple[Action, ...], ...]] = {
+    Level.CONSERVATIVE: ((_a(ActionKind.GC_PROFILE, profile=Level.CONSERVATIVE),),),
+    Level.BALANCED: (
+        (_a(ActionKind.GC_PROFILE, profile=Level.BALANCED), _a(ActionKind.COLLECT, generation=1)),
+        (_a(ActionKind.EVICT_CACHES, fraction=0.0),),  # expired entries only
+        (_a(ActionKind.COLLECT, generation=2),),
+    ),
+    Level.AGGRESSIVE: (
+        (_a(ActionKind.GC_PROFILE, profile=Level.AGGRESSIVE), _a(ActionKind.COLLECT, generation=2)),
+        (_a(ActionKind.EVICT_CACHES, fraction=0.5), _a(ActionKind.TRIM_POOLS, fraction=0.5)),
+        (_a(ActionKind.EVICT_CACHES, fraction=1.0), _a(ActionKind.MALLOC_TRIM)),
+    ),
+    Level.EMERGENCY: (
+        (
+            _a(ActionKind.GC_PROFILE, profile=Level.EMERGENCY),
+            _a(ActionKind.EVICT_CACHES, fraction=1.0),
+            _a(ActionKind.TRIM_POOLS, fraction=1.0),
+            _a(ActionKind.COLLECT, generation=2),
+            _a(ActionKind.MALLOC_TRIM),
+        ),
+        (_a(ActionKind.EMERGENCY),),  # everything, plus the user's reclaim actions
+    ),
+}
+
+
+def learned_key(target: str, action: Action) -> str:
+    """The learned-table key for ``action`` on ``target`` (``"{target}|{kind}[:{arg}]"``)."""
+    arg = action.name or (action.profile.value if action.profile else "")
+    if action.generation is not None:
+        arg = str(action.generation)
+    if action.fraction is not None:
+        arg = f"{action.fraction:g}"
+    return f"{target}|{action.kind.value}" + (f":{arg}" if arg else "")
+
+
+def classify(rss_bytes: int, target_bytes: int, previous: Level, margin: float = 0.05) -> Level:
+    """The level for ``rss_bytes``: the seed's rule, with a margin on the way down."""
+    return Level(level_with_hysteresis(previous.value, rss_bytes / MB, target_bytes / MB, margin))
+
+
+def _choose(
+    target: str,
+    candidates: list[Action],
+    need: int,
+    learned: Mapping[str, LearnedStat],
+    config: PolicyConfig,
+) -> list[Action]:
+    """The cheapest subset of ``candidates`` expected to free ``need`` bytes, else all."""
+    free = [a for a in candidates if a.kind is ActionKind.GC_PROFILE]
+    costly = [a for a in candidates if a.kind is not ActionKind.GC_PROFILE]
+    stats = [learned.get(learned_key(target, a)) for a in costly]
+    if need <= 0 or not costly or any(s is None or s.n < config.min_learned_runs for s in stats):
+        return candidates
+    ranked = sorted(zip(costly, stats, strict=True), key=lambda p: p[1].duration_ms)  # type: ignore[union-attr]
+    chosen: list[Action] = []
+    expected = 0.0
+    for action, stat in ranked:
+        chosen.append(action)
+        expected += max(0.0, stat.bytes_freed)  # type: ignore[union-attr]
+        if expected >= need:
+            return free + chosen
+    return candidates
+
+
+def decide(
+    event: PressureEvent,
+    history: TargetHistory,
+    *,
+    now: float,
+    session_id: str,
+    learned: Mapping[str, LearnedStat] | None = None,
+    config: PolicyConfig | None = None,
+) -> tuple[Decision | None, TargetHistory]:
+    """Decide what ``event``'s target should do now; return the decision and new history.
+
+    Returns ``(None, history)`` while a cooldown holds or nothing needs doing.
+    """
+    config = config or PolicyConfig()
+    learned = learned or {}
+    level = event.level
+    need = max(0, event.rss_bytes - int(event.target_bytes * config.relief_ratio))
+    same = level == history.level
+    if same and now - history.last_decision_ts < config.cooldown_s[level]:
+        return None, history
+    if level is Level.CONSERVATIVE and same:
+        return None, history  # nothing to relieve, profile already relaxed
+    ladder = LADDER[level]
+    rung = 0
+    reason = f"{event.previous.value} -> {level.value}"
+    if same:
+        freed_too_little = (
+            history.last_freed is None
+            or history.last_freed < config.enough_fraction * history.last_need
+        )
+        rung = min(history.rung + 1, len(ladder) - 1) if freed_too_little else history.rung
+        reason = (
+            f"still {level.value}; last command freed "
+            f"{(history.last_freed or 0) / MB:.1f} MB of {history.last_need / MB:.1f} MB needed"
+            + ("; escalating" if rung > history.rung else "")
+        )
+    candidates = [a for r in ladder[: rung + 1] for a in r]
+    if level is Level.EMERGENCY or (level is Level.AGGRESSIVE and rung == len(ladder) - 1):
+        candidates += [_a(ActionKind.RECLAIM, name=n) for n in event.reclaim_actions]
+    actions = _choose(event.target, candidates, need, learned, config)
+    decision = Decision(
+        session_id=session_id,
+        target=event.target,
+        level=level,
+        actions=tuple(actions),
+        reason=reason,
+        event_ts=event.ts,
+        sample_ts=event.sample_ts,
+        ts=now,
+    )
+    new = replace(
+        history,
+        level=level,
+        last_decision_ts=now,
+        rung=rung,
+        last_need=need,
+        last_freed=None,
+        decisions=history.decisions + 1,
+    )
+    return decision, new
+
+
+def record_ack(history: TargetHistory, bytes_freed: int) -> TargetHistory:
+    """Fold a command's measured effect into the history (several acks add up)."""
+    return replace(history, last_freed=(history.last_freed or 0) + max(0, bytes_freed))

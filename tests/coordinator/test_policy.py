@@ -1,0 +1,163 @@
+"""The policy as a table of cases: no Ray, no Redis, no clock."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hivemind.coordinator.policy import (
+    LADDER,
+    LearnedStat,
+    PolicyConfig,
+    TargetHistory,
+    classify,
+    decide,
+    learned_key,
+    record_ack,
+)
+from hivemind.swarm.messages import ActionKind, Level, PressureEvent
+
+MB = 1024 * 1024
+TARGET = 1000 * MB
+
+
+def ev(
+    level: Level, rss_mb: float, previous: Level = Level.CONSERVATIVE, **kw: object
+) -> PressureEvent:
+    return PressureEvent(
+        target="app",
+        level=level,
+        previous=previous,
+        rss_bytes=int(rss_mb * MB),
+        target_bytes=TARGET,
+        sample_ts=0.0,
+        seq=1,
+        ts=0.0,
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rss_mb", "previous", "expected"),
+    [
+        (100, Level.CONSERVATIVE, Level.CONSERVATIVE),
+        (701, Level.CONSERVATIVE, Level.BALANCED),
+        (901, Level.CONSERVATIVE, Level.AGGRESSIVE),
+        (1001, Level.BALANCED, Level.EMERGENCY),
+        # hysteresis: coming down needs 5 % of the target below the boundary
+        (690, Level.BALANCED, Level.BALANCED),
+        (640, Level.BALANCED, Level.CONSERVATIVE),
+        (880, Level.AGGRESSIVE, Level.AGGRESSIVE),
+        (840, Level.AGGRESSIVE, Level.BALANCED),
+        (990, Level.EMERGENCY, Level.EMERGENCY),
+        (940, Level.EMERGENCY, Level.AGGRESSIVE),
+    ],
+)
+def test_classify(rss_mb: float, previous: Level, expected: Level) -> None:
+    assert classify(int(rss_mb * MB), TARGET, previous) is expected
+
+
+def test_first_event_at_a_level_takes_rung_zero() -> None:
+    d, h = decide(ev(Level.AGGRESSIVE, 950), TargetHistory(), now=10.0, session_id="s")
+    assert d is not None
+    assert d.actions == LADDER[Level.AGGRESSIVE][0]
+    assert (h.level, h.rung, h.last_decision_ts) == (Level.AGGRESSIVE, 0, 10.0)
+    assert h.last_need == 950 * MB - int(TARGET * 0.8)
+
+
+def test_cooldown_holds_then_escalates_when_too_little_was_freed() -> None:
+    cfg = PolicyConfig()
+    d, h = decide(ev(Level.AGGRESSIVE, 950), TargetHistory(), now=10.0, session_id="s")
+    assert d is not None
+    d2, h2 = decide(ev(Level.AGGRESSIVE, 950), h, now=10.1, session_id="s", config=cfg)
+    assert d2 is None and h2 == h  # cooldown
+    h = record_ack(h, 1 * MB)  # freed 1 MB of 150 MB needed
+    d3, h3 = decide(ev(Level.AGGRESSIVE, 950), h, now=11.0, session_id="s")
+    assert d3 is not None and h3.rung == 1
+    assert "escalating" in d3.reason
+    kinds = {a.kind for a in d3.actions}
+    assert {ActionKind.EVICT_CACHES, ActionKind.TRIM_POOLS, ActionKind.COLLECT} <= kinds
+
+
+def test_enough_freed_repeats_the_same_rung() -> None:
+    _, h = decide(ev(Level.AGGRESSIVE, 950), TargetHistory(), now=10.0, session_id="s")
+    h = record_ack(h, 149 * MB)
+    d, h2 = decide(ev(Level.AGGRESSIVE, 950), h, now=11.0, session_id="s")
+    assert d is not None and h2.rung == 0
+
+
+def test_rung_is_capped_at_the_top_of_the_ladder() -> None:
+    h = TargetHistory()
+    now = 0.0
+    for _ in range(10):
+        now += 5
+        _, h = decide(ev(Level.EMERGENCY, 1100), h, now=now, session_id="s")
+    assert h.rung == len(LADDER[Level.EMERGENCY]) - 1
+
+
+def test_moving_up_a_level_ignores_the_cooldown() -> None:
+    _, h = decide(ev(Level.BALANCED, 750), TargetHistory(), now=10.0, session_id="s")
+    d, h2 = decide(ev(Level.EMERGENCY, 1050, Level.BALANCED), h, now=10.01, session_id="s")
+    assert d is not None and h2.level is Level.EMERGENCY and h2.rung == 0
+
+
+def test_back_to_conservative_relaxes_once() -> None:
+    _, h = decide(ev(Level.BALANCED, 750), TargetHistory(), now=10.0, session_id="s")
+    d, h = decide(ev(Level.CONSERVATIVE, 500, Level.BALANCED), h, now=20.0, session_id="s")
+    assert d is not None
+    assert [(a.kind, a.profile) for a in d.actions] == [(ActionKind.GC_PROFILE, Level.CONSERVATIVE)]
+    d2, _ = decide(ev(Level.CONSERVATIVE, 500), h, now=40.0, session_id="s")
+    assert d2 is None
+
+
+def test_user_reclaim_actions_join_emergency() -> None:
+    d, _ = decide(
+        ev(Level.EMERGENCY, 1100, reclaim_actions=("drop-images",)),
+        TargetHistory(),
+        now=1.0,
+        session_id="s",
+    )
+    assert d is not None
+    assert any(a.kind is ActionKind.RECLAIM and a.name == "drop-images" for a in d.actions)
+
+
+def test_learned_table_picks_the_cheapest_action_that_is_enough() -> None:
+    rung1 = LADDER[Level.AGGRESSIVE][0] + LADDER[Level.AGGRESSIVE][1]
+    learned = {}
+    for a in rung1:
+        if a.kind is ActionKind.GC_PROFILE:
+            continue
+        freed = 400 * MB if a.kind is ActionKind.EVICT_CACHES else 1 * MB
+        ms = 2.0 if a.kind is ActionKind.EVICT_CACHES else 50.0
+        learned[learned_key("app", a)] = LearnedStat(n=3, bytes_freed=freed, duration_ms=ms)
+    h = TargetHistory(
+        level=Level.AGGRESSIVE, rung=0, last_decision_ts=0.0, last_need=150 * MB, last_freed=0
+    )
+    d, _ = decide(ev(Level.AGGRESSIVE, 950), h, now=5.0, session_id="s", learned=learned)
+    assert d is not None
+    kinds = [a.kind for a in d.actions]
+    assert kinds == [ActionKind.GC_PROFILE, ActionKind.EVICT_CACHES]
+
+
+def test_unknown_learned_entries_mean_all_candidates() -> None:
+    d, _ = decide(
+        ev(Level.AGGRESSIVE, 950),
+        TargetHistory(),
+        now=5.0,
+        session_id="s",
+        learned={"other|collect:2": LearnedStat(5, 1e9, 1.0)},
+    )
+    assert d is not None and d.actions == LADDER[Level.AGGRESSIVE][0]
+
+
+def test_policy_is_fast() -> None:
+    """Not a benchmark: a generous bound that catches an accidental O(n) or I/O."""
+    h = TargetHistory()
+    event = ev(Level.AGGRESSIVE, 950)
+    t0 = time.perf_counter()
+    n = 10_000
+    for i in range(n):
+        _, h = decide(event, h, now=float(i), session_id="s")
+        h = record_ack(h, MB)
+    assert time.perf_counter() - t0 < 5.0
