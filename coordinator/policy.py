@@ -15,6 +15,9 @@ of cases and runs at well over 10k decisions a second.
   bytes that action freed and the mean time it took. When it knows enough,
   the policy picks, from the rungs reached so far, the cheapest actions
   (by mean time) whose expected bytes cover the need, instead of all of them.
+- **Backoff.** At the top rung, each decision that again frees too little
+  doubles the cooldown (up to ``max_backoff_s``), so a target that simply
+  needs more memory than its target is not collected to death.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class PolicyConfig:
     relief_ratio: float = 0.8  # aim to bring RSS back under this share of the target
     enough_fraction: float = 0.5  # freed less than this share of the need: escalate
     min_learned_runs: int = 2
+    max_backoff_s: float = 10.0  # top rung and still futile: cooldown doubles up to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,7 @@ class TargetHistory:
     last_need: int = 0
     last_freed: int | None = None
     decisions: int = 0
+    futile: int = 0  # decisions in a row at the top rung that freed too little
 
 
 def _a(kind: ActionKind, **kw: object) -> Action:
@@ -164,19 +169,27 @@ def decide(
     level = event.level
     need = max(0, event.rss_bytes - int(event.target_bytes * config.relief_ratio))
     same = level == history.level
-    if same and now - history.last_decision_ts < config.cooldown_s[level]:
+    cooldown = config.cooldown_s[level]
+    if same and history.futile:
+        # Nothing we have frees enough (the target may just need more memory):
+        # back off instead of burning the target's CPU on futile collections.
+        cooldown = min(config.max_backoff_s, cooldown * 2**history.futile)
+    if same and now - history.last_decision_ts < cooldown:
         return None, history
     if level is Level.CONSERVATIVE and same:
         return None, history  # nothing to relieve, profile already relaxed
     ladder = LADDER[level]
     rung = 0
+    futile = 0
     reason = f"{event.previous.value} -> {level.value}"
     if same:
         freed_too_little = (
             history.last_freed is None
             or history.last_freed < config.enough_fraction * history.last_need
         )
-        rung = min(history.rung + 1, len(ladder) - 1) if freed_too_little else history.rung
+        top = len(ladder) - 1
+        rung = min(history.rung + 1, top) if freed_too_little else history.rung
+        futile = history.futile + 1 if freed_too_little and history.rung == top else 0
         reason = (
             f"still {level.value}; last command freed "
             f"{(history.last_freed or 0) / MB:.1f} MB of {history.last_need / MB:.1f} MB needed"
@@ -204,6 +217,7 @@ def decide(
         last_need=need,
         last_freed=None,
         decisions=history.decisions + 1,
+        futile=futile,
     )
     return decision, new
 

@@ -109,6 +109,16 @@ class Keys:
         return f"hm:{self.ns}:tcounters:{name}"
 
     @property
+    def latency_raw(self) -> str:
+        """List (capped, newest first): JSON ``[total, sampling, decision, command, apply]`` ms."""
+        return f"hm:{self.ns}:latency:raw"
+
+    @property
+    def coordinator_state(self) -> str:
+        """Hash: target -> the coordinator's JSON history of it (survives a restart)."""
+        return f"hm:{self.ns}:coord:targets"
+
+    @property
     def latency(self) -> str:
         """Hash: reaction latency histogram (sample crossing -> command applied).
 

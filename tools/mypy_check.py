@@ -19,7 +19,7 @@ MAPPING = {"swarm": "swarm", "agents": "agents", "coordinator": "coordinator", "
 
 
 def main() -> int:
-    tree = ROOT / ".lint"
+    tree = ROOT / ".lint" / str(os.getpid())
     shutil.rmtree(tree, ignore_errors=True)
     pkg = tree / "hivemind"
     pkg.mkdir(parents=True)
@@ -28,7 +28,15 @@ def main() -> int:
             os.symlink(entry, pkg / entry.name)
     for sub, folder in MAPPING.items():
         os.symlink(ROOT / folder, pkg / sub)
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "hivemind"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "-p",
+        "hivemind",
+    ]
     return subprocess.call(cmd, cwd=tree, env={**os.environ, "MYPYPATH": str(tree)})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -161,3 +162,18 @@ def test_policy_is_fast() -> None:
         _, h = decide(event, h, now=float(i), session_id="s")
         h = record_ack(h, MB)
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_futile_top_rung_backs_off() -> None:
+    h = TargetHistory()
+    now = 0.0
+    times = []
+    for _ in range(40):
+        now += 0.05
+        d, h = decide(ev(Level.EMERGENCY, 1100), h, now=now, session_id="s")
+        if d is not None:
+            times.append(now)
+            h = record_ack(h, 0)  # frees nothing, ever
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert h.futile >= 2
+    assert gaps[-1] > gaps[0] * 2, gaps

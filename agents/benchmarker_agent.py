@@ -1,0 +1,155 @@
+"""The benchmarker agent: turns guarded processes' samples into pressure events.
+
+It subscribes to ``hm:{ns}:samples`` and classifies each target with the
+seed's rule plus hysteresis (:func:`hivemind.coordinator.policy.classify`).
+When a target changes level it publishes a :class:`PressureEvent` at once;
+while a target stays at ``balanced`` or above it repeats the event every
+``repeat_s`` so the coordinator can escalate. Each event carries the host's
+available memory and ``/proc/pressure/memory`` (PSI ``some avg10``) where
+the kernel has them, read at most once a second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hivemind.coordinator.policy import classify
+from hivemind.swarm.agent_base import AgentCore, Role
+from hivemind.swarm.bus import Subscription, publish
+from hivemind.swarm.messages import Level, MemorySample, PressureEvent
+
+__all__ = ["BenchmarkerCore", "HostReading", "read_host"]
+
+_PSI = Path("/proc/pressure/memory")
+_MEMINFO = Path("/proc/meminfo")
+
+
+@dataclass(frozen=True, slots=True)
+class HostReading:
+    available_bytes: int | None
+    psi_some_avg10: float | None
+
+
+def read_host() -> HostReading:
+    """MemAvailable and PSI ``some avg10`` for the host, ``None`` where absent."""
+    available = None
+    psi = None
+    try:
+        for line in _MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        first = _PSI.read_text().splitlines()[0]  # "some avg10=0.00 avg60=..."
+        psi = float(first.split()[1].split("=")[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return HostReading(available, psi)
+
+
+@dataclass(slots=True)
+class _Target:
+    level: Level
+    last_event: float
+    last_seen: float
+
+
+class BenchmarkerCore(AgentCore):
+    """Samples in, pressure events out."""
+
+    role: ClassVar[Role] = "benchmarker"
+    repeat_s: ClassVar[float] = 0.2
+    forget_after_s: ClassVar[float] = 10.0
+
+    def on_start(self) -> None:
+        self.targets: dict[str, _Target] = {}
+        self.samples_seen = 0
+        self.events_sent = 0
+        self._host = read_host()
+        self._host_ts = time.monotonic()
+        self._flushed = 0.0
+        self._samples_counted = 0
+        self._events_counted = 0
+        self._sub: Subscription | None = None
+        self.spawn("samples", self._loop)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "targets": len(self.targets),
+            "samples_seen": self.samples_seen,
+            "events_sent": self.events_sent,
+            "bus_errors": dict(self._sub.errors) if self._sub else {},
+        }
+
+    def host(self) -> HostReading:
+        now = time.monotonic()
+        if now - self._host_ts >= 1.0:
+            self._host, self._host_ts = read_host(), now
+        return self._host
+
+    def on_sample(self, sample: MemorySample, now: float) -> PressureEvent | None:
+        """Classify ``sample``; return the event to publish, if any (pure but for state)."""
+        state = self.targets.get(sample.target)
+        previous = state.level if state else Level.CONSERVATIVE
+        level = classify(sample.rss_bytes, sample.target_bytes, previous)
+        if state is None:
+            state = self.targets[sample.target] = _Target(previous, 0.0, now)
+        state.last_seen = now
+        changed = level is not previous
+        repeat = level is not Level.CONSERVATIVE and now - state.last_event >= self.repeat_s
+        state.level = level
+        if not (changed or repeat):
+            return None
+        state.last_event = now
+        host = self.host()
+        return PressureEvent(
+            target=sample.target,
+            level=level,
+            previous=previous,
+            rss_bytes=sample.rss_bytes,
+            target_bytes=sample.target_bytes,
+            sample_ts=sample.ts,
+            seq=sample.seq,
+            host_available_bytes=host.available_bytes,
+            psi_some_avg10=host.psi_some_avg10,
+            reclaim_actions=sample.reclaim_actions,
+        )
+
+    def _loop(self) -> None:
+        sub = Subscription(self.redis, self.keys, [self.keys.samples], expect=(MemorySample,))
+        self._sub = sub
+        try:
+            while not self.stopping:
+                got = sub.get(timeout_s=0.5)
+                now = time.monotonic()
+                if got is not None:
+                    sample = got[1]
+                    assert isinstance(sample, MemorySample)
+                    self.samples_seen += 1
+                    event = self.on_sample(sample, now)
+                    if event is not None:
+                        publish(self.redis, self.keys.events, event)
+                        self.events_sent += 1
+                self._housekeeping(now)
+        finally:
+            sub.close()
+
+    def _housekeeping(self, now: float) -> None:
+        """Once a second: forget silent targets, add sample counts to Redis."""
+        if now - self._flushed < 1.0:
+            return
+        self._flushed = now
+        for name in [n for n, t in self.targets.items() if now - t.last_seen > self.forget_after_s]:
+            del self.targets[name]
+        delta = self.samples_seen - self._samples_counted
+        if delta:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(self.keys.counters, "samples", delta)
+            pipe.hincrby(self.keys.counters, "events", self.events_sent - self._events_counted)
+            pipe.execute()
+            self._samples_counted, self._events_counted = self.samples_seen, self.events_sent

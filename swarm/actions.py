@@ -1,0 +1,123 @@
+"""Carrying out actions inside a guarded process, each measured by RSS before and after.
+
+Only the kinds in :class:`~hivemind.swarm.messages.ActionKind` run, with
+arguments already validated by the message model; a user's own reclaim
+actions run by the name they were registered under, never as code sent on
+the wire. Nothing here raises: a failing action is reported ``ok=False``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from hivemind.agents.emergency import emergency_optimize
+from hivemind.agents.gc_optimizer import apply_gc_profile
+from hivemind.agents.memtools import current_rss_bytes, malloc_trim
+from hivemind.agents.pool import trim_all_pools
+from hivemind.agents.render_cache import evict_all_caches
+from hivemind.swarm.messages import Action, ActionKind, ActionResult
+
+__all__ = ["ReclaimAction", "ReclaimRegistry", "apply_actions"]
+
+log = logging.getLogger(__name__)
+
+
+class ReclaimAction:
+    """Extension point: subclass and override :meth:`reclaim` to free your app's memory.
+
+    Register an instance (or a plain callable) with
+    ``runtime.register_reclaim("drop-image-cache", action)``; the swarm
+    calls it by name under pressure. Return the bytes you believe you freed,
+    or ``None`` to let the runtime measure RSS.
+    """
+
+    def reclaim(self) -> int | None:
+        return None
+
+
+ReclaimFn = Callable[[], int | None]
+
+
+class ReclaimRegistry:
+    """The user's named reclaim actions, safe to change from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._actions: dict[str, ReclaimFn] = {}
+
+    def register(self, name: str, action: ReclaimFn | ReclaimAction) -> None:
+        fn = action.reclaim if isinstance(action, ReclaimAction) else action
+        if not callable(fn):
+            raise TypeError(f"reclaim action {name!r} is not callable")
+        with self._lock:
+            self._actions[name] = fn
+
+    def unregister(self, name: str) -> bool:
+        with self._lock:
+            return self._actions.pop(name, None) is not None
+
+    def names(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sorted(self._actions))
+
+    def get(self, name: str) -> ReclaimFn | None:
+        with self._lock:
+            return self._actions.get(name)
+
+
+def _run_one(action: Action, registry: ReclaimRegistry, target_mb: float) -> None:
+    kind = action.kind
+    if kind is ActionKind.GC_PROFILE:
+        apply_gc_profile(action.profile.value if action.profile else "balanced")
+    elif kind is ActionKind.COLLECT:
+        gc.collect(2 if action.generation is None else action.generation)
+    elif kind is ActionKind.FREEZE:
+        gc.freeze()
+    elif kind is ActionKind.TRIM_POOLS:
+        trim_all_pools(1.0 if action.fraction is None else action.fraction)
+    elif kind is ActionKind.EVICT_CACHES:
+        evict_all_caches(expired_only=action.fraction == 0.0)
+    elif kind is ActionKind.MALLOC_TRIM:
+        malloc_trim()
+    elif kind is ActionKind.RECLAIM:
+        fn = registry.get(action.name or "")
+        if fn is None:
+            raise LookupError(f"no reclaim action named {action.name!r}")
+        fn()
+    elif kind is ActionKind.EMERGENCY:
+        for name in registry.names():
+            fn = registry.get(name)
+            if fn is not None:
+                fn()
+        emergency_optimize(target_mb=target_mb)
+
+
+def apply_actions(
+    actions: tuple[Action, ...], registry: ReclaimRegistry, target_mb: float
+) -> list[ActionResult]:
+    """Run ``actions`` in order; return what each freed (RSS before minus after) and took."""
+    results = []
+    for action in actions:
+        before = current_rss_bytes()
+        t0 = time.perf_counter()
+        error = ""
+        try:
+            _run_one(action, registry, target_mb)
+        except Exception as exc:  # a user's reclaim action must not take the runtime down
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("hivemind: action %s failed: %s", action.kind.value, error)
+        ms = (time.perf_counter() - t0) * 1000
+        results.append(
+            ActionResult(
+                kind=action.kind,
+                name=action.name or "",
+                bytes_freed=before - current_rss_bytes(),
+                duration_ms=ms,
+                ok=not error,
+            )
+        )
+    return results

@@ -1,0 +1,404 @@
+"""The target runtime: one daemon thread inside a guarded process.
+
+``attach()`` starts it. It samples RSS (``/proc/self/statm``, ~14 µs) at
+``sample_hz`` (default 20 Hz), publishes :class:`MemorySample` messages,
+keeps its ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and
+carries out signed commands from ``hm:{ns}:cmd:{name}``, acking each with
+what it freed. It imports no Ray.
+
+It never raises into, or blocks, the host application: every failure is
+logged once and counted. When Redis goes away it keeps acks in a bounded
+buffer, reconnects with exponential backoff, and meanwhile protects the
+process locally with the seed's adaptive GC rule (and, over the target, a
+rate-limited full collection and ``malloc_trim``). With no swarm running it
+keeps looking for one (``swarm.json`` in the state folder) and joins when
+it appears.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from hivemind.agents.gc_optimizer import apply_gc_profile, level_with_hysteresis
+from hivemind.agents.memtools import current_rss_bytes, malloc_trim
+from hivemind.swarm.actions import ReclaimAction, ReclaimRegistry, apply_actions
+from hivemind.swarm.keys import Keys
+from hivemind.swarm.messages import (
+    Ack,
+    Command,
+    Level,
+    MemorySample,
+    MessageError,
+    parse_message,
+)
+from hivemind.swarm.signing import Verifier
+
+__all__ = ["Runtime", "RuntimeConfig", "attach", "current_runtime", "detach"]
+
+log = logging.getLogger("hivemind.runtime")
+MB = 1024 * 1024
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/-")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Where the runtime reports and how often; see :func:`attach`."""
+
+    name: str
+    target_mb: float
+    redis_url: str | None
+    namespace: str | None  # None: follow the swarm found in the state folder
+    state_dir: Path | None
+    key: bytes | None
+    sample_hz: float = 20.0
+    local_gc: bool = True
+    buffer_size: int = 1000
+    status_every_s: float = 1.0
+
+
+class Runtime:
+    """The guard inside one process. Create it with :func:`attach`."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.target_bytes = int(config.target_mb * MB)
+        self.reclaim = ReclaimRegistry()
+        self.stats: Counter[str] = Counter()
+        self.level = Level.CONSERVATIVE
+        self.last_action = ""
+        self.connected = False
+        self._outbox: deque[str] = deque(maxlen=config.buffer_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: redis.Redis | None = None
+        self._pubsub: Any = None
+        self._redis_url = config.redis_url
+        self._keys = Keys(config.namespace or "default")
+        self._verifier = Verifier(config.key, config.name)
+        self._seq = 0
+        self._backoff = 0.0
+        self._next_connect = 0.0
+        self._logged: set[str] = set()
+        self._last_local_collect = 0.0
+        self._last_status = 0.0
+
+    # --- public -----------------------------------------------------------
+    def start(self) -> Runtime:
+        """Start the sampling thread (idempotent)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="hivemind-runtime", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the thread, flush what is buffered, and remove this target from status."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+        with contextlib.suppress(Exception):
+            if self._client is not None:
+                self._flush()
+                self._client.delete(self._keys.target(self.name))
+        self._disconnect()
+
+    def register_reclaim(self, name: str, action: Callable[[], int | None] | ReclaimAction) -> None:
+        """Register a named reclaim action the swarm may call under pressure."""
+        if not name or not set(name) <= _NAME_OK or len(name) > 128:
+            raise ValueError(f"reclaim action name {name!r}: use letters, digits, _ . : @ / -")
+        self.reclaim.register(name, action)
+
+    # --- the loop ---------------------------------------------------------
+    def _run(self) -> None:
+        period = 1.0 / self.config.sample_hz
+        next_sample = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                if self._client is None and now >= self._next_connect:
+                    self._connect()
+                if now >= next_sample:
+                    self._sample()
+                    next_sample += period
+                    if next_sample < now:  # we fell behind (a long GC): do not burst
+                        next_sample = now + period
+                wait = max(0.0, next_sample - time.monotonic())
+                if self._pubsub is not None:
+                    msg = self._pubsub.get_message(timeout=wait)
+                    if msg is not None and msg.get("type") == "message":
+                        self._on_command(msg["data"])
+                else:
+                    self._stop.wait(wait)
+            except (redis.RedisError, OSError) as exc:
+                self._lost(exc)
+            except Exception as exc:  # never let the guard die silently or raise into the app
+                self.stats["internal_errors"] += 1
+                self._log_once("internal", "hivemind runtime error (continuing): %r", exc)
+                self._stop.wait(0.1)
+
+    def _sample(self) -> None:
+        rss = current_rss_bytes()
+        self.stats["samples"] += 1
+        previous = self.level
+        self.level = Level(level_with_hysteresis(previous.value, rss / MB, self.config.target_mb))
+        if self.config.local_gc and self.level is not previous:
+            apply_gc_profile(self.level.value)
+        if self._client is None:
+            self._protect_locally(rss)
+            return
+        self._seq += 1
+        sample = MemorySample(
+            target=self.name,
+            pid=os.getpid(),
+            seq=self._seq,
+            rss_bytes=rss,
+            target_bytes=self.target_bytes,
+            gc_counts=gc.get_count(),
+            local_level=self.level,
+            reclaim_actions=self.reclaim.names(),
+        )
+        pipe = self._client.pipeline(transaction=False)
+        pipe.publish(self._keys.samples, sample.model_dump_json())
+        if time.monotonic() - self._last_status >= self.config.status_every_s:
+            self._last_status = time.monotonic()
+            key = self._keys.target(self.name)
+            pipe.hset(
+                key,
+                mapping={
+                    "name": self.name,
+                    "pid": os.getpid(),
+                    "rss_bytes": rss,
+                    "target_bytes": self.target_bytes,
+                    "level": self.level.value,
+                    "last_action": self.last_action,
+                    "last_seen": time.time(),
+                },
+            )
+            pipe.pexpire(key, 5000)
+        pipe.execute()
+
+    def _protect_locally(self, rss: int) -> None:
+        """With the swarm out of reach: the seed's rule already set the GC profile;
+        over the target, also collect and trim, at most once a second."""
+        now = time.monotonic()
+        if rss > self.target_bytes and now - self._last_local_collect > 1.0:
+            self._last_local_collect = now
+            gc.collect()
+            malloc_trim()
+            self.stats["local_collections"] += 1
+
+    def _on_command(self, raw: bytes) -> None:
+        received = time.time()
+        try:
+            cmd = parse_message(raw)
+        except MessageError as exc:
+            self._refuse(f"malformed_{exc.reason}")
+            return
+        if not isinstance(cmd, Command):
+            self._refuse("unexpected")
+            return
+        reason = self._verifier.check(cmd)
+        if reason is not None:
+            self._refuse(reason)
+            return
+        results = apply_actions(cmd.actions, self.reclaim, self.config.target_mb)
+        applied = time.time()
+        freed = sum(r.bytes_freed for r in results)
+        self.last_action = "+".join(r.kind.value for r in results)
+        self.stats["commands"] += 1
+        ack = Ack(
+            command_id=cmd.id,
+            decision_id=cmd.decision_id,
+            target=self.name,
+            ok=all(r.ok for r in results),
+            bytes_freed=freed,
+            duration_ms=sum(r.duration_ms for r in results),
+            applied_ts=applied,
+            received_ts=received,
+            sample_ts=cmd.sample_ts,
+            results=tuple(results),
+        )
+        self._outbox.append(ack.model_dump_json())
+        self._flush()
+
+    def _refuse(self, reason: str) -> None:
+        self.stats["refused"] += 1
+        self.stats[f"refused_{reason}"] += 1
+        self._log_once(f"refused_{reason}", "hivemind: refused a command (%s)", reason)
+        if self._client is not None:
+            with contextlib.suppress(redis.RedisError):
+                pipe = self._client.pipeline(transaction=False)
+                pipe.hincrby(self._keys.counters, "refused", 1)
+                pipe.hincrby(self._keys.target_counters(self.name), f"refused_{reason}", 1)
+                pipe.execute()
+
+    def _flush(self) -> None:
+        if self._client is None:
+            return
+        while self._outbox:
+            self._client.publish(self._keys.acks, self._outbox[0])
+            self._outbox.popleft()  # only once it was sent
+
+    # --- connection -------------------------------------------------------
+    def _find_url(self) -> str | None:
+        if self.config.redis_url is not None:
+            return self.config.redis_url
+        if self.config.state_dir is None:
+            return None
+        from hivemind.swarm.state import read_info
+
+        info = read_info(self.config.state_dir)
+        if info is None or info.state != "ready":
+            return None
+        if self.config.namespace is None:
+            self._keys = Keys(info.namespace)
+        return info.redis_url
+
+    def _connect(self) -> None:
+        url = self._find_url()
+        if url is None:
+            self._schedule_reconnect()
+            return
+        client = redis.Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=0
+        )
+        try:
+            client.ping()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub.subscribe(self._keys.cmd(self.name))
+        except Exception:
+            client.close()
+            raise
+        self._client, self._pubsub = client, pubsub
+        self.connected = True
+        self._backoff = 0.0
+        self.stats["connects"] += 1
+        if self.stats["connects"] > 1:
+            log.info("hivemind: reconnected to the swarm")
+        self._flush()
+
+    def _lost(self, exc: BaseException) -> None:
+        if self.connected:
+            self._log_once("lost", "hivemind: lost Redis (%s); protecting locally", exc)
+            self.stats["disconnects"] += 1
+        self._disconnect()
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        self._backoff = min(2.0, max(0.05, self._backoff * 2))
+        self._next_connect = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
+
+    def _disconnect(self) -> None:
+        self.connected = False
+        pubsub, client = self._pubsub, self._client
+        self._pubsub = self._client = None
+        with contextlib.suppress(Exception):
+            if pubsub is not None:
+                pubsub.close()
+        with contextlib.suppress(Exception):
+            if client is not None:
+                client.close()
+
+    def _log_once(self, key: str, msg: str, *args: object) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning(msg, *args)
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def _default_name() -> str:
+    script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
+    clean = "".join(c if c in _NAME_OK else "-" for c in script)[:60] or "python"
+    return f"{clean}-{os.getpid()}"
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def attach(
+    target_mb: float | None = None,
+    name: str | None = None,
+    *,
+    redis_url: str | None = None,
+    namespace: str | None = None,
+    state_dir: Path | str | None = None,
+    sample_hz: float | None = None,
+    local_gc: bool = True,
+) -> Runtime | None:
+    """Guard this process: start the runtime thread and return it (once per process).
+
+    Every argument falls back to its ``HIVEMIND_*`` variable, then to the
+    swarm recorded in the project's state folder. Returns ``None`` only if
+    the runtime could not be built at all (logged; the host never sees an
+    exception). Costs one daemon thread and ~1-2 MB.
+    """
+    global _current
+    with _lock:
+        if _current is not None:
+            return _current
+        try:
+            from hivemind.swarm.paths import default_state_dir
+            from hivemind.swarm.secret import read_secret
+
+            folder = Path(state_dir) if state_dir else default_state_dir()
+            try:
+                key: bytes | None = read_secret(folder, os.environ.get("HIVEMIND_SECRET"))
+            except Exception as exc:
+                log.warning("hivemind: no command key (%s); commands will be refused", exc)
+                key = None
+            target = target_mb or _env_float("HIVEMIND_TARGET_MB", 1536.0)
+            config = RuntimeConfig(
+                name=name or os.environ.get("HIVEMIND_TARGET_NAME") or _default_name(),
+                target_mb=float(target),
+                redis_url=redis_url or os.environ.get("HIVEMIND_REDIS_URL") or None,
+                namespace=namespace or os.environ.get("HIVEMIND_NAMESPACE") or None,
+                state_dir=folder,
+                key=key,
+                sample_hz=sample_hz or _env_float("HIVEMIND_SAMPLE_HZ", 20.0),
+                local_gc=local_gc,
+            )
+            _current = Runtime(config).start()
+            atexit.register(_current.stop)
+        except Exception as exc:
+            log.warning("hivemind: could not attach (%r); the app runs unguarded", exc)
+            return None
+        return _current
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime :func:`attach` started, if any."""
+    return _current
+
+
+def detach() -> None:
+    """Stop the runtime :func:`attach` started (also runs at interpreter exit)."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.stop()
+            atexit.unregister(_current.stop)
+            _current = None
