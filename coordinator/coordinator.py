@@ -1,80 +1,308 @@
-"""The coordinator agent: listens to pressure events and keeps the swarm's level.
+"""The coordinator agent: pressure events in, decisions out, acks learned from.
 
-It subscribes to ``hm:{ns}:events`` and records the highest current level
-across targets in the ``hm:{ns}:swarm`` hash, where ``swarm status`` reads it.
+It subscribes to ``hm:{ns}:events``, ``hm:{ns}:acks`` and
+``hm:{ns}:control``. For each event it asks the pure policy
+(:func:`hivemind.coordinator.policy.decide`) and publishes the decision;
+for each ack it records the measured effect in the session (events stream,
+counters, learned table) and in the reaction-latency histogram. Per-target
+history is kept in Redis, so a restarted coordinator carries on where the
+old one stopped. A ``restore`` control message switches it to another
+session: that session's learned table, level and settings come back.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections import deque
+from dataclasses import asdict
 from typing import Any, ClassVar
 
-import redis
-
+from hivemind.coordinator.policy import (
+    LearnedStat,
+    PolicyConfig,
+    TargetHistory,
+    decide,
+    learned_key,
+    record_ack,
+)
+from hivemind.coordinator.sessions import SessionStore
 from hivemind.swarm.agent_base import AgentCore, Role
-from hivemind.swarm.bus import Subscription
+from hivemind.swarm.bus import Subscription, publish
 from hivemind.swarm.facade import ActorFacade
-from hivemind.swarm.messages import Level, PressureEvent
+from hivemind.swarm.keys import LATENCY_BUCKETS_MS
+from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent
 
-__all__ = ["Coordinator", "CoordinatorCore"]
+__all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
 
 log = logging.getLogger(__name__)
 
+ACK_TIMEOUT_S = 5.0
+LATENCY_KEEP = 20_000
+
+
+def _text(raw: bytes | str | None) -> str:
+    if raw is None:
+        return ""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _bucket(ms: float) -> str:
+    for bound in LATENCY_BUCKETS_MS:
+        if ms <= bound:
+            return f"le_{bound:g}"
+    return "le_inf"
+
 
 class CoordinatorCore(AgentCore):
-    """Subscribes to pressure events and tracks each target's level."""
+    """Policy, sessions and learning for the whole swarm."""
 
     role: ClassVar[Role] = "coordinator"
 
     def on_start(self) -> None:
-        self.levels: dict[str, Level] = {}
+        self.policy = PolicyConfig()
+        self.store = SessionStore(self.redis, self.keys, maxlen=self.config.stream_maxlen)
+        self.histories: dict[str, TargetHistory] = self._load_histories()
+        self.pending: dict[str, tuple[Decision, float]] = {}
+        self.decision_ms: deque[float] = deque(maxlen=10_000)
         self.events_seen = 0
+        self.session_id = ""
+        self.learned: dict[str, LearnedStat] = {}
         self._sub: Subscription | None = None
-        self.spawn("events", self._event_loop)
+        current = self.redis.hget(self.keys.swarm, "session_id")
+        self.use_session(self.config.session_id or _text(current) or None)
+        self._last_sweep = time.monotonic()
+        self.spawn("bus", self._loop)
 
+    # --- status -----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
+        ms = sorted(self.decision_ms)
         return {
+            "session_id": self.session_id,
             "events_seen": self.events_seen,
             "level": self.level.value,
-            "bus_errors": self.bus_errors(),
+            "pending": len(self.pending),
+            "decision_ms_p50": ms[len(ms) // 2] if ms else None,
+            "decision_ms_p99": ms[int(len(ms) * 0.99)] if ms else None,
+            "bus_errors": dict(self._sub.errors) if self._sub else {},
         }
 
     @property
     def level(self) -> Level:
         """The highest level any target is at (conservative when none is)."""
-        return max(self.levels.values(), key=lambda lvl: lvl.rank, default=Level.CONSERVATIVE)
+        return max(
+            (h.level for h in self.histories.values()),
+            key=lambda lvl: lvl.rank,
+            default=Level.CONSERVATIVE,
+        )
 
-    def handle_event(self, event: PressureEvent) -> None:
-        """Record ``event``'s level for its target and the swarm-wide level."""
+    # --- sessions ---------------------------------------------------------
+    def use_session(self, session_id: str | None) -> str:
+        """Start, resume or restore ``session_id`` (a new one when ``None``)."""
+        sid, created = self.store.ensure(session_id, {"source": "swarm", "namespace": self.keys.ns})
+        self.session_id = sid
+        self.learned = {
+            k: LearnedStat(n=e.n, bytes_freed=e.mean_bytes_freed, duration_ms=e.mean_ms)
+            for k, e in self.store.learned_table(sid).items()
+        }
+        self.store.set_settings(sid, {"target_mb": self.config.target_mb})
+        self.store.append(
+            sid, "swarm", {"op": "created" if created else "resumed", "pid": self.pid}
+        )
+        self.redis.hset(self.keys.swarm, "session_id", sid)
+        return sid
+
+    def restore(self, session_id: str) -> None:
+        """Take back ``session_id``'s learned table, level and settings."""
+        snap = self.store.snapshot(session_id, recent=0)
+        self.use_session(session_id)
+        self.redis.hset(self.keys.swarm, "level", snap.level or Level.CONSERVATIVE.value)
+        log.info(
+            "coordinator: restored session %s (%d learned actions)", session_id, len(self.learned)
+        )
+
+    # --- events -----------------------------------------------------------
+    def handle_event(self, event: PressureEvent) -> Decision | None:
+        """Decide for ``event``'s target; publish and record the decision if any."""
         self.events_seen += 1
-        self.levels[event.target] = event.level
-        pipe = self.redis.pipeline(transaction=True)
+        t0 = time.perf_counter()
+        history = self.histories.get(event.target, TargetHistory())
+        decision, new = decide(
+            event,
+            history,
+            now=time.time(),
+            session_id=self.session_id,
+            learned=self.learned,
+            config=self.policy,
+        )
+        if decision is None:
+            self.decision_ms.append((time.perf_counter() - t0) * 1000)
+            return None
+        publish(self.redis, self.keys.decisions, decision)
+        self.decision_ms.append((time.perf_counter() - t0) * 1000)
+        self.histories[event.target] = new
+        self.pending[decision.id] = (decision, time.monotonic())
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.coordinator_state, event.target, json.dumps(_history_json(new)))
         pipe.hset(self.keys.swarm, "level", self.level.value)
-        pipe.hincrby(self.keys.counters, "events", 1)
+        pipe.hincrby(self.keys.counters, "decisions", 1)
+        pipe.hincrby(self.keys.target_counters(event.target), "decisions", 1)
         pipe.execute()
+        if event.level is not history.level:
+            self.store.set_level(self.session_id, self.level.value)
+        self.store.append(
+            self.session_id,
+            "decision",
+            {
+                "decision_id": decision.id,
+                "target": decision.target,
+                "level": decision.level.value,
+                "previous": event.previous.value,
+                "rss_mb": round(event.rss_bytes / 2**20, 1),
+                "target_mb": round(event.target_bytes / 2**20, 1),
+                "actions": [learned_key("", a).lstrip("|") for a in decision.actions],
+                "reason": decision.reason,
+            },
+        )
+        return decision
 
-    def _event_loop(self) -> None:
-        sub = Subscription(self.redis, self.keys, [self.keys.events], expect=(PressureEvent,))
+    def handle_ack(self, ack: Ack) -> None:
+        """Record what a command freed; learn from it; time the reaction."""
+        pending = self.pending.pop(ack.decision_id, None)
+        decision = pending[0] if pending else None
+        if ack.target in self.histories:
+            self.histories[ack.target] = record_ack(self.histories[ack.target], ack.bytes_freed)
+        actions = decision.actions if decision else ()
+        for i, result in enumerate(ack.results):
+            action = actions[i] if i < len(actions) else None
+            key = learned_key(ack.target, action) if action else f"{ack.target}|{result.kind.value}"
+            self._learn(key, result.bytes_freed, result.duration_ms)
+        total_ms = max(0.0, (ack.applied_ts - ack.sample_ts) * 1000) if ack.sample_ts else 0.0
+        parts = None
+        if decision is not None and ack.sample_ts:
+            parts = [
+                total_ms,
+                (decision.event_ts - ack.sample_ts) * 1000,  # sampling + detection
+                (decision.ts - decision.event_ts) * 1000,  # bus + policy
+                (ack.received_ts - decision.ts) * 1000,  # optimizer agent + bus to target
+                (ack.applied_ts - ack.received_ts) * 1000,  # apply in the target
+            ]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.keys.counters, "acks", 1)
+        pipe.hincrby(self.keys.counters, "bytes_freed", max(0, ack.bytes_freed))
+        tkey = self.keys.target_counters(ack.target)
+        pipe.hincrby(tkey, "acks", 1)
+        pipe.hincrby(tkey, "bytes_freed", max(0, ack.bytes_freed))
+        if parts is not None:
+            pipe.hincrby(self.keys.latency, _bucket(total_ms), 1)
+            pipe.hincrby(self.keys.latency, "count", 1)
+            pipe.hincrbyfloat(self.keys.latency, "sum_ms", total_ms)
+            pipe.lpush(self.keys.latency_raw, json.dumps([round(p, 3) for p in parts]))
+            pipe.ltrim(self.keys.latency_raw, 0, LATENCY_KEEP - 1)
+        pipe.execute()
+        self.store.append(
+            self.session_id,
+            "ack",
+            {
+                "command_id": ack.command_id,
+                "decision_id": ack.decision_id,
+                "target": ack.target,
+                "ok": ack.ok,
+                "bytes_freed": ack.bytes_freed,
+                "duration_ms": round(ack.duration_ms, 3),
+                "latency_ms": round(total_ms, 3),
+                "results": [r.model_dump(mode="json") for r in ack.results],
+                "error": ack.error,
+            },
+            dedup_key=f"ack:{ack.command_id}",
+            counters={"bytes_freed": max(0, ack.bytes_freed)},
+        )
+
+    def _learn(self, key: str, freed: int, ms: float) -> None:
+        n = self.store.learned_record(self.session_id, key, freed, ms)
+        old = self.learned.get(key)
+        if old is None or n <= 1:
+            self.learned[key] = LearnedStat(n=n, bytes_freed=float(freed), duration_ms=ms)
+            return
+        self.learned[key] = LearnedStat(
+            n=n,
+            bytes_freed=old.bytes_freed + (freed - old.bytes_freed) / n,
+            duration_ms=old.duration_ms + (ms - old.duration_ms) / n,
+        )
+
+    def sweep_timeouts(self, now: float) -> list[str]:
+        """Mark decisions unacked for ``ACK_TIMEOUT_S``; return their targets."""
+        late = [d for d, (_, t) in self.pending.items() if now - t > ACK_TIMEOUT_S]
+        targets = []
+        for decision_id in late:
+            decision, _ = self.pending.pop(decision_id)
+            targets.append(decision.target)
+            self.redis.hincrby(self.keys.target_counters(decision.target), "timeouts", 1)
+            self.store.append(
+                self.session_id,
+                "timeout",
+                {"decision_id": decision_id, "target": decision.target},
+            )
+        return targets
+
+    def handle_control(self, control: Control) -> None:
+        if control.op == "restore":
+            try:
+                self.restore(control.session_id)
+            except Exception as exc:
+                log.warning("coordinator: restore of %s failed: %s", control.session_id, exc)
+
+    def _loop(self) -> None:
+        channels = [self.keys.events, self.keys.acks, self.keys.control]
+        sub = Subscription(self.redis, self.keys, channels, expect=(PressureEvent, Ack, Control))
         self._sub = sub
         try:
             while not self.stopping:
-                try:
-                    got = sub.get(timeout_s=0.5)
-                except redis.RedisError as exc:
-                    log.warning("coordinator: event subscription lost: %s", exc)
-                    raise
+                got = sub.get(timeout_s=0.5)
                 if got is not None:
-                    _, msg = got
-                    assert isinstance(msg, PressureEvent)
-                    self.handle_event(msg)
+                    msg = got[1]
+                    if isinstance(msg, PressureEvent):
+                        self.handle_event(msg)
+                    elif isinstance(msg, Ack):
+                        self.handle_ack(msg)
+                    elif isinstance(msg, Control):
+                        self.handle_control(msg)
+                now = time.monotonic()
+                if now - self._last_sweep >= 1.0:
+                    self._last_sweep = now
+                    self.sweep_timeouts(now)
         finally:
             sub.close()
+
+    def _load_histories(self) -> dict[str, TargetHistory]:
+        out = {}
+        for target, raw in self.redis.hgetall(self.keys.coordinator_state).items():
+            try:
+                data = json.loads(raw)
+                data["level"] = Level(data["level"])
+                out[_text(target)] = TargetHistory(**data)
+            except (ValueError, TypeError, KeyError):
+                continue
+        return out
 
     def bus_errors(self) -> dict[str, int]:
         """Malformed or unexpected messages dropped by this coordinator, per channel."""
         return dict(self._sub.errors) if self._sub is not None else {}
 
 
+def _history_json(h: TargetHistory) -> dict[str, Any]:
+    data = asdict(h)
+    data["level"] = h.level.value
+    return data
+
+
 class Coordinator(ActorFacade):
+    """Typed facade over the coordinator actor."""
+
     core = CoordinatorCore
     role = "coordinator"
+
+    def restore(self, session_id: str) -> None:
+        """Switch the running coordinator to ``session_id``."""
+        self.call("restore", session_id)

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hivemind.coordinator.session_cli import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError
 from hivemind.swarm.settings import Settings, load_settings
 from hivemind.swarm.status import SwarmStatus, collect_status
@@ -34,6 +35,8 @@ app = typer.Typer(
 )
 swarm_app = typer.Typer(help="Start, stop and inspect the swarm.", no_args_is_help=True)
 app.add_typer(swarm_app, name="swarm")
+app.add_typer(session_app, name="session")
+app.add_typer(memory_app, name="memory")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -193,6 +196,71 @@ def _print_status(st: SwarmStatus) -> None:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
     if st.bus_errors:
         out.print(f"bus errors: {json.dumps(st.bus_errors)}")
+
+
+@app.command(
+    "run",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run_command(
+    command: Annotated[list[str] | None, typer.Argument(help="The program, after --")] = None,
+    target_mb: Annotated[
+        float | None, typer.Option("--target-mb", help="Memory target for this process, MB")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Target name in status")] = None,
+    state_dir: StateDirOpt = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Run a Python program guarded by the swarm, with no change to its code."""
+    from hivemind.swarm.launch import run_guarded
+
+    if target_mb is not None:
+        load_settings(target_mb=target_mb)  # validates: one-line error, exit 2
+    if namespace is not None:
+        load_settings(namespace=namespace)
+    code = run_guarded(
+        list(command or []),
+        target_mb=target_mb,
+        name=name,
+        state_dir=state_dir.resolve() if state_dir else None,
+        namespace=namespace,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("bench")
+def bench_command(
+    target_mb: Annotated[
+        float, typer.Option("--target-mb", help="Memory target of the guarded workload, MB")
+    ] = 256.0,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Fewer, shorter repeats (about a minute)")
+    ] = False,
+    workload: Annotated[
+        str, typer.Option("--workload", help="demo | widgets | objects | PATH.py:callable")
+    ] = "demo",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for results.json, report.md and charts")
+    ] = Path("bench-out"),
+    as_json: JsonOpt = False,
+    repeats: Annotated[int | None, typer.Option("--repeats", hidden=True)] = None,
+    seconds: Annotated[float | None, typer.Option("--seconds", hidden=True)] = None,
+    phases: Annotated[str | None, typer.Option("--phases", hidden=True)] = None,
+) -> None:
+    """Measure the seed report's figures side by side on this machine; write a report."""
+    from hivemind.swarm.bench import PHASES, BenchOptions
+    from hivemind.swarm.bench_report import run_bench_command
+
+    options = BenchOptions(
+        target_mb=target_mb,
+        quick=quick,
+        workload=workload,
+        out=out_dir,
+        repeats=repeats,
+        seconds=seconds,
+        phases=tuple(p.strip() for p in phases.split(",")) if phases else PHASES,
+    )
+    run_bench_command(options, as_json=as_json)
 
 
 def _usage_error(exc: typer.TyperException) -> int:

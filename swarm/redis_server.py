@@ -69,6 +69,19 @@ def _ping_socket(path: Path, timeout_s: float = 0.5, *, loading_ok: bool = True)
     return reply.startswith((*ok, b"-LOADING") if loading_ok else ok)
 
 
+def _send_shutdown(path: Path) -> bool:
+    """Ask the server on ``path`` to shut down; True if it accepted (closed the socket)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(str(path))
+            sock.sendall(b"SHUTDOWN\r\n")
+            reply = sock.recv(64)  # b"" when it closed the connection to exit
+    except OSError:
+        return False
+    return reply == b""
+
+
 class EmbeddedRedis:
     """One ``redis-server`` process that belongs to a state folder.
 
@@ -230,10 +243,12 @@ class EmbeddedRedis:
         if not pid_alive(pid) or not self._is_redis(pid):
             self._clear_stale()
             return False
-        # SIGTERM makes redis-server flush the AOF and exit cleanly, with or
-        # without a password, so we need no client here.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        # SHUTDOWN over the socket flushes the AOF and exits in ~1 ms; SIGTERM
+        # does the same but only at the server's next timer tick (up to 100 ms
+        # later), so it is the fallback (e.g. when a password is set).
+        if not _send_shutdown(self.socket_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.01)

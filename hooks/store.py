@@ -1,0 +1,379 @@
+"""The session record's layout in Redis and the atomic scripts that write it.
+
+Shared by :class:`hivemind.coordinator.sessions.SessionStore` (redis-py,
+pydantic models) and the hooks (raw RESP, plain dataclasses), so both write
+byte-identical records. This module imports neither redis nor pydantic: the
+hooks path must stay under its latency budget.
+
+Layout for session ``S`` in namespace ``ns`` (key names from :class:`Keys`):
+
+- ``hm:{ns}:session:S`` hash: ``id``, ``created_ts``, ``first_ts``,
+  ``last_ts``, ``level``, ``meta.<name>`` (who/what started it),
+  ``count.<name>`` (``events``, one per event kind, ``bytes_freed``, ...),
+  ``setting.<name>`` (settings to restore).
+- ``hm:{ns}:session:S:events`` stream, capped with ``MAXLEN ~``; entries
+  have ``kind``, ``ts`` and ``data`` (JSON object).
+- ``hm:{ns}:session:S:dedup`` sorted set of dedup keys by time, trimmed to
+  the same cap, so a retried write is recognised for as long as its event
+  can still be in the stream.
+- ``hm:{ns}:session:S:learned`` hash: action key -> JSON
+  ``{n, mean_bytes_freed, mean_ms, last_ts}`` (running means).
+- ``hm:{ns}:sessions`` sorted set: session id scored by last activity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hivemind.hooks.resp import Connection
+from hivemind.swarm.keys import Keys
+
+__all__ = [
+    "APPEND_LUA",
+    "COUNT",
+    "CURRENT_LUA",
+    "DEFAULT_STREAM_MAXLEN",
+    "ENSURE_LUA",
+    "LEARNED_LUA",
+    "META",
+    "SESSION_ID_PATTERN",
+    "SETTING",
+    "LearnedRow",
+    "RawEvent",
+    "SessionView",
+    "append_args",
+    "decode_events",
+    "decode_learned",
+    "decode_session_hash",
+    "new_session_id",
+    "pairs",
+    "read_view",
+    "record",
+    "resolve_current",
+    "stream_maxlen",
+    "valid_session_id",
+]
+
+DEFAULT_STREAM_MAXLEN = 100_000
+SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+
+META = "meta."
+COUNT = "count."
+SETTING = "setting."
+
+
+def stream_maxlen() -> int:
+    """The stream cap: ``HIVEMIND_STREAM_MAXLEN`` (at least 100), default 100,000."""
+    raw = os.environ.get("HIVEMIND_STREAM_MAXLEN", "")
+    try:
+        return max(100, int(raw)) if raw else DEFAULT_STREAM_MAXLEN
+    except ValueError:
+        return DEFAULT_STREAM_MAXLEN
+
+
+def new_session_id(now: float | None = None) -> str:
+    """Return a fresh readable id such as ``hm-20261125-ab12cd``."""
+    stamp = time.strftime("%Y%m%d", time.gmtime(now if now is not None else time.time()))
+    return f"hm-{stamp}-{os.urandom(3).hex()}"
+
+
+def valid_session_id(session_id: str) -> bool:
+    """True for 1-128 characters of letters, digits and ``_ . : @ -``."""
+    return bool(SESSION_ID_PATTERN.match(session_id))
+
+
+# KEYS: 1 session hash, 2 sessions zset.  ARGV: 1 id, 2 ts, 3 meta JSON object.
+# Returns 1 when the session was created, 0 when it existed.
+ENSURE_LUA = """
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created_ts', ARGV[2], 'first_ts', ARGV[2],
+             'last_ts', ARGV[2])
+  created = 1
+end
+for k, v in pairs(cjson.decode(ARGV[3])) do
+  redis.call('HSETNX', KEYS[1], 'meta.' .. k, tostring(v))
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return created
+"""
+
+# KEYS: 1 session hash, 2 events stream, 3 dedup zset, 4 sessions zset, 5 memory hash.
+# ARGV: 1 id, 2 kind, 3 ts, 4 data JSON, 5 dedup key or '', 6 maxlen, 7 meta JSON,
+#       8 memory field or '', 9 memory value, then (counter, amount) pairs.
+# Returns {added, created, stream id}: added is 0 when the dedup key was seen.
+APPEND_LUA = """
+local maxlen = tonumber(ARGV[6])
+if ARGV[5] ~= '' then
+  if redis.call('ZSCORE', KEYS[3], ARGV[5]) then return {0, 0, ''} end
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+  local n = redis.call('ZCARD', KEYS[3])
+  if n > maxlen then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, n - maxlen - 1) end
+end
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created_ts', ARGV[3], 'first_ts', ARGV[3])
+  created = 1
+end
+if ARGV[7] ~= '{}' then
+  for k, v in pairs(cjson.decode(ARGV[7])) do
+    redis.call('HSETNX', KEYS[1], 'meta.' .. k, tostring(v))
+  end
+end
+local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+                       'kind', ARGV[2], 'ts', ARGV[3], 'data', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'count.events', 1)
+redis.call('HINCRBY', KEYS[1], 'count.' .. ARGV[2], 1)
+local i = 10
+while i < #ARGV do
+  if string.find(ARGV[i + 1], '[.eE]') then
+    redis.call('HINCRBYFLOAT', KEYS[1], 'count.' .. ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HINCRBY', KEYS[1], 'count.' .. ARGV[i], ARGV[i + 1])
+  end
+  i = i + 2
+end
+redis.call('HSET', KEYS[1], 'last_ts', ARGV[3])
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[8], ARGV[9]) end
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+return {1, created, sid}
+"""
+
+# KEYS: 1 learned hash, 2 session hash, 3 sessions zset.
+# ARGV: 1 action key, 2 bytes freed, 3 duration ms, 4 ts, 5 session id.
+LEARNED_LUA = """
+local n, mb, mm = 0, 0, 0
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local t = cjson.decode(cur)
+  n, mb, mm = t.n, t.mean_bytes_freed, t.mean_ms
+end
+n = n + 1
+mb = mb + (tonumber(ARGV[2]) - mb) / n
+mm = mm + (tonumber(ARGV[3]) - mm) / n
+local row = cjson.encode({n = n, mean_bytes_freed = mb, mean_ms = mm, last_ts = tonumber(ARGV[4])})
+redis.call('HSET', KEYS[1], ARGV[1], row)
+redis.call('HSETNX', KEYS[2], 'id', ARGV[5])
+redis.call('HSETNX', KEYS[2], 'created_ts', ARGV[4])
+redis.call('HSETNX', KEYS[2], 'first_ts', ARGV[4])
+redis.call('HSET', KEYS[2], 'last_ts', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+return n
+"""
+
+# KEYS: 1 current-session string. ARGV: 1 candidate id. Every concurrent caller
+# that finds no current session agrees on the first candidate stored.
+CURRENT_LUA = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+
+def _num(value: int | float) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+def append_args(
+    keys: Keys,
+    session_id: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    dedup_key: str | None = None,
+    maxlen: int = DEFAULT_STREAM_MAXLEN,
+    meta: Mapping[str, str] | None = None,
+    counters: Mapping[str, int | float] | None = None,
+    memory: tuple[str, str, str] | None = None,
+    ts: float | None = None,
+) -> tuple[list[str], list[str]]:
+    """Return ``(KEYS, ARGV)`` for :data:`APPEND_LUA`.
+
+    ``memory`` is ``(memory namespace, key, JSON value)``, written only when
+    the event itself is new.
+    """
+    mem_key = keys.memory(memory[0]) if memory else keys.memory("default")
+    script_keys = [
+        keys.session(session_id),
+        keys.session_events(session_id),
+        keys.session_dedup(session_id),
+        keys.sessions,
+        mem_key,
+    ]
+    argv = [
+        session_id,
+        kind,
+        repr(ts if ts is not None else time.time()),
+        json.dumps(dict(payload), separators=(",", ":"), default=str),
+        dedup_key or "",
+        str(maxlen),
+        json.dumps(dict(meta or {}), separators=(",", ":")),
+        memory[1] if memory else "",
+        memory[2] if memory else "",
+    ]
+    for name, amount in (counters or {}).items():
+        argv += [name, _num(amount)]
+    return script_keys, argv
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _number(raw: str) -> int | float:
+    try:
+        return int(raw)
+    except ValueError:
+        try:
+            return float(raw)
+        except ValueError:
+            return 0
+
+
+@dataclass(slots=True)
+class LearnedRow:
+    """One action's learned effect: count, mean bytes freed, mean ms, last update."""
+
+    n: int
+    mean_bytes_freed: float
+    mean_ms: float
+    last_ts: float
+
+
+@dataclass(slots=True)
+class RawEvent:
+    """One stream entry: Redis id, kind, timestamp and JSON payload."""
+
+    id: str
+    kind: str
+    ts: float
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class SessionView:
+    """A session read straight from Redis, without pydantic."""
+
+    session_id: str
+    created_ts: float = 0.0
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    level: str = ""
+    meta: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, int | float] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+    learned: dict[str, LearnedRow] = field(default_factory=dict)
+    stream_len: int = 0
+    recent: list[RawEvent] = field(default_factory=list)
+
+
+def decode_session_hash(session_id: str, raw: Mapping[Any, Any]) -> SessionView:
+    """Turn an ``HGETALL`` reply (as a mapping) into a :class:`SessionView`."""
+    view = SessionView(session_id=session_id)
+    for k, v in raw.items():
+        name, value = _s(k), _s(v)
+        if name.startswith(META):
+            view.meta[name[len(META) :]] = value
+        elif name.startswith(COUNT):
+            view.counters[name[len(COUNT) :]] = _number(value)
+        elif name.startswith(SETTING):
+            view.settings[name[len(SETTING) :]] = value
+        elif name in ("created_ts", "first_ts", "last_ts"):
+            setattr(view, name, float(_number(value)))
+        elif name == "level":
+            view.level = value
+    return view
+
+
+def pairs(reply: Any) -> dict[str, str]:
+    """Turn a flat ``[k1, v1, k2, v2, ...]`` RESP2 reply (or a dict) into a dict."""
+    if isinstance(reply, dict):
+        return {_s(k): _s(v) for k, v in reply.items()}
+    it = iter(reply or [])
+    return {_s(k): _s(v) for k, v in zip(it, it, strict=False)}
+
+
+def decode_learned(raw: Mapping[str, str]) -> dict[str, LearnedRow]:
+    """Decode the learned hash, skipping any malformed row."""
+    out: dict[str, LearnedRow] = {}
+    for key, value in raw.items():
+        try:
+            row = json.loads(value)
+            out[key] = LearnedRow(
+                n=int(row["n"]),
+                mean_bytes_freed=float(row["mean_bytes_freed"]),
+                mean_ms=float(row["mean_ms"]),
+                last_ts=float(row.get("last_ts", 0.0)),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def decode_events(reply: Any) -> list[RawEvent]:
+    """Decode an ``XRANGE``/``XREVRANGE`` reply in either RESP shape."""
+    out: list[RawEvent] = []
+    for entry in reply or []:
+        entry_id, fields = entry[0], entry[1]
+        f = pairs(fields)
+        try:
+            data = json.loads(f.get("data", "{}"))
+        except ValueError:
+            data = {"raw": f.get("data", "")}
+        out.append(
+            RawEvent(
+                id=_s(entry_id),
+                kind=f.get("kind", ""),
+                ts=float(_number(f.get("ts", "0"))),
+                data=data if isinstance(data, dict) else {"value": data},
+            )
+        )
+    return out
+
+
+def record(
+    conn: Connection,
+    keys: Keys,
+    session_id: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    **kwargs: Any,
+) -> tuple[bool, bool]:
+    """Append one event over a raw connection; return ``(added, created)``.
+
+    One ``EVAL`` round trip (Redis caches the compiled script by its SHA1).
+    ``kwargs`` are those of :func:`append_args`.
+    """
+    script_keys, argv = append_args(keys, session_id, kind, payload, **kwargs)
+    reply = conn.call("EVAL", APPEND_LUA, len(script_keys), *script_keys, *argv)
+    return bool(reply[0]), bool(reply[1])
+
+
+def resolve_current(conn: Connection, keys: Keys, candidate: str) -> str:
+    """Return the hooks' current session, making ``candidate`` current if none is."""
+    return _s(conn.call("EVAL", CURRENT_LUA, 1, keys.hooks_current, candidate))
+
+
+def read_view(
+    conn: Connection, keys: Keys, session_id: str, *, recent: int = 5
+) -> SessionView | None:
+    """Read a session's hash, learned table, stream length and last events; None if unknown.
+
+    Cost is independent of the number of events (XLEN and XREVRANGE COUNT).
+    """
+    raw = pairs(conn.call("HGETALL", keys.session(session_id)))
+    if not raw:
+        return None
+    view = decode_session_hash(session_id, raw)
+    view.learned = decode_learned(pairs(conn.call("HGETALL", keys.session_learned(session_id))))
+    view.stream_len = int(conn.call("XLEN", keys.session_events(session_id)))
+    if recent > 0:
+        view.recent = decode_events(
+            conn.call("XREVRANGE", keys.session_events(session_id), "+", "-", "COUNT", recent)
+        )
+    return view

@@ -1,0 +1,190 @@
+"""The target runtime against a real embedded redis-server, without Ray.
+
+Commands are signed here with the state folder's key, as the optimizer
+agents sign them; forged ones must be refused and counted.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from hivemind.swarm.connection import connect
+from hivemind.swarm.keys import Keys
+from hivemind.swarm.messages import Ack, Action, ActionKind, Command, parse_message
+from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.runtime import Runtime, RuntimeConfig
+from hivemind.swarm.secret import read_secret
+from hivemind.swarm.signing import sign
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def runtime(embedded: EmbeddedRedis, namespace: str) -> Iterator[Runtime]:
+    key = read_secret(embedded.state_dir)
+    rt = Runtime(
+        RuntimeConfig(
+            name="rt-test",
+            target_mb=100_000,
+            redis_url=embedded.url,
+            namespace=namespace,
+            state_dir=embedded.state_dir,
+            key=key,
+        )
+    ).start()
+    thresholds = gc.get_threshold()
+    assert wait_for(lambda: rt.connected, 5)
+    try:
+        yield rt
+    finally:
+        rt.stop()
+        gc.set_threshold(*thresholds)
+
+
+class _Acks:
+    """Subscribed at construction (a generator would subscribe too late)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(keys.acks)
+
+    def next(self, timeout_s: float = 3.0) -> Ack:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = self.pubsub.get_message(timeout=0.2)
+            if msg is not None:
+                ack = parse_message(msg["data"])
+                assert isinstance(ack, Ack)
+                return ack
+        raise AssertionError("no ack")
+
+
+def test_samples_and_status_hash(runtime: Runtime, client: redis.Redis, keys: Keys) -> None:
+    assert wait_for(lambda: client.exists(keys.target("rt-test")), 5)
+    t = client.hgetall(keys.target("rt-test"))
+    assert int(t[b"pid"]) == os.getpid()
+    assert int(t[b"rss_bytes"]) > 0
+    assert 0 < client.pttl(keys.target("rt-test")) <= 5000
+    n = runtime.stats["samples"]
+    time.sleep(0.5)
+    assert runtime.stats["samples"] - n >= 5  # ~20 Hz
+
+
+def test_signed_command_runs_and_acks(runtime: Runtime, client: redis.Redis, keys: Keys) -> None:
+    key = read_secret(runtime.config.state_dir)  # type: ignore[arg-type]
+    calls = []
+    runtime.register_reclaim("mine", lambda: calls.append(1) or None)
+    acks = _Acks(client, keys)
+    cmd = sign(
+        Command(
+            decision_id="d1",
+            target="rt-test",
+            sample_ts=time.time(),
+            actions=(
+                Action(kind=ActionKind.COLLECT, generation=0),
+                Action(kind=ActionKind.RECLAIM, name="mine"),
+            ),
+        ),
+        key,
+    )
+    time.sleep(0.1)
+    assert client.publish(keys.cmd("rt-test"), cmd.model_dump_json()) == 1
+    ack = acks.next()
+    assert ack.command_id == cmd.id and ack.ok
+    assert [r.kind for r in ack.results] == [ActionKind.COLLECT, ActionKind.RECLAIM]
+    assert calls == [1]
+    assert ack.applied_ts >= ack.received_ts >= cmd.ts
+
+
+@pytest.mark.parametrize("attack", ["unsigned", "wrong_key", "tampered", "replayed", "stale"])
+def test_forged_commands_are_refused_and_counted(
+    attack: str, runtime: Runtime, client: redis.Redis, keys: Keys
+) -> None:
+    key = read_secret(runtime.config.state_dir)  # type: ignore[arg-type]
+    ran = []
+    runtime.register_reclaim("probe", lambda: ran.append(1) or None)
+    probe = (Action(kind=ActionKind.RECLAIM, name="probe"),)
+    good = sign(Command(decision_id="d", target="rt-test", actions=probe), key)
+    if attack == "unsigned":
+        raws = [Command(decision_id="d", target="rt-test", actions=probe).model_dump_json()]
+    elif attack == "wrong_key":
+        raws = [
+            sign(
+                Command(decision_id="d", target="rt-test", actions=probe), b"k" * 64
+            ).model_dump_json()
+        ]
+    elif attack == "tampered":
+        data = json.loads(good.model_dump_json())
+        data["actions"] = [{"kind": "emergency"}]
+        raws = [json.dumps(data)]
+    elif attack == "stale":
+        raws = [
+            sign(
+                Command(decision_id="d", target="rt-test", actions=probe, ts=time.time() - 120), key
+            ).model_dump_json()
+        ]
+    else:  # replayed: the first copy runs, the second must not
+        raws = [good.model_dump_json(), good.model_dump_json()]
+    for raw in raws:
+        client.publish(keys.cmd("rt-test"), raw)
+    expected_runs = 1 if attack == "replayed" else 0
+    reason = {"wrong_key": "bad_signature", "tampered": "bad_signature"}.get(attack, attack)
+    assert wait_for(lambda: runtime.stats[f"refused_{reason}"] == 1, 5), runtime.stats
+    time.sleep(0.2)
+    assert len(ran) == expected_runs
+    assert int(client.hget(keys.counters, "refused") or 0) == 1
+    assert int(client.hget(keys.target_counters("rt-test"), f"refused_{reason}") or 0) == 1
+
+
+def test_survives_redis_kill_and_reconnects(
+    runtime: Runtime, embedded: EmbeddedRedis, keys: Keys
+) -> None:
+    pid = embedded.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not runtime.connected, 5)
+    samples = runtime.stats["samples"]
+    time.sleep(0.5)
+    assert runtime.stats["samples"] > samples, "sampling goes on while Redis is away"
+    assert runtime._thread is not None and runtime._thread.is_alive()
+    embedded.start()
+    t0 = time.monotonic()
+    assert wait_for(lambda: runtime.connected, 5)
+    assert time.monotonic() - t0 < 2.5
+    c = connect(embedded.url)
+    assert wait_for(lambda: c.exists(keys.target("rt-test")), 3)
+    c.close()
+
+
+def test_runtime_without_any_swarm_protects_locally(tmp_path: Path) -> None:
+    thresholds = gc.get_threshold()
+    rt = Runtime(
+        RuntimeConfig(
+            name="lonely",
+            target_mb=1.0,
+            redis_url=None,
+            namespace=None,
+            state_dir=tmp_path / "none",
+            key=None,
+        )
+    ).start()
+    try:
+        assert wait_for(lambda: rt.stats["local_collections"] >= 1, 5)
+        assert gc.get_threshold() == (100, 3, 3)  # the seed's emergency profile
+        assert not rt.connected
+    finally:
+        rt.stop()
+        gc.set_threshold(*thresholds)
+
+
+def test_reclaim_names_are_validated(runtime: Runtime) -> None:
+    with pytest.raises(ValueError):
+        runtime.register_reclaim("no spaces", lambda: None)
