@@ -91,7 +91,8 @@ def swarm_up(
             info = start_detached(settings)
         out.print(
             f"swarm ready: namespace [bold]{info.namespace}[/], pid {info.pid}, "
-            f"state {settings.state_dir}; stop it with `hivemind swarm down`"
+            f"session [bold]{info.session_id}[/], state {settings.state_dir}; "
+            "stop it with `hivemind swarm down`"
         )
         return
     _run_foreground(settings)
@@ -106,6 +107,8 @@ def _run_foreground(settings: Settings) -> None:
     try:
         out.print(
             f"swarm ready: namespace [bold]{settings.namespace}[/], "
+            f"session [bold]{swarm.session_id}[/] "
+            f"({'new' if swarm.session_created else 'resumed'}), "
             f"redis {'embedded' if settings.embedded else 'external'}, "
             f"state {settings.state_dir}. Ctrl-C stops it."
         )

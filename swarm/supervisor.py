@@ -59,6 +59,7 @@ class Swarm:
         self._ray_started = False
         self._lease: contextlib.ExitStack | None = None
         self.session_id = settings.session_id or ""
+        self.session_created = False
 
     # --- lifecycle --------------------------------------------------------
     def __enter__(self) -> Swarm:
@@ -128,6 +129,12 @@ class Swarm:
         else:
             self.redis_url = s.redis_url
         self.redis = connect(self.redis_url)
+        from hivemind.coordinator.sessions import SessionStore
+
+        store = SessionStore(self.redis, self.keys, maxlen=s.stream_maxlen)
+        self.session_id, self.session_created = store.ensure(
+            s.session_id, {"source": "swarm", "namespace": s.namespace}
+        )
         self.info = SwarmInfo(
             pid=_own_pid(),
             namespace=s.namespace,

@@ -117,3 +117,36 @@ def test_loop_goes_on_after_the_coordinator_is_killed(swarm: Swarm, state_dir: P
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_restore_hands_a_session_back_to_the_running_coordinator(
+    swarm: Swarm, state_dir: Path
+) -> None:
+    from hivemind.coordinator.coordinator import Coordinator
+    from hivemind.coordinator.sessions import request_restore
+
+    assert swarm.redis is not None
+    store = SessionStore(swarm.redis, swarm.keys)
+    first = collect_status(state_dir).session_id
+    assert first == swarm.session_id
+    old, _ = store.ensure("old-session", {"source": "test"})
+    store.learned_record(old, "app|evict_caches:1", 64 * 2**20, 3.0)
+    store.set_level(old, "aggressive")
+    assert request_restore(swarm.redis, swarm.keys, old, timeout_s=10) is True
+    assert collect_status(state_dir).session_id == old
+    info = Coordinator.lookup(swarm.keys.ns).ping()
+    assert info["session_id"] == old
+    assert collect_status(state_dir).level == "aggressive"
+
+
+def test_swarm_up_resumes_a_session_by_id(ray_local: None, tmp_path: Path, namespace: str) -> None:
+    state = tmp_path / "st"
+    with Swarm(load_settings(state_dir=state, namespace=namespace)) as first:
+        sid = first.session_id
+        assert first.session_created
+    with Swarm(load_settings(state_dir=state, namespace=namespace, session_id=sid)) as again:
+        assert again.session_id == sid and not again.session_created
+        assert collect_status(state).session_id == sid
+        assert again.redis is not None
+        snap = SessionStore(again.redis, again.keys).snapshot(sid)
+        assert snap.counters.get("swarm", 0) >= 2  # created, then resumed
