@@ -26,11 +26,11 @@ from hivemind.coordinator.sessions import (
     request_restore,
 )
 from hivemind.hooks.memory import MemoryEntry, memory_get, memory_list, memory_search
-from hivemind.hooks.resp import Connection, RespError, open_connection
 from hivemind.hooks.target import RedisTarget, redis_target
 from hivemind.swarm.connection import connect
 from hivemind.swarm.errors import HivemindError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.resp import Connection, RespError, open_connection
 
 __all__ = ["memory_app", "session_app"]
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from hivemind.hooks.claude_code import StdinPayload
-from hivemind.hooks.resp import Connection, open_connection
 from hivemind.hooks.store import (
     SessionView,
     new_session_id,
@@ -39,6 +38,7 @@ from hivemind.hooks.store import (
 )
 from hivemind.hooks.target import RedisTarget, redis_target
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.resp import Connection, open_connection
 
 __all__ = ["HANDLERS", "HookArgs", "Outcome", "format_view", "run_hook"]
 

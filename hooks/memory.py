@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hivemind.hooks.resp import Connection
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.resp import Connection
 
 __all__ = ["MemoryEntry", "memory_get", "memory_list", "memory_namespaces", "memory_search"]
 

@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hivemind.hooks.resp import Connection
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.resp import Connection
 
 __all__ = [
     "APPEND_LUA",

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
-from collections.abc import Callable
 
 from hivemind.agents.emergency import emergency_optimize
 from hivemind.agents.gc_optimizer import apply_gc_profile
@@ -20,53 +18,11 @@ from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.agents.pool import trim_all_pools
 from hivemind.agents.render_cache import evict_all_caches
 from hivemind.swarm.messages import Action, ActionKind, ActionResult
+from hivemind.swarm.reclaim import ReclaimRegistry
 
-__all__ = ["ReclaimAction", "ReclaimRegistry", "apply_actions"]
+__all__ = ["apply_actions"]
 
 log = logging.getLogger(__name__)
-
-
-class ReclaimAction:
-    """Extension point: subclass and override :meth:`reclaim` to free your app's memory.
-
-    Register an instance (or a plain callable) with
-    ``runtime.register_reclaim("drop-image-cache", action)``; the swarm
-    calls it by name under pressure. Return the bytes you believe you freed,
-    or ``None`` to let the runtime measure RSS.
-    """
-
-    def reclaim(self) -> int | None:
-        return None
-
-
-ReclaimFn = Callable[[], int | None]
-
-
-class ReclaimRegistry:
-    """The user's named reclaim actions, safe to change from any thread."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._actions: dict[str, ReclaimFn] = {}
-
-    def register(self, name: str, action: ReclaimFn | ReclaimAction) -> None:
-        fn = action.reclaim if isinstance(action, ReclaimAction) else action
-        if not callable(fn):
-            raise TypeError(f"reclaim action {name!r} is not callable")
-        with self._lock:
-            self._actions[name] = fn
-
-    def unregister(self, name: str) -> bool:
-        with self._lock:
-            return self._actions.pop(name, None) is not None
-
-    def names(self) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(sorted(self._actions))
-
-    def get(self, name: str) -> ReclaimFn | None:
-        with self._lock:
-            return self._actions.get(name)
 
 
 def _run_one(action: Action, registry: ReclaimRegistry, target_mb: float) -> None:

@@ -4,7 +4,9 @@
 ``sample_hz`` (default 20 Hz), publishes :class:`MemorySample` messages,
 keeps its ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and
 carries out signed commands from ``hm:{ns}:cmd:{name}``, acking each with
-what it freed. It imports no Ray.
+what it freed. It imports no Ray, and no redis-py or pydantic until a command arrives:
+it speaks RESP through :mod:`hivemind.swarm.resp` (cheaper per sample and
+in memory), and validates commands with the message models on first use.
 
 It never raises into, or blocks, the host application: every failure is
 logged once and counted. When Redis goes away it keeps acks in a bounded
@@ -20,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import json
 import logging
 import os
 import random
@@ -30,23 +33,18 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING
 
 from hivemind.agents.gc_optimizer import apply_gc_profile, level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
-from hivemind.swarm.actions import ReclaimAction, ReclaimRegistry, apply_actions
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.messages import (
-    Ack,
-    Command,
-    Level,
-    MemorySample,
-    MessageError,
-    parse_message,
-)
-from hivemind.swarm.signing import Verifier
+from hivemind.swarm.reclaim import ReclaimAction, ReclaimRegistry
+from hivemind.swarm.resp import Connection, RespError, open_connection
+
+if TYPE_CHECKING:
+    from hivemind.swarm.signing import Verifier
+
+SCHEMA_VERSION = 1  # of MemorySample; hivemind.swarm.messages is imported lazily
 
 __all__ = ["Runtime", "RuntimeConfig", "attach", "current_runtime", "detach"]
 
@@ -80,23 +78,25 @@ class Runtime:
         self.target_bytes = int(config.target_mb * MB)
         self.reclaim = ReclaimRegistry()
         self.stats: Counter[str] = Counter()
-        self.level = Level.CONSERVATIVE
+        self.level = "conservative"
         self.last_action = ""
         self.connected = False
         self._outbox: deque[str] = deque(maxlen=config.buffer_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: redis.Redis | None = None
-        self._pubsub: Any = None
+        self._client: Connection | None = None
+        self._pubsub: Connection | None = None
         self._redis_url = config.redis_url
         self._keys = Keys(config.namespace or "default")
-        self._verifier = Verifier(config.key, config.name)
+        self._verifier: Verifier | None = None  # built with the first command
         self._seq = 0
         self._backoff = 0.0
         self._next_connect = 0.0
         self._logged: set[str] = set()
         self._last_local_collect = 0.0
         self._last_status = 0.0
+        self._pid = os.getpid()
+        self._reclaim_names: tuple[str, ...] = ()
 
     # --- public -----------------------------------------------------------
     def start(self) -> Runtime:
@@ -115,7 +115,7 @@ class Runtime:
         with contextlib.suppress(Exception):
             if self._client is not None:
                 self._flush()
-                self._client.delete(self._keys.target(self.name))
+                self._client.call("DEL", self._keys.target(self.name))
         self._disconnect()
 
     def register_reclaim(self, name: str, action: Callable[[], int | None] | ReclaimAction) -> None:
@@ -123,6 +123,7 @@ class Runtime:
         if not name or not set(name) <= _NAME_OK or len(name) > 128:
             raise ValueError(f"reclaim action name {name!r}: use letters, digits, _ . : @ / -")
         self.reclaim.register(name, action)
+        self._reclaim_names = self.reclaim.names()
 
     # --- the loop ---------------------------------------------------------
     def _run(self) -> None:
@@ -140,12 +141,12 @@ class Runtime:
                         next_sample = now + period
                 wait = max(0.0, next_sample - time.monotonic())
                 if self._pubsub is not None:
-                    msg = self._pubsub.get_message(timeout=wait)
-                    if msg is not None and msg.get("type") == "message":
-                        self._on_command(msg["data"])
+                    msg = self._pubsub.read_reply(wait)
+                    if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
+                        self._on_command(msg[2])
                 else:
                     self._stop.wait(wait)
-            except (redis.RedisError, OSError) as exc:
+            except (RespError, OSError) as exc:
                 self._lost(exc)
             except Exception as exc:  # never let the guard die silently or raise into the app
                 self.stats["internal_errors"] += 1
@@ -156,42 +157,45 @@ class Runtime:
         rss = current_rss_bytes()
         self.stats["samples"] += 1
         previous = self.level
-        self.level = Level(level_with_hysteresis(previous.value, rss / MB, self.config.target_mb))
-        if self.config.local_gc and self.level is not previous:
-            apply_gc_profile(self.level.value)
+        self.level = level_with_hysteresis(previous, rss / MB, self.config.target_mb)
+        if self.config.local_gc and self.level != previous:
+            apply_gc_profile(self.level)
         if self._client is None:
             self._protect_locally(rss)
             return
         self._seq += 1
-        sample = MemorySample(
-            target=self.name,
-            pid=os.getpid(),
-            seq=self._seq,
-            rss_bytes=rss,
-            target_bytes=self.target_bytes,
-            gc_counts=gc.get_count(),
-            local_level=self.level,
-            reclaim_actions=self.reclaim.names(),
-        )
-        pipe = self._client.pipeline(transaction=False)
-        pipe.publish(self._keys.samples, sample.model_dump_json())
+        # The hot path (20 times a second): a plain dict and one PUBLISH. The
+        # subscriber validates it as a MemorySample; building the model here
+        # would cost more than the publish itself.
+        sample = {
+            "v": SCHEMA_VERSION,
+            "ts": time.time(),
+            "kind": "sample",
+            "target": self.name,
+            "pid": self._pid,
+            "seq": self._seq,
+            "rss_bytes": rss,
+            "target_bytes": self.target_bytes,
+            "gc_counts": gc.get_count(),
+            "local_level": self.level,
+            "reclaim_actions": self._reclaim_names,
+        }
+        self._client.call("PUBLISH", self._keys.samples, json.dumps(sample))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._last_status = time.monotonic()
+            self._reclaim_names = self.reclaim.names()
             key = self._keys.target(self.name)
-            pipe.hset(
-                key,
-                mapping={
-                    "name": self.name,
-                    "pid": os.getpid(),
-                    "rss_bytes": rss,
-                    "target_bytes": self.target_bytes,
-                    "level": self.level.value,
-                    "last_action": self.last_action,
-                    "last_seen": time.time(),
-                },
-            )
-            pipe.pexpire(key, 5000)
-        pipe.execute()
+            self._client.call(
+                "HSET", key,
+                "name", self.name,
+                "pid", self._pid,
+                "rss_bytes", rss,
+                "target_bytes", self.target_bytes,
+                "level", self.level,
+                "last_action", self.last_action,
+                "last_seen", time.time(),
+            )  # fmt: skip
+            self._client.call("PEXPIRE", key, 5000)
 
     def _protect_locally(self, rss: int) -> None:
         """With the swarm out of reach: the seed's rule already set the GC profile;
@@ -205,6 +209,12 @@ class Runtime:
 
     def _on_command(self, raw: bytes) -> None:
         received = time.time()
+        from hivemind.swarm.actions import apply_actions
+        from hivemind.swarm.messages import Ack, Command, MessageError, parse_message
+        from hivemind.swarm.signing import Verifier
+
+        if self._verifier is None:
+            self._verifier = Verifier(self.config.key, self.config.name)
         try:
             cmd = parse_message(raw)
         except MessageError as exc:
@@ -242,17 +252,17 @@ class Runtime:
         self.stats[f"refused_{reason}"] += 1
         self._log_once(f"refused_{reason}", "hivemind: refused a command (%s)", reason)
         if self._client is not None:
-            with contextlib.suppress(redis.RedisError):
-                pipe = self._client.pipeline(transaction=False)
-                pipe.hincrby(self._keys.counters, "refused", 1)
-                pipe.hincrby(self._keys.target_counters(self.name), f"refused_{reason}", 1)
-                pipe.execute()
+            with contextlib.suppress(RespError, OSError):
+                self._client.call("HINCRBY", self._keys.counters, "refused", 1)
+                self._client.call(
+                    "HINCRBY", self._keys.target_counters(self.name), f"refused_{reason}", 1
+                )
 
     def _flush(self) -> None:
         if self._client is None:
             return
         while self._outbox:
-            self._client.publish(self._keys.acks, self._outbox[0])
+            self._client.call("PUBLISH", self._keys.acks, self._outbox[0])
             self._outbox.popleft()  # only once it was sent
 
     # --- connection -------------------------------------------------------
@@ -275,15 +285,18 @@ class Runtime:
         if url is None:
             self._schedule_reconnect()
             return
-        client = redis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=0
-        )
+        client = open_connection(url, timeout_s=1.0)
+        pubsub: Connection | None = None
         try:
-            client.ping()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            pubsub.subscribe(self._keys.cmd(self.name))
+            client.call("PING")
+            pubsub = open_connection(url, timeout_s=1.0)
+            pubsub.send("SUBSCRIBE", self._keys.cmd(self.name))
+            if pubsub.read_reply(1.0) is None:
+                raise RespError("no reply to SUBSCRIBE")
         except Exception:
             client.close()
+            if pubsub is not None:
+                pubsub.close()
             raise
         self._client, self._pubsub = client, pubsub
         self.connected = True

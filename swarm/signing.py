@@ -62,7 +62,9 @@ class Verifier:
             return "unsigned"
         if self._key is None:
             return "bad_signature"  # we have no key, so nothing can be trusted
-        if not hmac.compare_digest(command.sig, signature(command, self._key)):
+        # Compare bytes: compare_digest raises TypeError on non-ASCII str.
+        expected = signature(command, self._key).encode()
+        if not hmac.compare_digest(command.sig.encode("utf-8", "replace"), expected):
             return "bad_signature"
         if command.target != self._target:
             return "wrong_target"

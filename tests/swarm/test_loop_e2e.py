@@ -70,9 +70,9 @@ def _result(proc: subprocess.Popen[str]) -> dict[str, object]:
 
 def test_leaking_process_is_kept_under_target(swarm: Swarm, state_dir: Path) -> None:
     target = 160.0
-    unguarded = _result(_leaky(None, 4, 60, target, "free"))
+    unguarded = _result(_leaky(None, 5, 60, target, "free"))
     assert unguarded["guarded"] is False
-    assert float(unguarded["peak_mb"]) > target * 1.4  # type: ignore[arg-type]
+    assert float(unguarded["peak_mb"]) > target * 1.25  # type: ignore[arg-type]
 
     proc = _leaky(state_dir, 6, 60, target, "leaky")
     assert wait_for(lambda: any(t.name == "leaky" for t in collect_status(state_dir).targets), 10)

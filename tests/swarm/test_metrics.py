@@ -1,0 +1,150 @@
+"""The Prometheus exporter, scraped over HTTP from a real embedded redis-server."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from hivemind.swarm.errors import UsageError
+from hivemind.swarm.keys import Keys
+from hivemind.swarm.metrics import start_metrics_server
+from hivemind.swarm.redis_server import EmbeddedRedis
+
+
+def _scrape(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _value(family: Any, name: str, **labels: str) -> float:
+    for s in family.samples:
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return float(s.value)
+    raise AssertionError(f"no sample {name} {labels} in {family.samples}")
+
+
+def test_scrape_reads_swarm_state(
+    embedded: EmbeddedRedis, client: redis.Redis, keys: Keys, namespace: str
+) -> None:
+    client.hset(keys.swarm, mapping={"level": "aggressive", "pid": "1"})
+    client.hset(
+        keys.counters,
+        mapping={
+            "samples": 120,
+            "events": 7,
+            "decisions": 5,
+            "commands": 4,
+            "acks": 4,
+            "bytes_freed": 3_000_000,
+            "refused": 1,
+        },
+    )
+    for name, rss, level in (("app", 700 * 2**20, "emergency"), ("tui", 100 * 2**20, "balanced")):
+        client.hset(
+            keys.target(name),
+            mapping={
+                "name": name,
+                "pid": "4242",
+                "rss_bytes": rss,
+                "target_bytes": 512 * 2**20,
+                "level": level,
+                "last_action": "evict_caches",
+                "last_seen": 1700000000.5,
+            },
+        )
+        client.hset(keys.target_counters(name), mapping={"samples": 60, "bytes_freed": 1_000_000})
+    client.hset(keys.bus_errors, mapping={keys.samples: 2, keys.acks: 1})
+    client.hset(
+        keys.latency,
+        mapping={"le_5": 1, "le_10": 2, "le_250": 1, "le_inf": 1, "sum_ms": 3100.5, "count": 5},
+    )
+    # Keys of another namespace must not show up.
+    other = Keys(namespace + "x")
+    client.hset(other.target("stranger"), mapping={"name": "stranger", "rss_bytes": 1})
+
+    srv = start_metrics_server(embedded.url, namespace, 0)
+    try:
+        assert srv.host == "127.0.0.1" and srv.port > 0
+        fams = _scrape(f"http://127.0.0.1:{srv.port}/metrics")
+    finally:
+        srv.stop()
+
+    assert _value(fams["hivemind_up"], "hivemind_up", namespace=namespace) == 1
+    lv = fams["hivemind_swarm_level"]
+    assert _value(lv, "hivemind_swarm_level", level="aggressive") == 1
+    assert _value(lv, "hivemind_swarm_level", level="emergency") == 0
+    assert _value(fams["hivemind_samples"], "hivemind_samples_total") == 120
+    assert _value(fams["hivemind_decisions"], "hivemind_decisions_total") == 5
+    assert _value(fams["hivemind_freed_bytes"], "hivemind_freed_bytes_total") == 3_000_000
+    assert _value(fams["hivemind_refused"], "hivemind_refused_total") == 1
+
+    h = fams["hivemind_reaction_latency_seconds"]
+    assert h.type == "histogram"
+    assert _value(h, "hivemind_reaction_latency_seconds_bucket", le="0.005") == 1
+    assert _value(h, "hivemind_reaction_latency_seconds_bucket", le="0.01") == 3  # cumulative
+    assert _value(h, "hivemind_reaction_latency_seconds_bucket", le="0.25") == 4
+    assert _value(h, "hivemind_reaction_latency_seconds_bucket", le="+Inf") == 5
+    assert _value(h, "hivemind_reaction_latency_seconds_count") == 5
+    assert _value(h, "hivemind_reaction_latency_seconds_sum") == pytest.approx(3.1005)
+
+    be = fams["hivemind_bus_errors"]
+    assert _value(be, "hivemind_bus_errors_total", channel=keys.samples) == 2
+
+    rss = fams["hivemind_target_rss_bytes"]
+    assert {s.labels["target"] for s in rss.samples} == {"app", "tui"}
+    assert _value(rss, "hivemind_target_rss_bytes", target="app") == 700 * 2**20
+    tl = fams["hivemind_target_level"]
+    assert _value(tl, "hivemind_target_level", target="app", level="emergency") == 1
+    assert _value(tl, "hivemind_target_level", target="tui", level="emergency") == 0
+    info = fams["hivemind_target_info"]
+    assert _value(info, "hivemind_target_info", target="app", pid="4242") == 1
+    assert (
+        _value(fams["hivemind_target_samples"], "hivemind_target_samples_total", target="tui") == 60
+    )
+    seen = fams["hivemind_target_last_seen_timestamp_seconds"]
+    assert _value(seen, "hivemind_target_last_seen_timestamp_seconds", target="app") == 1700000000.5
+
+
+def test_empty_namespace_scrapes_zeroes(embedded: EmbeddedRedis, namespace: str) -> None:
+    srv = start_metrics_server(embedded.url, namespace, 0)
+    try:
+        fams = _scrape(srv.url)
+    finally:
+        srv.stop()
+    assert _value(fams["hivemind_up"], "hivemind_up") == 1
+    assert _value(fams["hivemind_samples"], "hivemind_samples_total") == 0
+    h = fams["hivemind_reaction_latency_seconds"]
+    assert _value(h, "hivemind_reaction_latency_seconds_count") == 0
+    assert not fams["hivemind_target_rss_bytes"].samples
+
+
+def test_redis_gone_scrapes_up_zero(state_dir: Any, namespace: str) -> None:
+    server = EmbeddedRedis(state_dir)
+    server.start()
+    srv = start_metrics_server(server.url, namespace, 0)
+    try:
+        server.stop()
+        fams = _scrape(srv.url)
+    finally:
+        srv.stop()
+    assert _value(fams["hivemind_up"], "hivemind_up") == 0
+    assert "hivemind_samples" not in fams
+
+
+def test_bad_arguments(embedded: EmbeddedRedis, namespace: str) -> None:
+    with pytest.raises(UsageError, match="namespace"):
+        start_metrics_server(embedded.url, "bad ns", 0)
+    with pytest.raises(UsageError, match="port"):
+        start_metrics_server(embedded.url, namespace, 70000)
+    srv = start_metrics_server(embedded.url, namespace, 0)
+    try:
+        with pytest.raises(UsageError, match="cannot serve metrics"):
+            start_metrics_server(embedded.url, namespace, srv.port)
+    finally:
+        srv.stop()
