@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hivemind.coordinator.session_cli import memory_app, session_app
-from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError
+from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.settings import Settings, load_settings
 from hivemind.swarm.status import SwarmStatus, collect_status
 
@@ -74,6 +74,13 @@ def swarm_up(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Return once ready; stop with `swarm down`")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT"),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address for --metrics-port")
+    ] = "127.0.0.1",
 ) -> None:
     """Start Redis, Ray and the four agents; stay in the foreground until Ctrl-C."""
     settings = load_settings(
@@ -83,6 +90,8 @@ def swarm_up(
         target_mb=target_mb,
         session_id=session_id,
         state_dir=state_dir,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     if detach:
         from hivemind.swarm.detach import start_detached
@@ -94,6 +103,8 @@ def swarm_up(
             f"session [bold]{info.session_id}[/], state {settings.state_dir}; "
             "stop it with `hivemind swarm down`"
         )
+        if settings.metrics_port:
+            out.print(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics")
         return
     _run_foreground(settings)
 
@@ -112,6 +123,8 @@ def _run_foreground(settings: Settings) -> None:
             f"redis {'embedded' if settings.embedded else 'external'}, "
             f"state {settings.state_dir}. Ctrl-C stops it."
         )
+        if settings.metrics_port is not None:
+            out.print(f"metrics: {swarm.metrics_url}")
         stop = threading.Event()
         with Live(
             _status_line(settings), console=out, refresh_per_second=2, transient=True
@@ -264,6 +277,23 @@ def bench_command(
         phases=tuple(p.strip() for p in phases.split(",")) if phases else PHASES,
     )
     run_bench_command(options, as_json=as_json)
+
+
+@app.command("demo")
+def demo_command(
+    target_mb: Annotated[
+        float, typer.Option("--target-mb", help="The demo app's target, MB")
+    ] = 256,
+    seconds: Annotated[float, typer.Option("--seconds", help="Length of each run")] = 20,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Run a leaky TUI-like app unguarded, then guarded, and show the swarm at work."""
+    from hivemind.swarm.demo import run_demo
+
+    load_settings(target_mb=target_mb)  # validates: one-line error, exit 2
+    if not 1 <= seconds <= 3600:
+        raise UsageError("--seconds must be between 1 and 3600")
+    run_demo(target_mb, seconds, state_dir.resolve() if state_dir else None, out)
 
 
 def _usage_error(exc: typer.TyperException) -> int:

@@ -72,7 +72,7 @@ class ActionKind(StrEnum):
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     v: Literal[1] = 1  # SCHEMA_VERSION
     ts: float = Field(default_factory=time.time)
@@ -125,7 +125,7 @@ class PressureEvent(_Msg):
 class Action(BaseModel):
     """One thing to do in a target, with validated arguments."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: ActionKind
     profile: Level | None = None
@@ -164,7 +164,7 @@ class Command(_Msg):
 class ActionResult(BaseModel):
     """What one action freed in a target, measured as RSS before minus after."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: ActionKind
     name: str = Field("", max_length=128)

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     stream_maxlen: int = Field(100_000, ge=100)
     secret: SecretStr | None = Field(None, description="HMAC key; default: state folder file")
     ray_object_store_mb: int = Field(80, ge=40)
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus /metrics")
+    metrics_host: str = "127.0.0.1"
     debug: bool = False
 
     @field_validator("namespace")

@@ -58,6 +58,7 @@ class Swarm:
         self.info: SwarmInfo | None = None
         self._ray_started = False
         self._lease: contextlib.ExitStack | None = None
+        self._metrics: Any = None
         self.session_id = settings.session_id or ""
         self.session_created = False
 
@@ -76,6 +77,7 @@ class Swarm:
             self._start_redis()
             self._start_ray()
             self._start_agents()
+            self._start_metrics()
         except BaseException:
             self.stop()
             raise
@@ -91,6 +93,9 @@ class Swarm:
             self.info.state = "stopping"
             with contextlib.suppress(OSError):
                 write_info(self.settings.state_dir, self.info)
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
         for agent in reversed(self.agents):
             try:
                 agent.stop()
@@ -188,6 +193,23 @@ class Swarm:
             where = s.ray_address or "a local Ray"
             raise SwarmStartError(f"cannot start {where}: {exc}".splitlines()[0]) from None
         self._ray_started = True
+
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus scrapes this swarm ("" without ``--metrics-port``)."""
+        return str(self._metrics.url) if self._metrics is not None else ""
+
+    def _start_metrics(self) -> None:
+        s = self.settings
+        if s.metrics_port is None:
+            return
+        from hivemind.swarm.metrics import start_metrics_server
+
+        self._metrics = start_metrics_server(
+            self.redis_url, s.namespace, s.metrics_port, host=s.metrics_host
+        )
+        assert self.redis is not None
+        self.redis.hset(self.keys.swarm, "metrics_url", self._metrics.url)
 
     def agent_config(self) -> AgentConfig:
         """The config every agent actor is created with."""

@@ -324,6 +324,7 @@ class WorkloadRun:
     decisions: list[tuple[float, str, str, int]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     error: str | None = None
+    started_at: float = 0.0  # wall clock at the timeline's t = 0
 
     @classmethod
     def from_json(cls, side: str, data: dict[str, Any]) -> WorkloadRun:
@@ -340,15 +341,23 @@ class WorkloadRun:
             ],
             latencies_ms=[float(x) for x in data.get("latencies_ms", [])],
             error=data.get("error"),
+            started_at=float(data.get("started_at", 0.0)),
         )
 
 
 def run_workload_process(
-    spec: str, seconds: float, target_mb: float, guard: Guard, *, side: str | None = None
+    spec: str,
+    seconds: float,
+    target_mb: float,
+    guard: Guard,
+    *,
+    side: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> WorkloadRun:
     """Run ``spec`` for ``seconds`` in a child interpreter, sampling its RSS every 50 ms.
 
-    ``guard="library"`` runs the in-process guard (no swarm): on the seed's
+    ``env`` replaces the child's environment (``hivemind run``'s, to have the
+    swarm guard it). ``guard="library"`` runs the in-process guard (no swarm): on the seed's
     levels it applies GC profiles, and above 90 % of the target it calls
     ``emergency_optimize`` (at most once a second). A crash, a bad return
     value or a timeout comes back as ``WorkloadRun.error``, never raised.
@@ -364,7 +373,7 @@ def run_workload_process(
         guard,
     ]
     label = side or ("unguarded" if guard == "none" else "library-guarded")
-    env = {**os.environ, "HIVEMIND_TARGET_MB": f"{target_mb}"}
+    env = {**(os.environ if env is None else env), "HIVEMIND_TARGET_MB": f"{target_mb}"}
     try:
         proc = subprocess.run(
             cmd,
@@ -488,6 +497,7 @@ def _child_run(spec: str, seconds: float, target_mb: float, guard: str) -> dict[
         "decisions": s.decisions,
         "latencies_ms": s.latencies_ms,
         "error": error,
+        "started_at": time.time() - (time.monotonic() - s.t0),
     }
 
 

@@ -139,3 +139,26 @@ def test_detach_status_double_up_and_down_leave_no_process(tmp_path: Path) -> No
     assert down.returncode == 0, down.stderr
     assert wait_for(lambda: all(pid_gone(p) for p in pids), 30)
     assert cli("swarm", "status").returncode == 1
+
+
+def test_metrics_endpoint_of_a_running_swarm(
+    ray_local: None, tmp_path: Path, namespace: str
+) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings = load_settings(state_dir=tmp_path / "st", namespace=namespace, metrics_port=0)
+    with Swarm(settings) as swarm:
+        assert swarm.metrics_url.startswith("http://127.0.0.1:")
+        body = urllib.request.urlopen(swarm.metrics_url, timeout=10).read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(body)}
+        expected = {
+            "hivemind_up",
+            "hivemind_swarm_level",
+            "hivemind_decisions",
+            "hivemind_freed_bytes",
+            "hivemind_reaction_latency_seconds",
+        }
+        assert expected <= set(families), sorted(families)
+        assert [s.value for s in families["hivemind_up"].samples] == [1.0]

@@ -1,0 +1,132 @@
+"""The whole swarm loop in this process, without Ray: the four agent cores and a runtime.
+
+:class:`InProcessSwarm` starts the plain-Python agent cores (the very
+classes the Ray actors wrap) against any Redis URL, plus optional target
+runtimes, so the reliability tests drive the real subscribers with real
+Redis pub/sub at full speed and can look inside them afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hivemind.agents.benchmarker_agent import BenchmarkerCore
+from hivemind.agents.optimizer_agents import GCOptimizerCore, WidgetOptimizerCore
+from hivemind.coordinator.coordinator import CoordinatorCore
+from hivemind.swarm.agent_base import AgentConfig, AgentCore
+from hivemind.swarm.bus import Subscription
+from hivemind.swarm.connection import connect
+from hivemind.swarm.keys import Keys
+from hivemind.swarm.messages import Heartbeat
+from hivemind.swarm.runtime import Runtime, RuntimeConfig
+
+__all__ = ["HeartbeatWatcher", "InProcessSwarm"]
+
+
+class HeartbeatWatcher:
+    """A subscriber to ``hm:{ns}:heartbeats`` (no agent listens there; status-like tools would)."""
+
+    def __init__(self, url: str, keys: Keys) -> None:
+        self.client = connect(url)
+        self.sub = Subscription(self.client, keys, [keys.heartbeats], expect=(Heartbeat,))
+        self.crashes = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="hm-heartbeat-watcher", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sub.get(timeout_s=0.2)
+            except Exception:  # counted: the fuzz test asserts there are none
+                self.crashes += 1
+                self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+        self.sub.close()
+        self.client.close()
+
+
+@dataclass
+class InProcessSwarm:
+    """The four agent cores (and any runtimes) of one namespace, in this process."""
+
+    url: str
+    namespace: str
+    secret: bytes
+    state_dir: Path | None = None
+    target_mb: float = 1536.0
+    heartbeat_s: float = 1.0
+    cores: dict[str, AgentCore] = field(default_factory=dict)
+    runtimes: list[Runtime] = field(default_factory=list)
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.namespace)
+
+    def config(self) -> AgentConfig:
+        return AgentConfig(
+            namespace=self.namespace,
+            redis_url=self.url,
+            target_mb=self.target_mb,
+            heartbeat_s=self.heartbeat_s,
+            secret_hex=self.secret.hex(),
+        )
+
+    def start(self) -> InProcessSwarm:
+        config = self.config()
+        for cls in (CoordinatorCore, BenchmarkerCore, GCOptimizerCore, WidgetOptimizerCore):
+            name = f"{self.namespace}.{cls.role}"
+            self.cores[cls.role] = cls(config, name)
+        return self
+
+    def add_runtime(self, name: str, target_mb: float, sample_hz: float = 20.0) -> Runtime:
+        rt = Runtime(
+            RuntimeConfig(
+                name=name,
+                target_mb=target_mb,
+                redis_url=self.url,
+                namespace=self.namespace,
+                state_dir=self.state_dir,
+                key=self.secret,
+                sample_hz=sample_hz,
+                local_gc=False,  # the test process's own GC settings stay as they are
+            )
+        ).start()
+        self.runtimes.append(rt)
+        return rt
+
+    @property
+    def coordinator(self) -> CoordinatorCore:
+        core = self.cores["coordinator"]
+        assert isinstance(core, CoordinatorCore)
+        return core
+
+    @property
+    def benchmarker(self) -> BenchmarkerCore:
+        core = self.cores["benchmarker"]
+        assert isinstance(core, BenchmarkerCore)
+        return core
+
+    def subscribed(self) -> bool:
+        """True once every core's bus loop holds its subscription."""
+        return all(getattr(c, "_sub", None) is not None for c in self.cores.values()) and all(
+            rt.connected for rt in self.runtimes
+        )
+
+    def dead_threads(self) -> list[str]:
+        """Names of agent or runtime threads that are no longer running."""
+        dead = [t.name for c in self.cores.values() for t in c._threads if not t.is_alive()]
+        dead += [rt.name for rt in self.runtimes if rt._thread is None or not rt._thread.is_alive()]
+        return dead
+
+    def stop(self) -> None:
+        for rt in self.runtimes:
+            rt.stop()
+        for core in self.cores.values():
+            core.stop()
+            core.redis.close()
