@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint bench soak install clean down status
+.PHONY: up test lint bench soak install clean down status audit
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --minutes 5 --json benchmarks/results/soak.json
+
+# Dependency audit: a report, not a gate (CI runs it and carries on).
+audit: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/pip-audit --progress-spinner off || true
