@@ -27,6 +27,7 @@ from hivemind.coordinator.sessions import (
 )
 from hivemind.hooks.memory import MemoryEntry, memory_get, memory_list, memory_search
 from hivemind.hooks.target import RedisTarget, redis_target
+from hivemind.swarm.cli_options import JsonOpt, NamespaceOpt, StateDirOpt
 from hivemind.swarm.connection import connect
 from hivemind.swarm.errors import HivemindError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
@@ -43,15 +44,6 @@ memory_app = typer.Typer(
 
 out = Console(soft_wrap=True)
 
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option("--namespace", "-n", help="Redis key prefix hm:{ns}: [env HIVEMIND_NAMESPACE]"),
-]
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option("--state-dir", help="State folder [default: <project root>/.hivemind]"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 SessionArg = Annotated[str, typer.Argument(help="Session id (see `hivemind session list`).")]
 MemNsOpt = Annotated[
     str | None, typer.Option("--namespace", help="Memory namespace [default: all; get: default]")

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hivemind.coordinator.session_cli import memory_app, session_app
+from hivemind.swarm.cli_options import JsonOpt, NamespaceOpt, StateDirOpt
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.settings import Settings, load_settings
 from hivemind.swarm.status import SwarmStatus, collect_status
@@ -40,16 +41,6 @@ app.add_typer(memory_app, name="memory")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
-
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option("--namespace", "-n", help="Redis key prefix hm:{ns}: [env HIVEMIND_NAMESPACE]"),
-]
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option("--state-dir", help="State folder [default: <project root>/.hivemind]"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @swarm_app.command("up")
@@ -185,6 +176,8 @@ def _print_status(st: SwarmStatus) -> None:
     )
     r = st.redis
     out.print(f"redis: {r.mode} {r.version} · {r.persistence} · {r.used_memory_mb} MB · {r.url}")
+    if r.error:
+        out.print(f"[bold red]redis error: {r.error}[/]", highlight=False)
     agents = Table("agent", "role", "pid", "alive", "restarts", "last seen", box=None)
     for a in st.agents:
         agents.add_row(

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -13,6 +14,9 @@ import redis
 from hivemind.swarm.connection import connect
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis_server import EmbeddedRedis
+
+if TYPE_CHECKING:
+    from hivemind.swarm.supervisor import Swarm
 
 
 @pytest.fixture
@@ -64,6 +68,20 @@ def password_server(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, str]]:
         server.stop()
 
 
+def kill_redis(server: EmbeddedRedis) -> int:
+    """SIGKILL ``server`` (as a crash would) and wait until it is gone; return its pid."""
+    import signal
+    import time
+
+    pid = server.pid()
+    assert pid is not None, "no embedded redis-server to kill"
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while not pid_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
+
+
 def pid_gone(pid: int) -> bool:
     """True once ``pid`` no longer runs (zombies count as gone)."""
     from hivemind.swarm.redis_server import pid_alive
@@ -94,6 +112,20 @@ def ray_local() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def swarm(ray_local: None, state_dir: Path, namespace: str) -> Iterator[Swarm]:
+    """A real swarm (agents on the session's local Ray, embedded Redis), fast heartbeats."""
+    from hivemind.swarm.settings import load_settings
+    from hivemind.swarm.supervisor import Swarm
+
+    s = Swarm(load_settings(state_dir=state_dir, namespace=namespace, heartbeat_s=0.2))
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 def wait_for(predicate: object, timeout_s: float = 10.0, interval_s: float = 0.05) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -14,8 +13,9 @@ from conftest import HookEnv
 
 from hivemind.swarm.connection import connect
 from hivemind.swarm.messages import parse_message
-from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
+from hivemind.swarm.redis_server import EmbeddedRedis
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
+from tests.conftest import kill_redis
 
 
 def _fire_50(hook_env: HookEnv, sid: str) -> None:
@@ -71,12 +71,7 @@ def test_sessions_survive_sigkill_of_redis_server(hook_env: HookEnv) -> None:
             == 0
         )
         time.sleep(1.3)  # appendfsync everysec
-        pid = embedded.pid()
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        kill_redis(embedded)
     # the lease's stop found a dead server; a fresh one replays the AOF
     with embedded.lease() as url:
         client = connect(url)

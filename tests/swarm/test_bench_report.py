@@ -1,7 +1,7 @@
 """The bench report writer: results.json, report.md, charts, with and without matplotlib.
 
 The swarm loop (``hivemind.swarm.effect``) is not part of these tests: where a
-guarded run is needed, the test builds ``FakeEffectRun`` objects by hand.
+guarded run is needed, the test builds ``EffectRun`` objects by hand.
 They are TEST INPUT for the report writer, not measurements.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from hivemind.swarm.bench_report import (
     summary_rows,
     write_outputs,
 )
+from hivemind.swarm.effect import EffectRun
 from hivemind.swarm.measure import machine_info
 
 REPORT_SECTIONS = (
@@ -44,24 +44,10 @@ REPORT_SECTIONS = (
 )
 
 
-@dataclass
-class FakeEffectRun:
-    """Hand-made test input with the shape of ``hivemind.swarm.effect.EffectRun``."""
-
-    side: str
-    peak_rss_mb: float
-    time_over_target_s: float
-    units: int
-    duration_s: float
-    timeline: list[tuple[float, float]] = field(default_factory=list)
-    decisions: list[tuple[float, str, str, int]] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
-
-
 def _fake_swarm_results(target: float = 100.0) -> BenchResults:
     runs = [
-        FakeEffectRun("unguarded", 150.0, 2.0, 1000, 5.0, [(0.0, 20.0), (2.5, 90.0), (5.0, 150.0)]),
-        FakeEffectRun(
+        EffectRun("unguarded", 150.0, 2.0, 1000, 5.0, [(0.0, 20.0), (2.5, 90.0), (5.0, 150.0)]),
+        EffectRun(
             "guarded",
             95.0,
             0.0,

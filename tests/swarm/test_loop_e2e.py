@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 LEAKY = str(Path(__file__).with_name("leaky_app.py"))
 ROOT = str(Path(__file__).resolve().parents[2])
-
-
-@pytest.fixture
-def swarm(ray_local: None, state_dir: Path, namespace: str) -> Iterator[Swarm]:
-    s = Swarm(load_settings(state_dir=state_dir, namespace=namespace, heartbeat_s=0.2))
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _leaky(

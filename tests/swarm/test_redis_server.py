@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from hivemind.swarm.connection import connect
 from hivemind.swarm.errors import RedisUnavailableError, StateFolderError
 from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
+from tests.conftest import kill_redis
 
 
 def test_start_binds_unix_socket_only_with_aof(embedded: EmbeddedRedis) -> None:
@@ -57,12 +57,7 @@ def test_data_survives_sigkill_through_aof(embedded: EmbeddedRedis) -> None:
     c.set("hm:test:aof", "kept")
     c.close()
     time.sleep(1.5)  # appendfsync everysec
-    pid = embedded.pid()
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    pid = kill_redis(embedded)
     # The socket and pid file are now stale; start() must recover them.
     assert embedded.socket_path.exists()
     assert embedded.pid() is None

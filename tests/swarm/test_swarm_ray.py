@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -25,16 +24,6 @@ from hivemind.swarm.supervisor import Swarm
 from tests.conftest import pid_gone, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture
-def swarm(ray_local: None, state_dir: Path, namespace: str) -> Iterator[Swarm]:
-    s = Swarm(load_settings(state_dir=state_dir, namespace=namespace, heartbeat_s=0.2))
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def test_agents_are_named_actors_that_heartbeat(swarm: Swarm, state_dir: Path) -> None:
