@@ -95,9 +95,16 @@ LADDER: Mapping[Level, tuple[tuple[Action, ...], ...]] = {
         (_a(ActionKind.COLLECT, generation=2),),
     ),
     Level.AGGRESSIVE: (
-        (_a(ActionKind.GC_PROFILE, profile=Level.AGGRESSIVE), _a(ActionKind.COLLECT, generation=2)),
-        (_a(ActionKind.EVICT_CACHES, fraction=0.5), _a(ActionKind.TRIM_POOLS, fraction=0.5)),
-        (_a(ActionKind.EVICT_CACHES, fraction=1.0), _a(ActionKind.MALLOC_TRIM)),
+        # At 90 % of the target there is little room left: reclaim caches and
+        # half the pools at once, so the next allocations do not cross it.
+        (
+            _a(ActionKind.GC_PROFILE, profile=Level.AGGRESSIVE),
+            _a(ActionKind.EVICT_CACHES, fraction=1.0),
+            _a(ActionKind.TRIM_POOLS, fraction=0.5),
+            _a(ActionKind.COLLECT, generation=2),
+            _a(ActionKind.MALLOC_TRIM),
+        ),
+        (_a(ActionKind.TRIM_POOLS, fraction=1.0),),
     ),
     Level.EMERGENCY: (
         (

@@ -123,7 +123,14 @@ class PressureEvent(_Msg):
 
 
 class Action(BaseModel):
-    """One thing to do in a target, with validated arguments."""
+    """One thing to do in a target, with validated arguments.
+
+    ``profile`` names the GC profile (``gc_profile``); ``generation`` the
+    generation to collect (``collect``); ``fraction`` the share of pooled
+    objects to drop (``trim_pools``) or, for ``evict_caches``, 0 for expired
+    entries only and anything above for every entry; ``name`` the user's
+    registered reclaim action (``reclaim``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
