@@ -289,6 +289,21 @@ def demo_command(
     run_demo(target_mb, seconds, state_dir.resolve() if state_dir else None, out)
 
 
+@app.command(
+    "hooks",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def hooks_command(ctx: typer.Context) -> None:
+    """claude-flow compatible hooks: pre-task, post-edit, session-restore, ..."""
+    # The console script sends `hivemind hooks ...` straight to the fast hooks
+    # CLI without importing typer; this entry only lists it in --help (and
+    # serves callers that go through `run()`).
+    from hivemind.hooks.cli import main as hooks_main
+
+    raise typer.Exit(hooks_main(list(ctx.args)))
+
+
 def _usage_error(exc: typer.TyperException) -> int:
     message = exc.format_message().strip()
     ctx = getattr(exc, "ctx", None)
