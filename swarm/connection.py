@@ -53,8 +53,12 @@ def connect(url: str, *, timeout_s: float = 2.0, check: bool = True) -> redis.Re
         client.close()
         raise RedisUnavailableError(f"Redis at {shown} refused the credentials") from None
     except redis.ResponseError as exc:
-        client.close()
         text = str(exc)
+        if text.startswith("MISCONF"):
+            # Redis 6 refuses even PING while it cannot write its AOF/RDB: it is
+            # reachable and reads work, so status can still show why.
+            return client
+        client.close()
         if "NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text:
             raise RedisUnavailableError(
                 f"Redis at {shown} refused the credentials ({text.split('.')[0]})"

@@ -97,6 +97,7 @@ class Runtime:
         self._last_status = 0.0
         self._pid = os.getpid()
         self._reclaim_names: tuple[str, ...] = ()
+        self._swarm_pid: int | None = None  # the supervisor whose swarm.json we joined
 
     # --- public -----------------------------------------------------------
     def start(self) -> Runtime:
@@ -183,6 +184,10 @@ class Runtime:
         self._client.call("PUBLISH", self._keys.samples, json.dumps(sample))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._last_status = time.monotonic()
+            if self._swarm_pid is not None and not _supervisor_alive(self._swarm_pid):
+                # A SIGKILLed `swarm up` leaves its redis-server running: without
+                # this we would stay connected to a swarm with no agents.
+                raise RespError(f"the swarm (supervisor pid {self._swarm_pid}) is gone")
             self._reclaim_names = self.reclaim.names()
             key = self._keys.target(self.name)
             self._client.call(
@@ -274,10 +279,11 @@ class Runtime:
         from hivemind.swarm.state import read_info
 
         info = read_info(self.config.state_dir)
-        if info is None or info.state != "ready":
-            return None
+        if info is None or info.state != "ready" or not _supervisor_alive(info.pid):
+            return None  # none yet, or a stale swarm.json left by a killed supervisor
         if self.config.namespace is None:
             self._keys = Keys(info.namespace)
+        self._swarm_pid = info.pid
         return info.redis_url
 
     def _connect(self) -> None:
@@ -336,6 +342,12 @@ class Runtime:
 
 _current: Runtime | None = None
 _lock = threading.Lock()
+
+
+def _supervisor_alive(pid: int) -> bool:
+    from hivemind.swarm.redis_server import pid_alive
+
+    return pid_alive(pid)
 
 
 def _default_name() -> str:

@@ -90,7 +90,27 @@ def _redis_status(client: redis.Redis, info: SwarmInfo) -> RedisStatus:
         version=str(server.get("redis_version", "?")),
         persistence=aof,
         used_memory_mb=round(int(memory.get("used_memory", 0)) / 2**20, 1),
+        error=_redis_error(memory, persistence),
     )
+
+
+def _redis_error(memory: dict[str, Any], persistence: dict[str, Any]) -> str:
+    """One line naming what stops Redis from taking writes, or "" when all is well."""
+    problems = []
+    used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+    if limit and used >= limit:
+        mb = limit / 2**20
+        policy = str(memory.get("maxmemory_policy", "noeviction"))
+        effect = "writes are refused" if policy == "noeviction" else f"keys are evicted ({policy})"
+        problems.append(f"redis is full (maxmemory {mb:.3g} MB reached): {effect}")
+    write = str(persistence.get("aof_last_write_status", "ok"))
+    rewrite = str(persistence.get("aof_last_bgrewrite_status", "ok"))
+    if write != "ok" or rewrite != "ok":
+        what = f"last write {write}, last rewrite {rewrite}"
+        if write != "ok":
+            what += " (disk full or unwritable?); writes are refused"
+        problems.append(f"AOF writes failing: {what}")
+    return "; ".join(problems)
 
 
 def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float) -> list[AgentStatus]:
