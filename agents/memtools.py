@@ -8,8 +8,6 @@ psutil is the fallback on other platforms.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import sys
@@ -87,8 +85,17 @@ def peak_rss_bytes() -> int:
 def _libc_malloc_trim() -> Any:
     if not sys.platform.startswith("linux"):
         return None
+    # Imported here: ctypes (and ctypes.util, which pulls in subprocess and
+    # tempfile) would otherwise cost every guarded process a few MB.
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        try:
+            libc = ctypes.CDLL("libc.so.6")  # glibc's soname; no ldconfig run
+        except OSError:
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         fn = libc.malloc_trim
     except (OSError, AttributeError):  # musl has no malloc_trim
         return None

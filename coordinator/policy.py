@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hivemind.agents.gc_optimizer import level_with_hysteresis
+from hivemind.agents.gc_profiles import level_with_hysteresis
 from hivemind.swarm.messages import Action, ActionKind, Decision, Level, PressureEvent
 
 __all__ = [

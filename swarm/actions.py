@@ -13,7 +13,7 @@ import logging
 import time
 
 from hivemind.agents.emergency import emergency_optimize
-from hivemind.agents.gc_optimizer import apply_gc_profile
+from hivemind.agents.gc_profiles import apply_gc_profile
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.agents.pool import trim_all_pools
 from hivemind.agents.render_cache import evict_all_caches

@@ -8,10 +8,8 @@ imports nothing heavy: the hooks path uses it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from hivemind.swarm.errors import StateFolderError
@@ -96,6 +94,9 @@ def short_socket_dir(state_dir: Path) -> Path:
     preferred = state_dir / "redis"
     if len(str(preferred / "redis.sock")) <= _MAX_SOCKET_PATH:
         return preferred
+    import hashlib  # here, not at the top: guarded processes import this module
+    import tempfile
+
     digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
     base = Path(tempfile.gettempdir()) / f"hivemind-{os.getuid()}"
     ensure_private_dir(base)

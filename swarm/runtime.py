@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hivemind.agents.gc_optimizer import apply_gc_profile, level_with_hysteresis
+from hivemind.agents.gc_profiles import apply_gc_profile, level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.reclaim import ReclaimAction, ReclaimRegistry

@@ -8,7 +8,6 @@ others can read is refused. The key is never logged or printed.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +32,8 @@ def read_secret(state_dir: Path, env_value: str | None = None) -> bytes:
     try:
         info = path.stat()
     except FileNotFoundError:
+        import secrets
+
         write_private_file(path, secrets.token_hex(32))
         info = path.stat()
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
