@@ -40,7 +40,7 @@ from typing import Any
 import psutil
 import redis
 
-from hivemind.swarm.redis_server import EmbeddedRedis, redis_server_binary
+from hivemind.swarm.redis_server import EmbeddedRedis, redis_server_binary, server_args
 from hivemind.swarm.state import read_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "foundation.md"
@@ -376,29 +376,8 @@ def machine_info() -> list[str]:
 
 
 def _redis_args(folder: Path, sock: Path) -> list[str]:
-    return [
-        str(redis_server_binary()),
-        "--port",
-        "0",
-        "--unixsocket",
-        str(sock),
-        "--unixsocketperm",
-        "700",
-        "--dir",
-        str(folder),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--daemonize",
-        "no",
-        "--logfile",
-        str(folder / "redis.log"),
-        "--loglevel",
-        "warning",
-    ]
+    """The same flags as ours (one list, in ``server_args``), started bare."""
+    return server_args(sock, folder, folder / "redis.log")
 
 
 def bench_redis(tmp: Path, repeats: int) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Literal
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import validate_namespace
 from hivemind.swarm.paths import default_state_dir
-from hivemind.swarm.state import SupervisorLock, SwarmInfo, read_info
+from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["RedisTarget", "redis_target"]
 
@@ -54,8 +54,8 @@ def redis_target(
     embedded server cannot start.
     """
     folder = (state_dir or default_state_dir()).resolve()
-    info = read_info(folder) if (folder / "swarm.json").exists() else None
-    if info is not None and SupervisorLock.held(folder):
+    info = running_swarm(folder)
+    if info is not None:
         yield RedisTarget(info.redis_url, namespace or info.namespace, folder, "swarm", info)
         return
     ns = _namespace(namespace)

@@ -20,7 +20,7 @@ from pathlib import Path
 from hivemind.swarm.errors import NotRunningError, SwarmStartError
 from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
 from hivemind.swarm.settings import Settings
-from hivemind.swarm.state import SupervisorLock, SwarmInfo, read_info, remove_info
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, read_info, remove_info, running_swarm
 
 __all__ = ["LOG_FILE", "settings_env", "start_detached", "stop_swarm"]
 
@@ -88,8 +88,8 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0) -> SwarmInfo:
     crashed one left behind: a stale ``swarm.json`` or an orphan embedded
     ``redis-server``).
     """
-    info = read_info(state_dir)
-    if info is None or not SupervisorLock.held(state_dir):
+    info = running_swarm(state_dir)
+    if info is None:
         EmbeddedRedis(state_dir).stop()  # an orphan from a killed supervisor
         remove_info(state_dir)
         raise NotRunningError(f"no swarm is running on {state_dir}")

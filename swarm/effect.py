@@ -28,7 +28,7 @@ from hivemind.swarm.keys import Keys
 from hivemind.swarm.launch import guarded_env
 from hivemind.swarm.messages import Ack, Decision, parse_message
 from hivemind.swarm.paths import default_state_dir
-from hivemind.swarm.state import SupervisorLock, SwarmInfo, read_info
+from hivemind.swarm.state import SwarmInfo, running_swarm
 from hivemind.swarm.workloads import check_workload, run_workload_process
 
 __all__ = ["EffectRun", "SwarmHandle", "run_effect", "run_guarded_side", "swarm_for"]
@@ -73,8 +73,8 @@ def swarm_for(state_dir: Path | None = None) -> Iterator[SwarmHandle]:
     from hivemind.swarm.settings import load_settings
 
     folder = (state_dir or default_state_dir()).resolve()
-    info = read_info(folder)
-    if info is not None and info.state == "ready" and SupervisorLock.held(folder):
+    info = running_swarm(folder)
+    if info is not None and info.state == "ready":
         yield SwarmHandle(info, folder, started_here=False)
         return
     tmp = Path(tempfile.mkdtemp(prefix="hm-effect-")) / ".hivemind"

@@ -23,7 +23,7 @@ from pathlib import Path
 from hivemind.swarm.errors import RedisUnavailableError
 from hivemind.swarm.paths import ensure_private_dir, short_socket_dir
 
-__all__ = ["EmbeddedRedis", "pid_alive", "redis_server_binary"]
+__all__ = ["EmbeddedRedis", "pid_alive", "redis_server_binary", "server_args"]
 
 
 def redis_server_binary() -> Path:
@@ -35,6 +35,26 @@ def redis_server_binary() -> Path:
     if not os.access(binary, os.X_OK):
         raise RedisUnavailableError(f"redis-server binary missing or not executable: {binary}")
     return binary
+
+
+def server_args(
+    socket_path: Path, data_dir: Path, log_file: Path, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """The ``redis-server`` command line: unix socket only, AOF everysec, no RDB."""
+    return [
+        str(redis_server_binary()),
+        "--port", "0",
+        "--unixsocket", str(socket_path),
+        "--unixsocketperm", "700",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--daemonize", "no",
+        "--logfile", str(log_file),
+        "--loglevel", "warning",
+        *extra,
+    ]  # fmt: skip
 
 
 def pid_alive(pid: int) -> bool:
@@ -183,30 +203,7 @@ class EmbeddedRedis:
                 return pid, False
             self._clear_stale()
             ensure_private_dir(self.socket_dir)
-            args = [
-                str(redis_server_binary()),
-                "--port",
-                "0",
-                "--unixsocket",
-                str(self.socket_path),
-                "--unixsocketperm",
-                "700",
-                "--dir",
-                str(self.data_dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.log_file),
-                "--loglevel",
-                "warning",
-                *self.extra_args,
-            ]
+            args = server_args(self.socket_path, self.data_dir, self.log_file, self.extra_args)
             # A new session, so a Ctrl-C aimed at our terminal does not reach
             # the server before the agents have flushed their writes.
             proc = subprocess.Popen(

@@ -21,7 +21,14 @@ from typing import Literal
 from hivemind.swarm.errors import AlreadyRunningError
 from hivemind.swarm.paths import ensure_private_dir, write_private_file
 
-__all__ = ["SupervisorLock", "SwarmInfo", "read_info", "remove_info", "write_info"]
+__all__ = [
+    "SupervisorLock",
+    "SwarmInfo",
+    "read_info",
+    "remove_info",
+    "running_swarm",
+    "write_info",
+]
 
 INFO_FILE = "swarm.json"
 LOCK_FILE = "swarm.lock"
@@ -105,3 +112,15 @@ class SupervisorLock:
         finally:
             os.close(fd)
         return False
+
+
+def running_swarm(state_dir: Path) -> SwarmInfo | None:
+    """The swarm recorded in ``state_dir`` if its supervisor is alive (holds the lock).
+
+    ``None`` when nothing is recorded, or when ``swarm.json`` was left behind
+    by a supervisor that died.
+    """
+    info = read_info(state_dir)
+    if info is None or not SupervisorLock.held(state_dir):
+        return None
+    return info

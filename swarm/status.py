@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from hivemind.swarm.connection import connect, redact_url
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.state import SupervisorLock, SwarmInfo, read_info
+from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["AgentStatus", "RedisStatus", "SwarmStatus", "TargetStatus", "collect_status"]
 
@@ -161,8 +161,8 @@ def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
     Raises :class:`NotRunningError` when no swarm is up there and
     :class:`RedisUnavailableError` when its Redis cannot be reached.
     """
-    info = read_info(state_dir)
-    if info is None or not SupervisorLock.held(state_dir):
+    info = running_swarm(state_dir)
+    if info is None:
         raise NotRunningError(
             f"no swarm is running on {state_dir}; start one with `hivemind swarm up`"
         )
