@@ -9,7 +9,7 @@ Pools (:mod:`~hivemind.agents.pool`), a render cache
 (:mod:`~hivemind.agents.emergency`). Usable alone: importing this package
 needs only the standard library, and each name imports its module on first use
 (``cachetools``, ``psutil`` and asyncio only where needed);
-the Ray actors live in :mod:`hivemind.agents.actors`, which is not imported
+the Ray actors live in :mod:`hivemind.agents.actors.facades`, which is not imported
 here.
 """
 

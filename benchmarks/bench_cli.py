@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from hivemind.swarm.cli import run
+from hivemind.swarm.cli.app import run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "bench.md"

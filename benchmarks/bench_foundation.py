@@ -10,7 +10,7 @@ every swarm gets a fresh state folder under one temp dir, removed at the end.
 
 The footprint variants run a copy of ``Swarm._start_ray``'s ``ray.init``
 kwargs (:data:`SUPERVISOR_INIT`) inside a driver that is otherwise the real
-:class:`hivemind.swarm.supervisor.Swarm`; keep the copy in step with
+:class:`hivemind.swarm.lifecycle.supervisor.Swarm`; keep the copy in step with
 ``swarm/supervisor.py``. The ``control`` variant (the copy, unchanged) shows
 the driver matches the shipped supervisor.
 """
@@ -40,8 +40,8 @@ from typing import Any
 import psutil
 import redis
 
-from hivemind.swarm.redis_server import EmbeddedRedis, redis_server_binary, server_args
-from hivemind.swarm.state import read_info
+from hivemind.swarm.lifecycle.state import read_info
+from hivemind.swarm.redis.server import EmbeddedRedis, redis_server_binary, server_args
 
 RESULTS = Path(__file__).resolve().parent / "results" / "foundation.md"
 REPO = Path(__file__).resolve().parent.parent
@@ -580,8 +580,8 @@ def bench_status(state: Path, repeats: int) -> list[str]:
             [HIVEMIND, "swarm", "status", "--json", "--state-dir", str(state)]
         ),
         "baseline: `python -c pass`": run([PY, "-c", "pass"]),
-        "baseline: `python -c 'import hivemind.swarm.cli'`": run(
-            [PY, "-c", "import hivemind.swarm.cli"]
+        "baseline: `python -c 'import hivemind.swarm.cli.app'`": run(
+            [PY, "-c", "import hivemind.swarm.cli.app"]
         ),
     }
     # Check once that status really reads a live swarm.
@@ -602,7 +602,7 @@ def bench_status(state: Path, repeats: int) -> list[str]:
             f"{min(vals):.0f}-{max(vals):.0f} |"
         )
     worst = max(statistics.median(runs[n]) for n in list(sides)[:2])
-    imp = statistics.median(runs["baseline: `python -c 'import hivemind.swarm.cli'`"])
+    imp = statistics.median(runs["baseline: `python -c 'import hivemind.swarm.cli.app'`"])
     verdict = "meets" if worst < 1000 else "MISSES"
     out += [
         "",
@@ -757,8 +757,8 @@ def _start_ray_head(state: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def variant_driver(key: str) -> int:
     """Entry point of one variant's supervisor: the real Swarm with a variant ``ray.init``."""
+    from hivemind.swarm.lifecycle.supervisor import Swarm, agent_facades, run_until_signalled
     from hivemind.swarm.settings import load_settings
-    from hivemind.swarm.supervisor import Swarm, agent_facades, run_until_signalled
 
     variant = next(v for v in VARIANTS if v.key == key)
 

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hivemind.coordinator.sessions import SessionStore
-from hivemind.hooks.store import append_args
-from hivemind.swarm.connection import connect
+from hivemind.coordinator.sessions.recorder import SessionStore
+from hivemind.coordinator.sessions.store import append_args
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 
 RUNS = 30
 EVENTS = 100_000

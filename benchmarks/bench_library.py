@@ -7,7 +7,7 @@ Every figure is measured against its baseline in the same run, alternating
 which side goes first, over several repeats; tables show the median and the
 min-max spread. Memory and GC-profile figures run each side in a fresh
 subprocess so one side's heap cannot flatter or penalize the other. The
-measurements live in :mod:`hivemind.swarm.measure`, shared with
+measurements live in :mod:`hivemind.swarm.bench.measure`, shared with
 ``hivemind bench``; this module only formats them.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hivemind.agents.gc_optimizer import GC_PROFILES
-from hivemind.swarm.measure import (
+from hivemind.swarm.bench.measure import (
     GC_MODES,
     gc_profile_runs,
     machine_info,
@@ -31,7 +31,7 @@ from hivemind.swarm.measure import (
     reuse_and_cache,
     widget_creation_runs,
 )
-from hivemind.swarm.measure import fmt_spread as _fmt
+from hivemind.swarm.bench.measure import fmt_spread as _fmt
 
 RESULTS = Path(__file__).resolve().parent / "results" / "library.md"
 

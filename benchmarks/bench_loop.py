@@ -31,11 +31,11 @@ from typing import Any
 
 import psutil
 
-from hivemind.swarm.launch import guarded_env
-from hivemind.swarm.measure import fmt_spread, machine_info
+from hivemind.swarm.bench.measure import fmt_spread, machine_info
+from hivemind.swarm.lifecycle.supervisor import Swarm
 from hivemind.swarm.messages import MemorySample, parse_message
 from hivemind.swarm.settings import load_settings
-from hivemind.swarm.supervisor import Swarm
+from hivemind.swarm.target.launch import guarded_env
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loop.md"
 ROOT = Path(__file__).resolve().parent.parent

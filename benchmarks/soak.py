@@ -31,9 +31,9 @@ MB = 1024 * 1024
 
 
 def _publisher(url: str, ns: str, names: list[str], hz: float, seconds: float, out: Any) -> None:
-    from hivemind.swarm.connection import connect
     from hivemind.swarm.keys import Keys
     from hivemind.swarm.messages import Ack, Command, MemorySample, parse_message
+    from hivemind.swarm.redis.connection import connect
 
     keys = Keys(ns)
     pub = connect(url)
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hivemind.swarm.connection import connect
-    from hivemind.swarm.redis_server import EmbeddedRedis
+    from hivemind.swarm.redis.connection import connect
+    from hivemind.swarm.redis.server import EmbeddedRedis
     from tests.reliability.inproc import InProcessSwarm
 
     tmp = Path(tempfile.mkdtemp(prefix="hm-soak-"))

@@ -27,12 +27,12 @@ from hivemind.coordinator.policy import (
     learned_key,
     record_ack,
 )
-from hivemind.coordinator.sessions import SessionStore
-from hivemind.swarm.agent_base import AgentCore, Role
-from hivemind.swarm.bus import Subscription, publish
-from hivemind.swarm.facade import ActorFacade
+from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS
+from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
+from hivemind.swarm.lifecycle.facade import ActorFacade
 from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent
+from hivemind.swarm.redis.bus import Subscription, publish
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
 

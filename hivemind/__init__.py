@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 
 def attach(*args: Any, **kwargs: Any) -> Any:
-    """Guard this process; see :func:`hivemind.swarm.runtime.attach`."""
-    from hivemind.swarm.runtime import attach as _attach
+    """Guard this process; see :func:`hivemind.swarm.target.runtime.attach`."""
+    from hivemind.swarm.target.runtime import attach as _attach
 
     return _attach(*args, **kwargs)

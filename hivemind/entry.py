@@ -18,6 +18,6 @@ def main() -> None:
         from hivemind.hooks.cli import main as hooks_main
 
         sys.exit(hooks_main(argv[1:]))
-    from hivemind.swarm.cli import run
+    from hivemind.swarm.cli.app import run
 
     sys.exit(run(argv))

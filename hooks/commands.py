@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hivemind.hooks.claude_code import StdinPayload
-from hivemind.hooks.store import (
+from hivemind.coordinator.sessions.store import (
     SessionView,
     new_session_id,
     read_view,
@@ -36,9 +35,10 @@ from hivemind.hooks.store import (
     stream_maxlen,
     valid_session_id,
 )
+from hivemind.hooks.claude_code import StdinPayload
 from hivemind.hooks.target import RedisTarget, redis_target
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.resp import Connection, open_connection
+from hivemind.swarm.redis.resp import Connection, open_connection
 
 __all__ = ["HANDLERS", "HookArgs", "Outcome", "format_view", "run_hook"]
 
@@ -436,8 +436,8 @@ def session_end(ctx: Ctx) -> None:
 
 def _export(ctx: Ctx, sid: str, where: str | None) -> str:
     """Write the session export (JSON) through the full SessionStore; rare, so heavy is fine."""
-    from hivemind.coordinator.sessions import SessionStore
-    from hivemind.swarm.connection import connect
+    from hivemind.coordinator.sessions.recorder import SessionStore
+    from hivemind.swarm.redis.connection import connect
 
     assert ctx.target is not None
     path = Path(where) if where else ctx.target.state_dir / "exports" / f"{sid}.json"

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.resp import Connection
+from hivemind.swarm.redis.resp import Connection
 
 __all__ = ["MemoryEntry", "memory_get", "memory_list", "memory_namespaces", "memory_search"]
 

@@ -18,8 +18,8 @@ from typing import Literal
 
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import validate_namespace
+from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.paths import default_state_dir
-from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["RedisTarget", "redis_target"]
 
@@ -63,7 +63,7 @@ def redis_target(
     if url:
         yield RedisTarget(url, ns, folder, "external")
         return
-    from hivemind.swarm.redis_server import EmbeddedRedis
+    from hivemind.swarm.redis.server import EmbeddedRedis
 
     with EmbeddedRedis(folder).lease() as embedded_url:
         yield RedisTarget(embedded_url, ns, folder, "embedded")

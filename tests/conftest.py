@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from hivemind.swarm.connection import connect
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 
 if TYPE_CHECKING:
-    from hivemind.swarm.supervisor import Swarm
+    from hivemind.swarm.lifecycle.supervisor import Swarm
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def kill_redis(server: EmbeddedRedis) -> int:
 
 def pid_gone(pid: int) -> bool:
     """True once ``pid`` no longer runs (zombies count as gone)."""
-    from hivemind.swarm.redis_server import pid_alive
+    from hivemind.swarm.redis.server import pid_alive
 
     return not pid_alive(pid)
 
@@ -117,8 +117,8 @@ def ray_local() -> Iterator[None]:
 @pytest.fixture
 def swarm(ray_local: None, state_dir: Path, namespace: str) -> Iterator[Swarm]:
     """A real swarm (agents on the session's local Ray, embedded Redis), fast heartbeats."""
+    from hivemind.swarm.lifecycle.supervisor import Swarm
     from hivemind.swarm.settings import load_settings
-    from hivemind.swarm.supervisor import Swarm
 
     s = Swarm(load_settings(state_dir=state_dir, namespace=namespace, heartbeat_s=0.2))
     s.start()

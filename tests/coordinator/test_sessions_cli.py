@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hivemind.coordinator.sessions import SessionStore
+from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.hooks.cli import main as hooks_main
-from hivemind.swarm.cli import run
-from hivemind.swarm.connection import connect
+from hivemind.swarm.cli.app import run
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 
 
 @pytest.fixture

@@ -14,13 +14,17 @@ from pathlib import Path
 import pytest
 import redis
 
-from hivemind.coordinator.sessions import SessionStore, UnknownSessionError, request_restore
-from hivemind.hooks.store import append_args
-from hivemind.swarm.connection import connect
+from hivemind.coordinator.sessions.recorder import (
+    SessionStore,
+    UnknownSessionError,
+    request_restore,
+)
+from hivemind.coordinator.sessions.store import append_args
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Control, parse_message
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from hivemind.swarm.connection import connect
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
 
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))
 

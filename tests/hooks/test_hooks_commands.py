@@ -9,8 +9,8 @@ import pytest
 import redis
 from conftest import HookEnv
 
+from hivemind.coordinator.sessions.store import valid_session_id
 from hivemind.hooks.cli import main, parse_args
-from hivemind.hooks.store import valid_session_id
 from hivemind.swarm.keys import Keys
 
 

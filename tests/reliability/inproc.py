@@ -12,15 +12,15 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hivemind.agents.benchmarker_agent import BenchmarkerCore
-from hivemind.agents.optimizer_agents import GCOptimizerCore, WidgetOptimizerCore
+from hivemind.agents.actors.benchmarker import BenchmarkerCore
+from hivemind.agents.actors.optimizers import GCOptimizerCore, WidgetOptimizerCore
 from hivemind.coordinator.coordinator import CoordinatorCore
-from hivemind.swarm.agent_base import AgentConfig, AgentCore
-from hivemind.swarm.bus import Subscription
-from hivemind.swarm.connection import connect
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.lifecycle.agent_base import AgentConfig, AgentCore
 from hivemind.swarm.messages import Heartbeat
-from hivemind.swarm.runtime import Runtime, RuntimeConfig
+from hivemind.swarm.redis.bus import Subscription
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 
 __all__ = ["HeartbeatWatcher", "InProcessSwarm"]
 

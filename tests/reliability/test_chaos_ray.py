@@ -25,13 +25,13 @@ import psutil
 import pytest
 import redis
 
-from hivemind.coordinator.sessions import SessionStore
-from hivemind.swarm.connection import connect
+from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.lifecycle.state import read_info
+from hivemind.swarm.lifecycle.supervisor import Swarm
+from hivemind.swarm.observe.status import AgentStatus, collect_status
+from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.settings import load_settings
-from hivemind.swarm.state import read_info
-from hivemind.swarm.status import AgentStatus, collect_status
-from hivemind.swarm.supervisor import Swarm
 from tests.conftest import pid_gone, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -48,7 +48,7 @@ BACK_BOUND_S = 10.0  # the issue asks for 2 s; the measured figure is printed an
 STATS_APP = """
 import json, os, sys, time
 from hivemind.agents.render_cache import RenderCache
-from hivemind.swarm.runtime import current_runtime
+from hivemind.swarm.target.runtime import current_runtime
 stop, rate = sys.argv[1], float(sys.argv[2])
 cache = RenderCache(max_size=100000, ttl_seconds=3600)
 chunk = 64 * 1024

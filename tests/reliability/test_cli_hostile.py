@@ -1,6 +1,6 @@
 """Hostile command lines: always exit 1 or 2 with one line on stderr, never a traceback.
 
-Run in-process through :func:`hivemind.swarm.cli.run` for speed, plus a few
+Run in-process through :func:`hivemind.swarm.cli.app.run` for speed, plus a few
 real subprocesses. Nothing here may start a swarm: every command that could
 is pointed at a state folder *under a regular file* (``ENOTDIR``, which
 fails even for root), so it fails before Redis or Ray start.
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hivemind.hooks.cli import main as hooks_main
-from hivemind.swarm.cli import run
+from hivemind.swarm.cli.app import run
 
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))
 

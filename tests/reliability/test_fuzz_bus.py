@@ -27,8 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from hivemind.coordinator.sessions import SessionStore
-from hivemind.swarm.connection import connect
+from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import (
     Ack,
@@ -44,7 +43,8 @@ from hivemind.swarm.messages import (
     PressureEvent,
     parse_message,
 )
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.signing import sign
 from tests.conftest import wait_for

@@ -22,15 +22,15 @@ import psutil
 import pytest
 import redis
 
-from hivemind.swarm.connection import connect
 from hivemind.swarm.errors import StateFolderError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Action, ActionKind, Command, parse_message
 from hivemind.swarm.paths import ensure_private_dir
-from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
-from hivemind.swarm.runtime import Runtime, RuntimeConfig
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.signing import Verifier, sign
+from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 from tests.conftest import wait_for
 
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))
@@ -172,7 +172,7 @@ def test_run_with_a_group_readable_secret_runs_the_app_but_refuses_commands(
     read_secret(state)
     (state / "secret").chmod(0o640)
     code = (
-        "import hivemind.swarm.runtime as r, time; time.sleep(0.3); "
+        "import hivemind.swarm.target.runtime as r, time; time.sleep(0.3); "
         "rt = r.current_runtime(); print(rt is not None, rt.config.key is None)"
     )
     env = _env()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hivemind.swarm.bench import PHASES
-from hivemind.swarm.bench_report import RESULTS_SCHEMA
+from hivemind.swarm.bench.report import RESULTS_SCHEMA
+from hivemind.swarm.bench.runner import PHASES
 
 HIVEMIND = [sys.executable, "-c", "from hivemind.entry import main; main()"]
 SECTIONS = (

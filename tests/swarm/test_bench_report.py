@@ -1,6 +1,6 @@
 """The bench report writer: results.json, report.md, charts, with and without matplotlib.
 
-The swarm loop (``hivemind.swarm.effect``) is not part of these tests: where a
+The swarm loop (``hivemind.swarm.bench.effect``) is not part of these tests: where a
 guarded run is needed, the test builds ``EffectRun`` objects by hand.
 They are TEST INPUT for the report writer, not measurements.
 """
@@ -15,22 +15,22 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hivemind.swarm.bench import (
-    SWARM_NOT_AVAILABLE,
-    BenchOptions,
-    BenchResults,
-    run_bench,
-    swarm_phase_from_runs,
-)
-from hivemind.swarm.bench_report import (
+from hivemind.swarm.bench.effect import EffectRun
+from hivemind.swarm.bench.measure import machine_info
+from hivemind.swarm.bench.report import (
     CHARTS_HINT,
     RESULTS_SCHEMA,
     print_summary,
     summary_rows,
     write_outputs,
 )
-from hivemind.swarm.effect import EffectRun
-from hivemind.swarm.measure import machine_info
+from hivemind.swarm.bench.runner import (
+    SWARM_NOT_AVAILABLE,
+    BenchOptions,
+    BenchResults,
+    run_bench,
+    swarm_phase_from_runs,
+)
 
 REPORT_SECTIONS = (
     "### Summary vs the seed report",
@@ -99,7 +99,7 @@ def test_swarm_over_target_does_not_hold() -> None:
 def test_swarm_not_available_is_said_in_every_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "hivemind.swarm.effect", None)  # as if not in this build
+    monkeypatch.setitem(sys.modules, "hivemind.swarm.bench.effect", None)  # as if not in this build
     res = run_bench(BenchOptions(phases=("swarm",), out=tmp_path))
     assert res.phases["swarm"]["status"] == "not_available"
     assert res.phases["swarm"]["reason"].startswith(SWARM_NOT_AVAILABLE)
@@ -125,7 +125,7 @@ sys.modules['matplotlib'] = None
 sys.modules['matplotlib.pyplot'] = None
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from test_bench_report import _fake_swarm_results
-from hivemind.swarm.bench_report import write_outputs
+from hivemind.swarm.bench.report import write_outputs
 res = _fake_swarm_results()
 write_outputs(res, __import__('pathlib').Path({str(tmp_path)!r}))
 print(res.charts_note)

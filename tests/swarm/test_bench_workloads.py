@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from hivemind.swarm.cli import run
-from hivemind.swarm.errors import UsageError
-from hivemind.swarm.workloads import (
+from hivemind.swarm.bench.workloads import (
     BUILTIN,
     check_workload,
     make_demo,
     parse_workload,
     run_workload_process,
 )
+from hivemind.swarm.cli.app import run
+from hivemind.swarm.errors import UsageError
 
 GOOD = """
 import gc

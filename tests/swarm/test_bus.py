@@ -6,9 +6,9 @@ import time
 
 import redis
 
-from hivemind.swarm.bus import Subscription, publish
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Heartbeat, Level, PressureEvent
+from hivemind.swarm.redis.bus import Subscription, publish
 
 
 def _event(target: str = "app") -> PressureEvent:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hivemind.swarm.cli import run
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.cli.app import run
+from hivemind.swarm.redis.server import EmbeddedRedis
 
 HIVEMIND = [sys.executable, "-c", "from hivemind.entry import main; main()"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hivemind.swarm.connection import connect, redact_url
 from hivemind.swarm.errors import RedisUnavailableError, UsageError
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.redis.connection import connect, redact_url
+from hivemind.swarm.redis.server import EmbeddedRedis
 
 
 def test_password_url_connects(password_server: tuple[EmbeddedRedis, str]) -> None:

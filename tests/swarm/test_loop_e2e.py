@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hivemind.coordinator.sessions import SessionStore
+from hivemind.coordinator.sessions.recorder import SessionStore
+from hivemind.swarm.lifecycle.supervisor import Swarm
+from hivemind.swarm.observe.status import collect_status
 from hivemind.swarm.settings import load_settings
-from hivemind.swarm.status import collect_status
-from hivemind.swarm.supervisor import Swarm
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -112,7 +112,7 @@ def test_restore_hands_a_session_back_to_the_running_coordinator(
     swarm: Swarm, state_dir: Path
 ) -> None:
     from hivemind.coordinator.coordinator import Coordinator
-    from hivemind.coordinator.sessions import request_restore
+    from hivemind.coordinator.sessions.recorder import request_restore
 
     assert swarm.redis is not None
     store = SessionStore(swarm.redis, swarm.keys)

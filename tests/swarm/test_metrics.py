@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.metrics import start_metrics_server
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.observe.metrics import start_metrics_server
+from hivemind.swarm.redis.server import EmbeddedRedis
 
 
 def _scrape(url: str) -> dict[str, Any]:

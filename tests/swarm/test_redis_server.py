@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hivemind.swarm.connection import connect
 from hivemind.swarm.errors import RedisUnavailableError, StateFolderError
-from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
 from tests.conftest import kill_redis
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from hivemind.swarm.connection import connect
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Ack, Action, ActionKind, Command, parse_message
-from hivemind.swarm.redis_server import EmbeddedRedis
-from hivemind.swarm.runtime import Runtime, RuntimeConfig
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.signing import sign
+from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 from tests.conftest import wait_for
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hivemind.swarm.bus import publish
-from hivemind.swarm.connection import connect
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.lifecycle.supervisor import Swarm
 from hivemind.swarm.messages import Level, PressureEvent
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.observe.status import collect_status
+from hivemind.swarm.redis.bus import publish
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.settings import load_settings
-from hivemind.swarm.status import collect_status
-from hivemind.swarm.supervisor import Swarm
 from tests.conftest import pid_gone, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -20,18 +20,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hivemind.coordinator.sessions import (
+from hivemind.coordinator.sessions.recorder import (
     SessionSnapshot,
     SessionStore,
     request_restore,
 )
 from hivemind.hooks.memory import MemoryEntry, memory_get, memory_list, memory_search
 from hivemind.hooks.target import RedisTarget, redis_target
-from hivemind.swarm.cli_options import JsonOpt, NamespaceOpt, StateDirOpt
-from hivemind.swarm.connection import connect
+from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
 from hivemind.swarm.errors import HivemindError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.resp import Connection, RespError, open_connection
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.resp import Connection, RespError, open_connection
 
 __all__ = ["memory_app", "session_app"]
 

@@ -14,10 +14,10 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-from hivemind.swarm.connection import connect, redact_url
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.state import SwarmInfo, running_swarm
+from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
+from hivemind.swarm.redis.connection import connect, redact_url
 
 __all__ = ["AgentStatus", "RedisStatus", "SwarmStatus", "TargetStatus", "collect_status"]
 

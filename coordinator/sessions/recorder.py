@@ -2,7 +2,7 @@
 
 A session is a hash (meta, counters, level, settings), a capped event
 stream, a dedup set, a learned table and an entry in the sessions sorted
-set; :mod:`hivemind.hooks.store` documents the layout and holds the Lua
+set; :mod:`hivemind.coordinator.sessions.store` documents the layout and holds the Lua
 scripts, shared with the hooks so both write identical records. Every
 write that belongs together is one script call (atomic on the server).
 Reads never scan the stream: counters live in the hash, and ``snapshot``
@@ -22,7 +22,7 @@ from typing import IO, Any, Literal
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from hivemind.hooks.store import (
+from hivemind.coordinator.sessions.store import (
     APPEND_LUA,
     COUNT,
     ENSURE_LUA,

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hivemind.coordinator.policy import classify
-from hivemind.swarm.agent_base import AgentCore, Role
-from hivemind.swarm.bus import Subscription, publish
+from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
 from hivemind.swarm.messages import Level, MemorySample, PressureEvent
+from hivemind.swarm.redis.bus import Subscription, publish
 
 __all__ = ["BenchmarkerCore", "HostReading", "read_host"]
 

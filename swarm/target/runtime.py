@@ -5,7 +5,7 @@
 keeps its ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and
 carries out signed commands from ``hm:{ns}:cmd:{name}``, acking each with
 what it freed. It imports no Ray, and no redis-py or pydantic until a command arrives:
-it speaks RESP through :mod:`hivemind.swarm.resp` (cheaper per sample and
+it speaks RESP through :mod:`hivemind.swarm.redis.resp` (cheaper per sample and
 in memory), and validates commands with the message models on first use.
 
 It never raises into, or blocks, the host application: every failure is
@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING
 from hivemind.agents.gc_profiles import apply_gc_profile, level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.reclaim import ReclaimAction, ReclaimRegistry
-from hivemind.swarm.resp import Connection, RespError, open_connection
+from hivemind.swarm.redis.resp import Connection, RespError, open_connection
+from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry
 
 if TYPE_CHECKING:
     from hivemind.swarm.signing import Verifier
@@ -214,9 +214,9 @@ class Runtime:
 
     def _on_command(self, raw: bytes) -> None:
         received = time.time()
-        from hivemind.swarm.actions import apply_actions
         from hivemind.swarm.messages import Ack, Command, MessageError, parse_message
         from hivemind.swarm.signing import Verifier
+        from hivemind.swarm.target.actions import apply_actions
 
         if self._verifier is None:
             self._verifier = Verifier(self.config.key, self.config.name)
@@ -276,7 +276,7 @@ class Runtime:
             return self.config.redis_url
         if self.config.state_dir is None:
             return None
-        from hivemind.swarm.state import read_info
+        from hivemind.swarm.lifecycle.state import read_info
 
         info = read_info(self.config.state_dir)
         if info is None or info.state != "ready" or not _supervisor_alive(info.pid):
@@ -345,7 +345,7 @@ _lock = threading.Lock()
 
 
 def _supervisor_alive(pid: int) -> bool:
-    from hivemind.swarm.redis_server import pid_alive
+    from hivemind.swarm.redis.server import pid_alive
 
     return pid_alive(pid)
 

@@ -1,6 +1,6 @@
 """The session record's layout in Redis and the atomic scripts that write it.
 
-Shared by :class:`hivemind.coordinator.sessions.SessionStore` (redis-py,
+Shared by :class:`hivemind.coordinator.sessions.recorder.SessionStore` (redis-py,
 pydantic models) and the hooks (raw RESP, plain dataclasses), so both write
 byte-identical records. This module imports neither redis nor pydantic: the
 hooks path must stay under its latency budget.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.resp import Connection
+from hivemind.swarm.redis.resp import Connection
 
 __all__ = [
     "APPEND_LUA",

@@ -2,7 +2,7 @@
 
 It uses the swarm running on the project's state folder, or starts one
 for the demo. It runs the ``demo`` workload (see
-:mod:`hivemind.swarm.workloads`) unguarded first, then guarded, printing
+:mod:`hivemind.swarm.bench.workloads`) unguarded first, then guarded, printing
 each pressure decision and what it freed as it happens, and ends with a
 side-by-side summary: peak RSS, time over target, throughput, actions,
 bytes freed.
@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hivemind.swarm.effect import EffectRun, run_guarded_side, run_unguarded_side, swarm_for
+from hivemind.swarm.bench.effect import EffectRun, run_guarded_side, run_unguarded_side, swarm_for
 from hivemind.swarm.messages import Ack, Decision
 
 __all__ = ["run_demo"]

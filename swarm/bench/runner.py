@@ -12,10 +12,10 @@ goes first, over several repeats; figures are median and min-max spread):
 * ``workload``: the chosen workload unguarded vs guarded by the in-process
   library (no swarm), each run in a child interpreter;
 * ``swarm``: the chosen workload unguarded vs guarded by the swarm loop
-  (``hivemind.swarm.effect.run_effect``), when this build has it.
+  (``hivemind.swarm.bench.effect.run_effect``), when this build has it.
 
 :func:`run_bench` returns a :class:`BenchResults`; the files (``results.json``,
-``report.md``, PNG charts) are written by :mod:`hivemind.swarm.bench_report`.
+``report.md``, PNG charts) are written by :mod:`hivemind.swarm.bench.report`.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class BenchResults:
 
 
 def _spread(values: Sequence[float]) -> dict[str, float]:
-    from hivemind.swarm.measure import spread
+    from hivemind.swarm.bench.measure import spread
 
     return spread(values) if values else {"median": 0.0, "min": 0.0, "max": 0.0, "n": 0}
 
@@ -199,7 +199,7 @@ Tick = Callable[[], None]
 
 
 def _phase_stress(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
-    from hivemind.swarm.measure import stress_runs
+    from hivemind.swarm.bench.measure import stress_runs
 
     repeats = o.repeats or p.stress_repeats
     runs = stress_runs(o.target_mb, repeats, 1.0, tick)
@@ -222,7 +222,7 @@ def _phase_stress(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
 
 
 def _phase_widgets(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
-    from hivemind.swarm.measure import reuse_and_cache, widget_creation_runs
+    from hivemind.swarm.bench.measure import reuse_and_cache, widget_creation_runs
 
     n, repeats = p.widget_n, o.repeats or p.widget_repeats
     res = widget_creation_runs(n, repeats)
@@ -241,7 +241,7 @@ def _phase_widgets(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
 
 def _phase_gc(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
     from hivemind.agents.gc_optimizer import GC_PROFILES
-    from hivemind.swarm.measure import GC_MODES, gc_profile_runs
+    from hivemind.swarm.bench.measure import GC_MODES, gc_profile_runs
 
     repeats = o.repeats or p.gc_repeats
     res = gc_profile_runs(repeats, p.gc_scale, tick)
@@ -268,7 +268,7 @@ def _phase_gc(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
 
 
 def _phase_memory(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
-    from hivemind.swarm.measure import memory_runs
+    from hivemind.swarm.bench.measure import memory_runs
 
     repeats = o.repeats or p.memory_repeats
     res = memory_runs(repeats, p.memory_scale, tick)
@@ -282,7 +282,7 @@ def _phase_memory(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
 
 
 def _phase_workload(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
-    from hivemind.swarm.workloads import WorkloadRun, run_workload_process
+    from hivemind.swarm.bench.workloads import WorkloadRun, run_workload_process
 
     repeats = o.repeats or p.workload_repeats
     seconds = o.seconds or p.workload_seconds
@@ -312,10 +312,10 @@ def _phase_workload(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
 
 def _phase_swarm(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
     try:
-        from hivemind.swarm.effect import run_effect  # type: ignore[import-not-found, unused-ignore]
+        from hivemind.swarm.bench.effect import run_effect  # type: ignore[import-not-found, unused-ignore]
     except ImportError as exc:
         reason = SWARM_NOT_AVAILABLE
-        if getattr(exc, "name", None) != "hivemind.swarm.effect":
+        if getattr(exc, "name", None) != "hivemind.swarm.bench.effect":
             reason += f" ({exc})"
         return {"status": "not_available", "reason": reason}
     repeats = o.repeats or p.workload_repeats
@@ -385,10 +385,10 @@ def run_bench(options: BenchOptions, *, console: Console | None = None) -> Bench
     Validates the workload first (:class:`UsageError` for a bad spec). A phase
     that fails is recorded with ``status: error`` and the others still run;
     the swarm phase records ``status: not_available`` when this build has no
-    swarm loop. Never writes files: see :func:`hivemind.swarm.bench_report.write_outputs`.
+    swarm loop. Never writes files: see :func:`hivemind.swarm.bench.report.write_outputs`.
     """
-    from hivemind.swarm.measure import machine_info
-    from hivemind.swarm.workloads import check_workload
+    from hivemind.swarm.bench.measure import machine_info
+    from hivemind.swarm.bench.workloads import check_workload
 
     check_workload(options.workload)
     preset = QUICK if options.quick else FULL

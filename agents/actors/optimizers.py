@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from hivemind.swarm.agent_base import AgentCore, Role
-from hivemind.swarm.bus import Subscription
+from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
 from hivemind.swarm.messages import ActionKind, Command, Decision
+from hivemind.swarm.redis.bus import Subscription
 from hivemind.swarm.signing import sign
 
 __all__ = ["WIDGET_KINDS", "GCOptimizerCore", "WidgetOptimizerCore", "owner_of"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hivemind.swarm.bench import SWARM_NOT_AVAILABLE, BenchResults
+from hivemind.swarm.bench.runner import SWARM_NOT_AVAILABLE, BenchResults
 
 __all__ = ["CHARTS_HINT", "write_charts"]
 

@@ -5,7 +5,7 @@ improvement) plus what the report claimed and a plain verdict: ``holds``,
 ``does not hold``, ``not measured`` (the phase did not run or is not in this
 build) or ``no claim`` (a figure the report makes no claim about).
 
-Charts (:mod:`hivemind.swarm.bench_charts`) need matplotlib, an optional
+Charts (:mod:`hivemind.swarm.bench.charts`) need matplotlib, an optional
 extra (``pip install 'hivemind-swarm[charts]'``); without it everything
 else is still written and the note says how to get them.
 """
@@ -21,8 +21,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hivemind.swarm.bench import SWARM_NOT_AVAILABLE, BenchOptions, BenchResults, run_bench
-from hivemind.swarm.bench_charts import CHARTS_HINT, write_charts
+from hivemind.swarm.bench.charts import CHARTS_HINT, write_charts
+from hivemind.swarm.bench.runner import SWARM_NOT_AVAILABLE, BenchOptions, BenchResults, run_bench
 from hivemind.swarm.errors import HivemindError
 
 __all__ = [

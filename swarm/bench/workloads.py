@@ -25,7 +25,7 @@ Built in (:data:`BUILTIN`):
 A user workload is ``PATH.py:callable``. :func:`check_workload` validates a
 spec (file, syntax, callable) without running the user's code in this
 process; :func:`run_workload_process` runs it in a child interpreter
-(``python -m hivemind.swarm.workloads``) so a crash or a leak stays there.
+(``python -m hivemind.swarm.bench.workloads``) so a crash or a leak stays there.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def _demo(seconds: float, report: Report, target_mb: float, overshoot: float) ->
     from hivemind.agents.pool import ObjectPool
     from hivemind.agents.render_cache import RenderCache
     from hivemind.agents.widget_manager import WidgetMemoryManager
-    from hivemind.swarm.measure import render_lines, tree_wave
+    from hivemind.swarm.bench.measure import render_lines, tree_wave
 
     start_rss = current_rss_bytes()
     # Bytes of reclaimable memory to add per second so RSS ends near overshoot*target.
@@ -167,7 +167,7 @@ def _demo(seconds: float, report: Report, target_mb: float, overshoot: float) ->
 def widgets(seconds: float, report: Report) -> int:
     """Widget lifecycle through the manager; units are widgets closed."""
     from hivemind.agents.widget_manager import WidgetMemoryManager
-    from hivemind.swarm.measure import render_lines
+    from hivemind.swarm.bench.measure import render_lines
 
     manager = WidgetMemoryManager(_target_from_env())
     done = 0
@@ -259,7 +259,7 @@ def check_workload(spec: str, *, timeout_s: float = 30.0) -> WorkloadSpec:
         raise UsageError(f"cannot read workload file {ws.path}: {exc}") from None
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "hivemind.swarm.workloads", "--check", spec],
+            [sys.executable, "-m", "hivemind.swarm.bench.workloads", "--check", spec],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -365,7 +365,7 @@ def run_workload_process(
     cmd = [
         sys.executable,
         "-m",
-        "hivemind.swarm.workloads",
+        "hivemind.swarm.bench.workloads",
         "--run",
         spec,
         f"{seconds}",
@@ -514,7 +514,9 @@ def _main(argv: list[str]) -> int:
         with contextlib.suppress(BrokenPipeError):
             print(json.dumps(out), flush=True)
         return 0 if out.get("error") is None else 1
-    print("usage: python -m hivemind.swarm.workloads --check SPEC | --run SPEC S TARGET GUARD")
+    print(
+        "usage: python -m hivemind.swarm.bench.workloads --check SPEC | --run SPEC S TARGET GUARD"
+    )
     return 2
 
 

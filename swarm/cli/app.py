@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hivemind.coordinator.session_cli import memory_app, session_app
-from hivemind.swarm.cli_options import JsonOpt, NamespaceOpt, StateDirOpt
+from hivemind.coordinator.sessions.cli import memory_app, session_app
+from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
+from hivemind.swarm.observe.status import SwarmStatus, collect_status
 from hivemind.swarm.settings import Settings, load_settings
-from hivemind.swarm.status import SwarmStatus, collect_status
 
 __all__ = ["app", "run"]
 
@@ -85,7 +85,7 @@ def swarm_up(
         metrics_host=metrics_host,
     )
     if detach:
-        from hivemind.swarm.detach import start_detached
+        from hivemind.swarm.lifecycle.detach import start_detached
 
         with err.status("starting the swarm…"):
             info = start_detached(settings)
@@ -101,7 +101,7 @@ def swarm_up(
 
 
 def _run_foreground(settings: Settings) -> None:
-    from hivemind.swarm.supervisor import Swarm, run_until_signalled
+    from hivemind.swarm.lifecycle.supervisor import Swarm, run_until_signalled
 
     swarm = Swarm(settings)
     with err.status("starting Redis, Ray and the agents…"):
@@ -146,7 +146,7 @@ def _status_line(settings: Settings) -> str:
 @swarm_app.command("down")
 def swarm_down(state_dir: StateDirOpt = None) -> None:
     """Stop the swarm running on this state folder (from any shell)."""
-    from hivemind.swarm.detach import stop_swarm
+    from hivemind.swarm.lifecycle.detach import stop_swarm
     from hivemind.swarm.paths import default_state_dir
 
     folder = (state_dir or default_state_dir()).resolve()
@@ -221,7 +221,7 @@ def run_command(
     namespace: NamespaceOpt = None,
 ) -> None:
     """Run a Python program guarded by the swarm, with no change to its code."""
-    from hivemind.swarm.launch import run_guarded
+    from hivemind.swarm.target.launch import run_guarded
 
     if target_mb is not None:
         load_settings(target_mb=target_mb)  # validates: one-line error, exit 2
@@ -257,8 +257,8 @@ def bench_command(
     phases: Annotated[str | None, typer.Option("--phases", hidden=True)] = None,
 ) -> None:
     """Measure the seed report's figures side by side on this machine; write a report."""
-    from hivemind.swarm.bench import PHASES, BenchOptions
-    from hivemind.swarm.bench_report import run_bench_command
+    from hivemind.swarm.bench.report import run_bench_command
+    from hivemind.swarm.bench.runner import PHASES, BenchOptions
 
     options = BenchOptions(
         target_mb=target_mb,
@@ -281,7 +281,7 @@ def demo_command(
     state_dir: StateDirOpt = None,
 ) -> None:
     """Run a leaky TUI-like app unguarded, then guarded, and show the swarm at work."""
-    from hivemind.swarm.demo import run_demo
+    from hivemind.swarm.bench.demo import run_demo
 
     load_settings(target_mb=target_mb)  # validates: one-line error, exit 2
     if not 1 <= seconds <= 3600:

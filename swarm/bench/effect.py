@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hivemind.swarm.connection import connect
+from hivemind.swarm.bench.workloads import check_workload, run_workload_process
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.launch import guarded_env
+from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.messages import Ack, Decision, parse_message
 from hivemind.swarm.paths import default_state_dir
-from hivemind.swarm.state import SwarmInfo, running_swarm
-from hivemind.swarm.workloads import check_workload, run_workload_process
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.target.launch import guarded_env
 
 __all__ = ["EffectRun", "SwarmHandle", "run_effect", "run_guarded_side", "swarm_for"]
 
@@ -69,7 +69,7 @@ def swarm_for(state_dir: Path | None = None) -> Iterator[SwarmHandle]:
     A swarm started here lives in a temporary state folder and is stopped
     (with everything it started) on the way out.
     """
-    from hivemind.swarm.detach import start_detached, stop_swarm
+    from hivemind.swarm.lifecycle.detach import start_detached, stop_swarm
     from hivemind.swarm.settings import load_settings
 
     folder = (state_dir or default_state_dir()).resolve()

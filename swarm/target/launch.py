@@ -1,6 +1,6 @@
 """``hivemind run -- CMD``: start a Python program guarded, with no change to its code.
 
-The child gets ``swarm/bootstrap`` first on ``PYTHONPATH``; its
+The child gets ``swarm/target/bootstrap`` first on ``PYTHONPATH``; its
 ``sitecustomize`` calls :func:`hivemind.attach` at interpreter start.
 Settings travel as ``HIVEMIND_*`` variables. Ctrl-C and SIGTERM are passed
 on to the child, and its exit code is returned.

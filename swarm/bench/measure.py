@@ -6,7 +6,7 @@ comparison in the same process (or in fresh subprocesses, for memory and GC
 figures), alternating which side goes first, and returns the raw figures
 per repeat. Formatting is the caller's business.
 
-Run as ``python -m hivemind.swarm.measure --child KIND MODE SCALE`` it is
+Run as ``python -m hivemind.swarm.bench.measure --child KIND MODE SCALE`` it is
 the subprocess side of :func:`memory_runs` and :func:`gc_profile_runs`: it
 prints one JSON line.
 """
@@ -469,7 +469,7 @@ CHILDREN: dict[str, Callable[[str, float], dict[str, Any]]] = {
 def run_child(kind: str, mode: str, scale: float) -> dict[str, Any]:
     """Run one child measurement in a fresh interpreter; its JSON result."""
     out = subprocess.run(
-        [sys.executable, "-m", "hivemind.swarm.measure", "--child", kind, mode, str(scale)],
+        [sys.executable, "-m", "hivemind.swarm.bench.measure", "--child", kind, mode, str(scale)],
         check=True,
         capture_output=True,
         text=True,
@@ -518,7 +518,7 @@ def stress_runs(
 
 def _main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[0] != "--child" or argv[1] not in CHILDREN:
-        print("usage: python -m hivemind.swarm.measure --child memory|gc|stress MODE SCALE")
+        print("usage: python -m hivemind.swarm.bench.measure --child memory|gc|stress MODE SCALE")
         return 2
     print(json.dumps(CHILDREN[argv[1]](argv[2], float(argv[3]))))
     return 0

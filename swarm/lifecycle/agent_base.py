@@ -1,7 +1,7 @@
 """What every agent actor shares: its Redis connection, heartbeat and threads.
 
 :class:`AgentCore` is plain Python (no Ray import), so its behaviour is
-tested without Ray; :mod:`hivemind.swarm.facade` wraps a subclass in a Ray
+tested without Ray; :mod:`hivemind.swarm.lifecycle.facade` wraps a subclass in a Ray
 actor. An agent writes its heartbeat to ``hm:{ns}:agent:{name}`` (a hash
 with a TTL, read by ``swarm status`` without Ray) and publishes it on
 ``hm:{ns}:heartbeats``. Restarts after a crash are counted in Redis.
@@ -22,10 +22,10 @@ from typing import Any, ClassVar, Literal
 
 import redis
 
-from hivemind.swarm.bus import publish
-from hivemind.swarm.connection import connect
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Heartbeat
+from hivemind.swarm.redis.bus import publish
+from hivemind.swarm.redis.connection import connect
 
 __all__ = ["AgentConfig", "AgentCore", "Role"]
 

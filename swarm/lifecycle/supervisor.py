@@ -5,7 +5,7 @@ folder's lock, brings up Redis (the embedded server, or connects to the
 external URL), starts a local Ray (or joins ``--ray-address``), creates the
 agent actors and waits for each to answer, then records ``swarm.json`` as
 ready. ``stop()`` undoes it in reverse, leaving no process behind.
-``python -m hivemind.swarm.supervisor`` runs one in the background for
+``python -m hivemind.swarm.lifecycle.supervisor`` runs one in the background for
 ``swarm up --detach``; its settings come from ``HIVEMIND_*`` variables.
 """
 
@@ -21,15 +21,15 @@ from typing import Any
 
 import redis
 
-from hivemind.swarm.agent_base import AgentConfig
-from hivemind.swarm.connection import connect
 from hivemind.swarm.errors import HivemindError, SwarmStartError
-from hivemind.swarm.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.redis_server import EmbeddedRedis
+from hivemind.swarm.lifecycle.agent_base import AgentConfig
+from hivemind.swarm.lifecycle.facade import RAY_NAMESPACE, ActorFacade
+from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, remove_info, write_info
+from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import load_secret
 from hivemind.swarm.settings import Settings
-from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 
 __all__ = ["Swarm", "agent_facades"]
 
@@ -38,7 +38,11 @@ log = logging.getLogger(__name__)
 
 def agent_facades() -> list[type[ActorFacade]]:
     """The four agent roles, in start order."""
-    from hivemind.agents.actors import BenchmarkerAgent, GCOptimizerAgent, WidgetOptimizerAgent
+    from hivemind.agents.actors.facades import (
+        BenchmarkerAgent,
+        GCOptimizerAgent,
+        WidgetOptimizerAgent,
+    )
     from hivemind.coordinator.coordinator import Coordinator
 
     return [Coordinator, BenchmarkerAgent, GCOptimizerAgent, WidgetOptimizerAgent]
@@ -134,7 +138,7 @@ class Swarm:
         else:
             self.redis_url = s.redis_url
         self.redis = connect(self.redis_url)
-        from hivemind.coordinator.sessions import SessionStore
+        from hivemind.coordinator.sessions.recorder import SessionStore
 
         store = SessionStore(self.redis, self.keys, maxlen=s.stream_maxlen)
         self.session_id, self.session_created = store.ensure(
@@ -203,7 +207,7 @@ class Swarm:
         s = self.settings
         if s.metrics_port is None:
             return
-        from hivemind.swarm.metrics import start_metrics_server
+        from hivemind.swarm.observe.metrics import start_metrics_server
 
         self._metrics = start_metrics_server(
             self.redis_url, s.namespace, s.metrics_port, host=s.metrics_host

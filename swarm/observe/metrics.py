@@ -247,7 +247,7 @@ def start_metrics_server(
     """
     from prometheus_client.exposition import start_http_server
 
-    from hivemind.swarm.connection import connect
+    from hivemind.swarm.redis.connection import connect
 
     try:
         validate_namespace(namespace)

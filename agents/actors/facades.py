@@ -1,15 +1,15 @@
 """Typed facades over the three worker agents' Ray actors.
 
 Importing this module does not import Ray; creating an actor does. The
-cores are plain Python (:mod:`~hivemind.agents.benchmarker_agent`,
-:mod:`~hivemind.agents.optimizer_agents`).
+cores are plain Python (:mod:`~hivemind.agents.actors.benchmarker`,
+:mod:`~hivemind.agents.actors.optimizers`).
 """
 
 from __future__ import annotations
 
-from hivemind.agents.benchmarker_agent import BenchmarkerCore
-from hivemind.agents.optimizer_agents import GCOptimizerCore, WidgetOptimizerCore
-from hivemind.swarm.facade import ActorFacade
+from hivemind.agents.actors.benchmarker import BenchmarkerCore
+from hivemind.agents.actors.optimizers import GCOptimizerCore, WidgetOptimizerCore
+from hivemind.swarm.lifecycle.facade import ActorFacade
 
 __all__ = ["BenchmarkerAgent", "GCOptimizerAgent", "WidgetOptimizerAgent"]
 

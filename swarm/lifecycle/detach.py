@@ -1,6 +1,6 @@
 """``swarm up --detach`` and ``swarm down``: a supervisor in the background, stopped by pid.
 
-:func:`start_detached` spawns ``python -m hivemind.swarm.supervisor`` in a
+:func:`start_detached` spawns ``python -m hivemind.swarm.lifecycle.supervisor`` in a
 new session with the settings passed as ``HIVEMIND_*`` variables, and
 returns once it records itself ready (or raises with its last log line).
 :func:`stop_swarm` signals the recorded supervisor and waits for it to
@@ -18,9 +18,15 @@ import time
 from pathlib import Path
 
 from hivemind.swarm.errors import NotRunningError, SwarmStartError
-from hivemind.swarm.redis_server import EmbeddedRedis, pid_alive
+from hivemind.swarm.lifecycle.state import (
+    SupervisorLock,
+    SwarmInfo,
+    read_info,
+    remove_info,
+    running_swarm,
+)
+from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
 from hivemind.swarm.settings import Settings
-from hivemind.swarm.state import SupervisorLock, SwarmInfo, read_info, remove_info, running_swarm
 
 __all__ = ["LOG_FILE", "settings_env", "start_detached", "stop_swarm"]
 
@@ -49,7 +55,7 @@ def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "hivemind.swarm.supervisor"],
+            [sys.executable, "-m", "hivemind.swarm.lifecycle.supervisor"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -18,7 +18,7 @@ from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.agents.pool import trim_all_pools
 from hivemind.agents.render_cache import evict_all_caches
 from hivemind.swarm.messages import Action, ActionKind, ActionResult
-from hivemind.swarm.reclaim import ReclaimRegistry
+from hivemind.swarm.target.reclaim import ReclaimRegistry
 
 __all__ = ["apply_actions"]
 
