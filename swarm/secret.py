@@ -18,9 +18,38 @@ from hivemind.swarm.paths import ensure_private_dir, write_private_file
 if TYPE_CHECKING:
     from hivemind.swarm.settings import Settings
 
-__all__ = ["SECRET_FILE", "load_secret", "read_secret"]
+__all__ = [
+    "AGENT_SECRET_FILE",
+    "REDIS_URL_FILE",
+    "SECRET_FILE",
+    "fingerprint",
+    "load_secret",
+    "read_private_text",
+    "read_secret",
+]
 
 SECRET_FILE = "secret"
+REDIS_URL_FILE = "redis-url"  # an external Redis URL with its password, for the agents (0600)
+AGENT_SECRET_FILE = "agent-secret"  # the key for the agents when it came from HIVEMIND_SECRET
+
+
+def fingerprint(key: bytes) -> str:
+    """A short public fingerprint of ``key`` (16 hex of its SHA-256): names it, never reveals it."""
+    import hashlib
+
+    return hashlib.sha256(b"hivemind-key-id:" + key).hexdigest()[:16]
+
+
+def read_private_text(path: Path) -> str | None:
+    """The stripped text of ``path`` if it exists and only its owner can read it, else ``None``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    with os.fdopen(fd, "r", encoding="utf-8") as fh:
+        if os.fstat(fd).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return None
+        return fh.read().strip()
 
 
 def read_secret(state_dir: Path, env_value: str | None = None) -> bytes:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from hivemind.swarm.errors import NotRunningError, SwarmStartError
+from hivemind.swarm.lifecycle.ray_head import stop_orphans
 from hivemind.swarm.lifecycle.state import (
     SupervisorLock,
     SwarmInfo,
@@ -96,7 +97,8 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0) -> SwarmInfo:
     """
     info = running_swarm(state_dir)
     if info is None:
-        EmbeddedRedis(state_dir).stop()  # an orphan from a killed supervisor
+        EmbeddedRedis(state_dir).stop()  # orphans from a killed supervisor
+        stop_orphans(state_dir)
         remove_info(state_dir)
         raise NotRunningError(f"no swarm is running on {state_dir}")
     with contextlib.suppress(ProcessLookupError):
@@ -108,5 +110,6 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0) -> SwarmInfo:
         time.sleep(0.05)
     os.kill(info.pid, signal.SIGKILL)
     EmbeddedRedis(state_dir).stop()
+    stop_orphans(state_dir)
     remove_info(state_dir)
     return info

@@ -13,7 +13,7 @@ import redis
 
 from hivemind.swarm.errors import RedisUnavailableError, UsageError
 
-__all__ = ["connect", "redact_url"]
+__all__ = ["connect", "redact_url", "strip_password"]
 
 
 def redact_url(url: str) -> str:
@@ -26,6 +26,18 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+
+def strip_password(url: str) -> str:
+    """Return ``url`` without its password (user, host, path and query kept)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 def connect(url: str, *, timeout_s: float = 2.0, check: bool = True) -> redis.Redis:

@@ -16,7 +16,7 @@ from hivemind.agents.actors.benchmarker import BenchmarkerCore
 from hivemind.agents.actors.optimizers import GCOptimizerCore, WidgetOptimizerCore
 from hivemind.coordinator.coordinator import CoordinatorCore
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.agent_base import AgentConfig, AgentCore
+from hivemind.swarm.lifecycle.agent_base import AgentConfig, AgentCore, remember_secret
 from hivemind.swarm.messages import Heartbeat
 from hivemind.swarm.redis.bus import Subscription
 from hivemind.swarm.redis.connection import connect
@@ -74,7 +74,7 @@ class InProcessSwarm:
             redis_url=self.url,
             target_mb=self.target_mb,
             heartbeat_s=self.heartbeat_s,
-            secret_hex=self.secret.hex(),
+            secret_id=remember_secret(self.secret),
         )
 
     def start(self) -> InProcessSwarm:
