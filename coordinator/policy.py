@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hivemind.agents.gc_profiles import level_with_hysteresis
 from hivemind.swarm.messages import Action, ActionKind, Decision, Level, PressureEvent
+from hivemind.swarm.vocab import MB, level_with_hysteresis
 
 __all__ = [
     "LADDER",
@@ -38,8 +38,6 @@ __all__ = [
     "learned_key",
     "record_ack",
 ]
-
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

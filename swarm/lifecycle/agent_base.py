@@ -26,6 +26,7 @@ from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Heartbeat
 from hivemind.swarm.redis.bus import publish
 from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = ["AgentConfig", "AgentCore", "Role"]
 
@@ -40,7 +41,7 @@ class AgentConfig:
 
     namespace: str
     redis_url: str
-    target_mb: float = 1536.0
+    target_mb: float = DEFAULT_TARGET_MB
     heartbeat_s: float = 1.0
     session_id: str = ""
     stream_maxlen: int = 100_000
