@@ -18,7 +18,7 @@ key, the result and everything they reach through ``gc.get_referents``,
 counting an object only if the cache holds its last references (an object
 that something else also references would not be freed by clearing, so
 its refcount excludes it). The estimate is ``getsizeof(cache dict) +
-entries × mean sampled entry`` (+ 56 bytes a link per entry for a bounded
+entries x mean sampled entry`` (+ 56 bytes a link per entry for a bounded
 cache). ``benchmarks/bench_reclaim.py`` measures how far off that is
 against tracemalloc's count of what a clear really freed.
 
@@ -33,7 +33,6 @@ import functools
 import gc
 import itertools
 import operator
-import os
 import sys
 import time
 import types
@@ -41,6 +40,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from hivemind.swarm.env import env_str
 
 __all__ = [
     "CacheFound",
@@ -53,7 +54,7 @@ __all__ = [
     "keep_patterns",
 ]
 
-_LRU: type = functools._lru_cache_wrapper  # type: ignore[attr-defined]
+_LRU: type = functools._lru_cache_wrapper
 _KEEP_ATTR = "__hivemind_keep__"
 _LINK_BYTES = 56  # a bounded lru_cache's per-entry link object (_lru_list_elem)
 _SKIP_DEEP = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
@@ -63,12 +64,12 @@ _kept_ids: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def discover_enabled() -> bool:
     """``HIVEMIND_DISCOVER`` (default on): ``0`` turns cache discovery off."""
-    return os.environ.get("HIVEMIND_DISCOVER", "1").strip().lower() not in ("0", "false", "no")
+    return (env_str("discover") or "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def keep_patterns() -> tuple[str, ...]:
     """Cache names (``fnmatch`` patterns, e.g. ``app.models.*``) from ``HIVEMIND_KEEP``."""
-    raw = os.environ.get("HIVEMIND_KEEP", "")
+    raw = env_str("keep") or ""
     return tuple(p.strip() for p in raw.replace(";", ",").split(",") if p.strip())
 
 
@@ -334,11 +335,13 @@ class Discovery:
 # Every step is a C-level pass (gc.get_referents, map, itertools.compress) over
 # the namespaces' values; Python code runs only for the few interesting ones.
 
-_IS_LRU = {_LRU: True}.get
-_IS_FUNC = {types.FunctionType: True}.get
-_IS_DESC = {staticmethod: True, classmethod: True}.get
+_TYPES: dict[type, bool] = {types.FunctionType: True}
+_IS_LRU: Callable[[type], bool | None] = {_LRU: True}.get
+_IS_FUNC: Callable[[type], bool | None] = _TYPES.get
+_IS_DESC: Callable[[type], bool | None] = {staticmethod: True, classmethod: True}.get
 _closure = operator.attrgetter("__closure__")
 _func = operator.attrgetter("__func__")
+_type_of: Callable[[Any], type] = type
 _INTERESTING = frozenset((_LRU, types.FunctionType, staticmethod, classmethod))
 
 
@@ -351,11 +354,11 @@ def _walk_namespaces(namespaces: list[dict[str, Any]], found: dict[int, Any]) ->
             return
         values = gc.get_referents(*dicts)  # keys and values of every dict, in one C call
         # C-level passes keep the few values of interest (functions, classes, ...)
-        kinds = list(map(type, values))
+        kinds: list[type] = list(map(_type_of, values))
         wanted = {t: True for t in set(kinds) if t in _INTERESTING or issubclass(t, type)}
         picked = list(itertools.compress(values, map(wanted.get, kinds)))
         del values
-        kinds = list(map(type, picked))
+        kinds = list(map(_type_of, picked))
         for w in itertools.compress(picked, map(_IS_LRU, kinds)):
             found[id(w)] = w
         funcs = list(itertools.compress(picked, map(_IS_FUNC, kinds)))
@@ -384,7 +387,7 @@ def _from_functions(funcs: list[Any], found: dict[int, Any]) -> None:
             return
         closures = list(filter(None, map(_closure, funcs)))
         reached = gc.get_referents(*gc.get_referents(*closures)) if closures else []
-        kinds = list(map(type, reached))
+        kinds = list(map(_type_of, reached))
         for w in itertools.compress(reached, map(_IS_LRU, kinds)):
             found[id(w)] = w
         funcs = list(itertools.compress(reached, map(_IS_FUNC, kinds)))

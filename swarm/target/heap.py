@@ -22,7 +22,16 @@ from typing import Any
 
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim, malloc_trim_available
 
-__all__ = ["HeapStats", "InterpCache", "arena_advice", "heap_stats", "interpreter_caches"]
+__all__ = [
+    "HeapStats",
+    "InterpCache",
+    "arena_advice",
+    "heap_stats",
+    "interpreter_caches",
+    "malloc_in_use",
+    "trim_heap",
+    "trim_reason",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +72,20 @@ def _mallinfo2() -> Any:
         import ctypes
 
         class _Info(ctypes.Structure):
-            _fields_ = [  # noqa: RUF012 (ctypes' own convention)
+            _fields_ = [
                 (name, ctypes.c_size_t)
                 for name in (
-                    "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                    "fsmblks", "uordblks", "fordblks", "keepcost",
-                )  # fmt: skip
+                    "arena",
+                    "ordblks",
+                    "smblks",
+                    "hblks",
+                    "hblkhd",
+                    "usmblks",
+                    "fsmblks",
+                    "uordblks",
+                    "fordblks",
+                    "keepcost",
+                )
             ]
 
         try:
@@ -80,6 +97,18 @@ def _mallinfo2() -> Any:
         fn.argtypes = []
         _mallinfo_fn = fn
         return fn
+
+
+def malloc_in_use() -> int:
+    """Bytes glibc has handed out (``uordblks + hblkhd``), or -1 where unknown; cheap."""
+    fn = _mallinfo2()
+    if fn is None:
+        return -1
+    try:
+        info = fn()
+    except Exception:
+        return -1
+    return int(info.uordblks + info.hblkhd)
 
 
 def heap_stats() -> HeapStats:
@@ -108,8 +137,10 @@ def trim_reason() -> str:
     """Why ``malloc_trim`` cannot run here, or "" when it can."""
     if malloc_trim_available():
         return ""
-    return "malloc_trim unavailable (not glibc)" if sys.platform.startswith("linux") else (
-        f"malloc_trim unavailable on {sys.platform}"
+    return (
+        "malloc_trim unavailable (not glibc)"
+        if sys.platform.startswith("linux")
+        else (f"malloc_trim unavailable on {sys.platform}")
     )
 
 

@@ -7,7 +7,7 @@ actions registered through :mod:`~hivemind.swarm.target.reclaim` (API,
 cost of rebuilding, and clears them best first until enough is freed.
 
 **Order.** ``score = expected bytes / (1 + cost)``, highest first. A
-discovered cache's cost is ``hit rate × (1 + log10(1 + calls/s since the
+discovered cache's cost is ``hit rate x (1 + log10(1 + calls/s since the
 last look))``: a cold cache costs at most its hit rate, a hot one that
 serves most calls costs several times more, so cold, large caches with a low
 hit rate go first. Anything marked keep, smaller than ``min_bytes``, or that
@@ -33,7 +33,12 @@ from typing import Any
 
 from hivemind.agents.memtools import current_rss_bytes
 from hivemind.swarm.target.discover import Discovery, discover_enabled, keep_patterns
-from hivemind.swarm.target.heap import heap_stats, interpreter_caches, trim_reason
+from hivemind.swarm.target.heap import (
+    heap_stats,
+    interpreter_caches,
+    malloc_in_use,
+    trim_reason,
+)
 from hivemind.swarm.target.reclaim import (
     ReclaimRegistry,
     call_guarded,
@@ -72,7 +77,13 @@ class Candidate:
 
 @dataclass(slots=True)
 class Outcome:
-    """What one reclaim gave back: RSS before minus after (and what the action said)."""
+    """What one reclaim gave back, and what the action itself said it freed.
+
+    ``bytes_freed`` is the larger of the RSS drop and the drop in what glibc
+    has handed out (``mallinfo2``): memory back with the OS, or back with the
+    C allocator, which keeps it until ``malloc_trim`` (reported as its own
+    outcome, with its RSS drop).
+    """
 
     name: str
     expected_bytes: int
@@ -86,7 +97,7 @@ class Outcome:
     def as_result(self) -> dict[str, Any]:
         """The wire form (an ``ActionResult`` of kind ``reclaim``)."""
         return {
-            "kind": "reclaim",
+            "kind": "malloc_trim" if self.name == "malloc_trim" else "reclaim",
             "name": self.name,
             "bytes_freed": self.bytes_freed,
             "duration_ms": round(max(0.0, self.duration_ms), 3),
@@ -123,6 +134,7 @@ class Reclaimer:
         self._futile: dict[str, int] = {}  # name -> reclaims in a row that freed nothing
         self._lock = threading.RLock()
         self._candidates: list[Candidate] = []
+        self.summary = (0, 0)  # (caches found, reclaimable bytes) at the last scan
 
     # -- when to look ------------------------------------------------------------
     def observe(self, pressured: bool, now: float | None = None) -> bool:
@@ -180,9 +192,13 @@ class Reclaimer:
         for ic in interpreter_caches():
             out.append(
                 Candidate(
-                    ic.name, "interp", ic.est_bytes, _INTERP_COST.get(ic.name, 0.5),
-                    entries=ic.entries, run=ic.clear,
-                )  # fmt: skip
+                    ic.name,
+                    "interp",
+                    ic.est_bytes,
+                    _INTERP_COST.get(ic.name, 0.5),
+                    entries=ic.entries,
+                    run=ic.clear,
+                )
             )
         for spec in self.registry.specs():
             expected = -1
@@ -194,6 +210,10 @@ class Reclaimer:
                 Candidate(spec.name, "plugin", expected, spec.cost, keep=spec.keep, run=spec.fn)
             )
         out.sort(key=lambda c: (c.keep, -c.score))
+        self.summary = (
+            sum(1 for c in out if c.kind == "lru"),
+            sum(max(0, c.expected_bytes) for c in out if not c.keep),
+        )
         return out
 
     # -- reclaiming --------------------------------------------------------------
@@ -202,12 +222,17 @@ class Reclaimer:
         return [
             c
             for c in self.candidates()
-            if not c.keep
-            and self._futile.get(c.name, 0) < 2
-            and (c.expected_bytes >= self.min_bytes or (c.kind == "plugin" and c.expected_bytes < 0))
+            if not c.keep and self._futile.get(c.name, 0) < 2 and self._worth(c)
         ]
 
-    def reclaim(self, need_bytes: int, *, max_actions: int = 8, deadline_s: float = 2.0) -> list[Outcome]:
+    def _worth(self, c: Candidate) -> bool:
+        if c.kind == "plugin" and c.expected_bytes < 0:
+            return True  # it does not say: try it, then learn from what it freed
+        return c.expected_bytes >= self.min_bytes
+
+    def reclaim(
+        self, need_bytes: int, *, max_actions: int = 8, deadline_s: float = 2.0
+    ) -> list[Outcome]:
         """Clear the best candidates one at a time until ``need_bytes`` are freed.
 
         Scans first if nothing was scanned yet. Returns each action's measured
@@ -244,7 +269,7 @@ class Reclaimer:
             return self._run(cand)
 
     def _run(self, cand: Candidate) -> Outcome:
-        before = current_rss_bytes()
+        before, heap_before = current_rss_bytes(), malloc_in_use()
         if cand.kind == "plugin":
             got = call_guarded(cand.name, cand.run, self.timeout_s)
             value, error, ms = got.value, got.error, got.ms
@@ -256,10 +281,15 @@ class Reclaimer:
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
             ms = (time.perf_counter() - t0) * 1000
+        # Freed to the OS (RSS) or to the C allocator (malloc in use), whichever is more:
+        # mid-size objects go back to glibc, which keeps them until malloc_trim.
         freed = before - current_rss_bytes()
+        if heap_before >= 0:
+            freed = max(freed, heap_before - malloc_in_use())
         reported = value if isinstance(value, int) and not isinstance(value, bool) else None
         out = Outcome(cand.name, cand.expected_bytes, freed, reported, ms, not error, error)
-        self._futile[cand.name] = 0 if max(freed, reported or 0) > 0 else self._futile.get(cand.name, 0) + 1
+        futile = max(freed, reported or 0) <= 0
+        self._futile[cand.name] = self._futile.get(cand.name, 0) + 1 if futile else 0
         self.total_freed += max(0, freed)
         self.history = [*self.history[-19:], out]
         return out
@@ -317,7 +347,8 @@ def explain_text(cands: list[Candidate], rec: Reclaimer) -> str:
     from hivemind.swarm.target.heap import arena_advice
 
     mb = 2**20
-    lines = [f"hivemind explain: {len(cands)} reclaim candidates (scan {rec.discovery.scan_ms:.1f} ms)"]
+    scan = f"scan {rec.discovery.scan_ms:.1f} ms"
+    lines = [f"hivemind explain: {len(cands)} reclaim candidates ({scan})"]
     lines.append(f"  {'name':60} {'kind':7} {'entries':>8} {'est MB':>8} {'hit':>5} {'cost':>5}")
     for c in cands:
         est = f"{c.expected_bytes / mb:.2f}" if c.expected_bytes >= 0 else "?"

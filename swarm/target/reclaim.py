@@ -194,7 +194,9 @@ def reclaim_action(
 C = TypeVar("C")
 
 
-def reclaimable(cache_like: C, name: str | None = None, *, cost: float = 0.5, keep: bool = False) -> C:
+def reclaimable(
+    cache_like: C, name: str | None = None, *, cost: float = 0.5, keep: bool = False
+) -> C:
     """Let the guard clear ``cache_like`` (anything with ``clear()`` and ``len()``).
 
     Its size is estimated by sampling entries; returns ``cache_like`` so you
