@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hivemind.coordinator.sessions.cli import memory_app, session_app
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
+from hivemind.swarm.cli.sessions import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
 from hivemind.swarm.settings import Settings, load_settings
