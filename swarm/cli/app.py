@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hivemind.coordinator.sessions.cli import memory_app, session_app
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
+from hivemind.swarm.cli.sessions import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
 from hivemind.swarm.settings import Settings, load_settings
@@ -301,7 +301,7 @@ def top_command(
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("hivemind top needs a terminal; use `hivemind swarm status --json`")
-    from hivemind.swarm.observe.top.app import run_top
+    from hivemind.swarm.cli.top.app import run_top
 
     run_top((state_dir or default_state_dir()).resolve(), guard=not no_guard)
 

@@ -22,13 +22,13 @@ import pytest
 import redis
 
 from hivemind.coordinator.sessions.recorder import SessionStore
+from hivemind.swarm.cli.top.app import TopApp
+from hivemind.swarm.cli.top.detail import DetailScreen
+from hivemind.swarm.cli.top.table import TargetTable
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.messages import Ack, Action, ActionKind, ActionResult, Decision, Level
-from hivemind.swarm.observe.top.app import TopApp
-from hivemind.swarm.observe.top.detail import DetailScreen
-from hivemind.swarm.observe.top.table import TargetTable
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 
 MB = 2**20

@@ -1,6 +1,6 @@
 """What ``hivemind top`` shows, as plain data: one :class:`Frame` per refresh.
 
-A frame is built from Redis only (see :mod:`hivemind.swarm.observe.top.source`).
+A frame is built from Redis only (see :mod:`hivemind.swarm.cli.top.source`).
 Fields that other parts of hivemind add over time (the guard's cost,
 feasibility, discovered caches, degraded parts) are read by name where they
 exist and shown as ``-`` where they do not, so an older swarm still shows.

@@ -16,8 +16,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from hivemind.swarm.observe.top.frame import TargetRow, human_bytes
-from hivemind.swarm.observe.top.widgets import LEVEL_SHORT, LEVEL_STYLE, rss_bar
+from hivemind.swarm.cli.top.frame import TargetRow, human_bytes
+from hivemind.swarm.cli.top.widgets import LEVEL_SHORT, LEVEL_STYLE, rss_bar
 
 __all__ = ["SORTS", "TargetTable", "row_cells", "short_actions"]
 

@@ -21,9 +21,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from hivemind.swarm.observe.top.frame import TargetRow, human_bytes
-from hivemind.swarm.observe.top.source import TargetDetail
-from hivemind.swarm.observe.top.widgets import LEVEL_STYLE, RssPlot
+from hivemind.swarm.cli.top.frame import TargetRow, human_bytes
+from hivemind.swarm.cli.top.source import TargetDetail
+from hivemind.swarm.cli.top.widgets import LEVEL_STYLE, RssPlot
 
 __all__ = ["DetailScreen", "render_detail"]
 

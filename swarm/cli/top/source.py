@@ -29,13 +29,13 @@ from hivemind.coordinator.sessions.store import (
     decode_learned,
     pairs,
 )
+from hivemind.swarm.cli.top.frame import FeedItem, Frame, Health, TargetRow, human_bytes
 from hivemind.swarm.errors import HivemindError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.messages import Ack, Decision, MessageError, parse_message
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
-from hivemind.swarm.observe.top.frame import FeedItem, Frame, Health, TargetRow, human_bytes
 from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["TargetDetail", "TopSource", "feed_from_ack", "feed_from_decision"]
 

@@ -20,11 +20,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer
 
-from hivemind.swarm.observe.top.detail import DetailScreen
-from hivemind.swarm.observe.top.frame import FeedItem, Frame
-from hivemind.swarm.observe.top.source import TopSource
-from hivemind.swarm.observe.top.table import TargetTable
-from hivemind.swarm.observe.top.widgets import FeedView, HealthBar, RssPlot
+from hivemind.swarm.cli.top.detail import DetailScreen
+from hivemind.swarm.cli.top.frame import FeedItem, Frame
+from hivemind.swarm.cli.top.source import TopSource
+from hivemind.swarm.cli.top.table import TargetTable
+from hivemind.swarm.cli.top.widgets import FeedView, HealthBar, RssPlot
 
 __all__ = ["HISTORY_POINTS", "TopApp", "run_top"]
 

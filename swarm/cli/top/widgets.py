@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
-from hivemind.swarm.observe.top.frame import FeedItem, Health
+from hivemind.swarm.cli.top.frame import FeedItem, Health
 
 __all__ = [
     "LEVEL_SHORT",
