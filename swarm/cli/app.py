@@ -289,6 +289,23 @@ def demo_command(
     run_demo(target_mb, seconds, state_dir.resolve() if state_dir else None, out)
 
 
+@app.command("top")
+def top_command(
+    state_dir: StateDirOpt = None,
+    no_guard: Annotated[
+        bool, typer.Option("--no-guard", help="Do not guard the dashboard's own process")
+    ] = False,
+) -> None:
+    """A live dashboard: swarm health, one row per guarded process, decisions as they happen."""
+    from hivemind.swarm.paths import default_state_dir
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("hivemind top needs a terminal; use `hivemind swarm status --json`")
+    from hivemind.swarm.cli.top.app import run_top
+
+    run_top((state_dir or default_state_dir()).resolve(), guard=not no_guard)
+
+
 @app.command(
     "hooks",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
