@@ -18,8 +18,8 @@ from typing import Literal
 from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import validate_namespace
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.paths import default_state_dir
+from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["RedisTarget", "redis_target"]
 

@@ -24,6 +24,7 @@ __all__ = [
     "Level",
     "LevelHysteresis",
     "check_target",
+    "classify",
     "level_for",
     "level_with_hysteresis",
     "rank",
@@ -136,6 +137,11 @@ def level_with_hysteresis(
         return raw
     lowered = level_for(rss_mb + margin * target_mb, target_mb)
     return lowered if _RANK[lowered] < cur_rank else current
+
+
+def classify(rss_bytes: int, target_bytes: int, previous: Level, margin: float = 0.05) -> Level:
+    """The level of ``rss_bytes`` for ``target_bytes``: the seed's rule, margin going down."""
+    return Level(level_with_hysteresis(previous.value, rss_bytes / MB, target_bytes / MB, margin))
 
 
 class LevelHysteresis:

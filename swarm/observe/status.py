@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.redis.connection import connect, redact_url
+from hivemind.swarm.state import SwarmInfo, running_swarm
 from hivemind.swarm.vocab import AGENT_ROLES
 
 __all__ = ["AgentStatus", "RedisStatus", "SwarmStatus", "TargetStatus", "collect_status"]

@@ -22,7 +22,7 @@ import pytest
 
 from hivemind.agents.memtools import current_rss_bytes
 from hivemind.swarm.cli.app import run
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, write_info
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.messages import Ack, parse_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis

@@ -1,7 +1,7 @@
 """What every agent actor shares: its Redis connection, heartbeat and threads.
 
 :class:`AgentCore` is plain Python (no Ray import), so its behaviour is
-tested without Ray; :mod:`hivemind.swarm.lifecycle.facade` wraps a subclass in a Ray
+tested without Ray; :mod:`hivemind.swarm.agent.facade` wraps a subclass in a Ray
 actor. An agent writes its heartbeat to ``hm:{ns}:agent:{name}`` (a hash
 with a TTL, read by ``swarm status`` without Ray) and publishes it on
 ``hm:{ns}:heartbeats``. Restarts after a crash are counted in Redis.
