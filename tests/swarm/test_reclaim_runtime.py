@@ -22,11 +22,11 @@ import pytest
 
 from hivemind.agents.memtools import current_rss_bytes
 from hivemind.swarm.cli.app import run
-from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.messages import Ack, parse_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from tests.conftest import wait_for
 from tests.reliability.inproc import InProcessSwarm
 
