@@ -323,7 +323,7 @@ def section_imports(runs: int) -> list[str]:
         "redis",
         "pydantic",
         "hivemind.swarm.messages",
-        "hivemind.swarm.lifecycle.agent_base",
+        "hivemind.swarm.agent.base",
         "hivemind.agents.actors.benchmarker",
         "hivemind.agents.actors.optimizers",
         "hivemind.coordinator.coordinator",

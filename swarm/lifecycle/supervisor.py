@@ -21,12 +21,11 @@ from typing import Any
 
 import redis
 
+from hivemind.swarm.agent.base import AgentConfig
+from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.errors import HivemindError, SwarmStartError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.agent_base import AgentConfig
-from hivemind.swarm.lifecycle.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.lifecycle.ray_head import RayHead
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, remove_info, write_info
 from hivemind.swarm.paths import write_private_file
 from hivemind.swarm.redis.connection import connect, strip_password
 from hivemind.swarm.redis.server import EmbeddedRedis
@@ -39,6 +38,7 @@ from hivemind.swarm.secret import (
     read_private_text,
 )
 from hivemind.swarm.settings import Settings
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 
 __all__ = ["Swarm", "agent_facades"]
 

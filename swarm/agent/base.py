@@ -1,7 +1,7 @@
 """What every agent actor shares: its Redis connection, heartbeat and threads.
 
 :class:`AgentCore` is plain Python (no Ray import), so its behaviour is
-tested without Ray; :mod:`hivemind.swarm.lifecycle.facade` wraps a subclass in a Ray
+tested without Ray; :mod:`hivemind.swarm.agent.facade` wraps a subclass in a Ray
 actor. An agent writes its heartbeat to ``hm:{ns}:agent:{name}`` (a hash
 with a TTL, read by ``swarm status`` without Ray) and publishes it on
 ``hm:{ns}:heartbeats``. Restarts after a crash are counted in Redis.
@@ -23,10 +23,12 @@ from typing import Any, ClassVar, Literal
 
 import redis
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Heartbeat
 from hivemind.swarm.redis.bus import publish
 from hivemind.swarm.redis.connection import connect, strip_password
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = ["AgentConfig", "AgentCore", "Role", "node_redis_url", "node_secret", "remember_secret"]
 
@@ -47,7 +49,7 @@ class AgentConfig:
 
     namespace: str
     redis_url: str
-    target_mb: float = 1536.0
+    target_mb: float = DEFAULT_TARGET_MB
     heartbeat_s: float = 1.0
     session_id: str = ""
     stream_maxlen: int = 100_000
@@ -70,7 +72,7 @@ def node_redis_url(config: AgentConfig) -> str:
     """
     from hivemind.swarm.secret import REDIS_URL_FILE, read_private_text
 
-    candidates = [os.environ.get("HIVEMIND_REDIS_URL")]
+    candidates = [env_str("redis_url")]
     if config.state_dir:
         candidates.append(read_private_text(Path(config.state_dir) / REDIS_URL_FILE))
     for url in candidates:
@@ -109,7 +111,7 @@ def node_secret(config: AgentConfig) -> bytes:
         return b""
     if config.secret_id in _PROCESS_KEYS:
         return _PROCESS_KEYS[config.secret_id]
-    candidates = [os.environ.get("HIVEMIND_SECRET")]
+    candidates = [env_str("secret")]
     if config.state_dir:
         for name in (SECRET_FILE, AGENT_SECRET_FILE):
             candidates.append(read_private_text(Path(config.state_dir) / name))
