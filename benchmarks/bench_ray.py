@@ -77,9 +77,7 @@ ray.shutdown()
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("HIVEMIND_", "RAY_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HIVEMIND_", "RAY_"))}
     env.update(extra)
     return env
 

@@ -7,6 +7,7 @@ others can read is refused. The key is never logged or printed.
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING

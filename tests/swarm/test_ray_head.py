@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hivemind.swarm.errors import StateFolderError
 from hivemind.swarm.agent.base import AgentConfig, node_redis_url, node_secret
+from hivemind.swarm.errors import StateFolderError
 from hivemind.swarm.lifecycle.ray_head import MAX_TEMP_DIR, ray_env, ray_temp_dir
 from hivemind.swarm.redis.connection import strip_password
 from hivemind.swarm.redis.server import EmbeddedRedis
