@@ -11,16 +11,16 @@ the swarm's, else ``HIVEMIND_NAMESPACE``, else ``default``.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import validate_namespace
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.paths import default_state_dir, env_redis_url
+from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["RedisTarget", "redis_target"]
 
@@ -37,7 +37,7 @@ class RedisTarget:
 
 
 def _namespace(explicit: str | None) -> str:
-    ns = explicit or os.environ.get("HIVEMIND_NAMESPACE") or "default"
+    ns = explicit or env_str("namespace") or "default"
     try:
         return validate_namespace(ns)
     except ValueError as exc:

@@ -27,6 +27,7 @@ import stat
 import time
 from pathlib import Path
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import StateFolderError
 
 __all__ = [
@@ -89,7 +90,7 @@ def project_root(cwd: Path | None = None) -> Path:
 
 def default_state_dir(cwd: Path | None = None) -> Path:
     """Return ``<project root>/.hivemind``, honouring ``HIVEMIND_STATE_DIR``."""
-    env = os.environ.get("HIVEMIND_STATE_DIR")
+    env = env_str("state_dir")
     if env:
         return Path(env).expanduser().resolve()
     return project_root(cwd) / STATE_DIRNAME
@@ -204,10 +205,10 @@ def read_url_file(path: Path) -> str:
 
 def env_redis_url() -> str | None:
     """``HIVEMIND_REDIS_URL``, else the URL in the file ``HIVEMIND_REDIS_URL_FILE`` names."""
-    url = os.environ.get("HIVEMIND_REDIS_URL")
+    url = env_str("redis_url")
     if url:
         return url
-    file = os.environ.get("HIVEMIND_REDIS_URL_FILE")
+    file = env_str("redis_url_file")
     return read_url_file(Path(file)) if file else None
 
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import RedisUnavailableError, StateFolderError
 from hivemind.swarm.paths import (
     ensure_private_dir,
@@ -54,7 +55,7 @@ DEFAULT_MAXMEMORY_MB = 512
 
 def maxmemory_mb() -> int:
     """The embedded server's memory cap: ``HIVEMIND_REDIS_MAXMEMORY_MB`` or 512."""
-    raw = os.environ.get("HIVEMIND_REDIS_MAXMEMORY_MB", "")
+    raw = env_str("redis_maxmemory_mb")
     try:
         return max(8, int(raw)) if raw else DEFAULT_MAXMEMORY_MB
     except ValueError:

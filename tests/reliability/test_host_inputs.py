@@ -25,16 +25,16 @@ import redis
 
 from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.coordinator.sessions.store import valid_session_id
+from hivemind.swarm.agent.base import AgentConfig
 from hivemind.swarm.errors import HivemindError, StateFolderError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.agent_base import AgentConfig
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.observe.metrics import SwarmCollector
 from hivemind.swarm.observe.status import collect_status
 from hivemind.swarm.paths import ensure_state_dir
 from hivemind.swarm.redis.connection import connect, redact_url
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.settings import load_settings
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from tests.reliability.attacks import record
 
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))

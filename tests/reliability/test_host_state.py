@@ -32,7 +32,6 @@ import pytest
 
 from hivemind.swarm.errors import ConfigError, HivemindError, StateFolderError
 from hivemind.swarm.lifecycle.detach import stop_swarm
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.paths import (
     MARKER_FILE,
     default_state_dir,
@@ -45,6 +44,7 @@ from hivemind.swarm.paths import (
 from hivemind.swarm.procs import pid_alive, start_ticks
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from tests.reliability.attacks import record
 
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))

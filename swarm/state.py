@@ -30,6 +30,7 @@ from hivemind.swarm.paths import (
     verify_state_dir,
     write_private_file,
 )
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = [
     "SupervisorLock",
@@ -55,7 +56,7 @@ class SwarmInfo:
     state: Literal["starting", "ready", "stopping"] = "starting"
     ray_address: str | None = None
     session_id: str = ""
-    target_mb: float = 1536.0
+    target_mb: float = DEFAULT_TARGET_MB
     started_at: float = field(default_factory=time.time)
     redis_pid: int | None = None
     pid_start: int | None = None  # the supervisor's start time (clock ticks), see procs
