@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m benchmarks.bench_security`` (full, ~1-2 min) or
 ``--quick`` (the state-folder attacks only). It runs the security tests with
-pytest, with ``$HIVEMIND_ATTACK_LOG`` set so each attack test records what it
+pytest, with ``$HM_ATTACK_LOG`` set so each attack test records what it
 tried and how much was refused (:mod:`tests.reliability.attacks`), and with
 a JUnit XML report for each test's outcome; then it writes
 ``benchmarks/results/security.md``. The test files are
@@ -70,8 +70,8 @@ def _commit() -> str:
 
 def run_tests(files: list[str], log: Path, junit: Path) -> tuple[int, float]:
     """Run pytest on ``files``; return (exit code, wall seconds)."""
-    env = {**os.environ, "HIVEMIND_ATTACK_LOG": str(log)}
-    env = {k: v for k, v in env.items() if not k.startswith("HIVEMIND_") or k.endswith("LOG")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    env["HM_ATTACK_LOG"] = str(log)  # not HIVEMIND_*: the tests' conftest clears those
     cmd = [
         sys.executable, "-m", "pytest", "-q", "-m", "not ray", "-p", "no:cacheprovider",
         f"--junitxml={junit}", *files,

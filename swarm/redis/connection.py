@@ -7,7 +7,7 @@ server is the embedded one or an external one.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 
@@ -35,7 +35,9 @@ def redact_url(url: str) -> str:
         f"{k}=***" if k.lower() == "password" and eq else f"{k}{eq}{v}"
         for k, eq, v in (item.partition("=") for item in parts.query.split("&") if item)
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def connect(url: str, *, timeout_s: float = 2.0, check: bool = True) -> redis.Redis:

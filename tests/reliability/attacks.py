@@ -4,7 +4,8 @@ A test that performs an attack calls :func:`record` with what it observed
 (how many attempts, how many were refused) *before* it asserts that none got
 through, so a regression shows in the table as well as in the test. The
 records go, one JSON object a line, to the file named by
-``$HIVEMIND_ATTACK_LOG``; without it (a normal ``pytest`` run) nothing is
+``$HM_ATTACK_LOG`` (not a ``HIVEMIND_`` variable: the test conftest clears
+those); without it (a normal ``pytest`` run) nothing is
 written. ``bench_security`` sets it, runs the security tests with pytest and
 tabulates the records with each test's outcome.
 
@@ -22,11 +23,11 @@ import time
 
 __all__ = ["LOG_ENV", "record"]
 
-LOG_ENV = "HIVEMIND_ATTACK_LOG"
+LOG_ENV = "HM_ATTACK_LOG"
 
 
 def record(finding: str, attack: str, *, tried: int, refused: int, note: str = "") -> None:
-    """Append one attack's outcome to ``$HIVEMIND_ATTACK_LOG`` (no-op when unset).
+    """Append one attack's outcome to ``$HM_ATTACK_LOG`` (no-op when unset).
 
     ``finding`` names the issue item (``"2 planted state folder"``),
     ``attack`` what was done; ``tried - refused`` is how many got through.
@@ -34,7 +35,7 @@ def record(finding: str, attack: str, *, tried: int, refused: int, note: str = "
     path = os.environ.get(LOG_ENV)
     if not path:
         return
-    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]  # drop " (call)"
     row = {
         "finding": finding,
         "attack": attack,
