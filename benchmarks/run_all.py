@@ -25,7 +25,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 OUTPUT = ROOT / "BENCHMARKS.md"
 
 # Sections in the order a reader wants them; anything else follows alphabetically.
-ORDER = ("bench", "library", "foundation", "loop", "hooks", "reliability")
+ORDER = ("corpus", "bench", "library", "foundation", "loop", "hooks", "reliability")
 
 HEADER = """# Benchmarks
 
