@@ -37,6 +37,7 @@ WATCHDOG_SOURCE = """\
 def start_watchdog(target_mb, every_s=0.05):
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+
     def loop():
         while True:
             with open("/proc/self/statm") as f:
@@ -45,6 +46,7 @@ def start_watchdog(target_mb, every_s=0.05):
                 gc.collect()
                 libc.malloc_trim(0)
             time.sleep(every_s)
+
     threading.Thread(target=loop, daemon=True).start()"""
 
 

@@ -201,13 +201,14 @@ def where(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_watchdog_holds_a_batch_job_that_unguarded_does_not(tmp_path: Path) -> None:
-    # A target well under what the batch job reaches in 2 s even on a loaded machine.
-    app = CorpusApp("batch", "batch", 120, True, "")
+    # A target well under what the batch job reaches in 3 s even on a loaded machine
+    # (its garbage comes at up to 250 MB/s, less when it gets little CPU).
+    app = CorpusApp("batch", "batch", 80, True, "")
     env = SideEnv(None, tmp_path)
-    u = run_side(app, "unguarded", SECONDS, env, 30)
-    w = run_side(app, "watchdog", SECONDS, env, 30)
+    u = run_side(app, "unguarded", 3.0, env, 30)
+    w = run_side(app, "watchdog", 3.0, env, 30)
     assert u["error"] is None and w["error"] is None, (u, w)
-    assert u["peak_rss_mb"] > app.target_mb * 1.2  # the app does need guarding
+    assert u["peak_rss_mb"] > app.target_mb * 1.25  # the app does need guarding
     assert w["peak_rss_mb"] <= app.target_mb * 1.15
     assert w["guard_cpu_s"] > 0 and w["gc_collections"] > 0
     assert w["units"] > 0.3 * u["units"]
