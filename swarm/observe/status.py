@@ -11,6 +11,7 @@ status tick of a foreground ``swarm up``.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ class TargetStatus(BaseModel):
     level: str
     last_action: str
     alive: bool
+    reclaim: dict[str, Any] = {}  # caches found, last reclaims (swarm/target/planner.py)
 
 
 class RedisStatus(BaseModel):
@@ -184,6 +186,14 @@ def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float, r: _Reader) -> 
     return out
 
 
+def _json_dict(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _targets(client: redis.Redis, keys: Keys, r: _Reader) -> list[TargetStatus]:
     out = []
     for key in sorted(client.scan_iter(match=keys.target_pattern, count=500)):
@@ -200,6 +210,7 @@ def _targets(client: redis.Redis, keys: Keys, r: _Reader) -> list[TargetStatus]:
                 level=t.get("level", "conservative")[:32],
                 last_action=t.get("last_action", "")[:128],
                 alive=time.time() - last_seen < 5.0,
+                reclaim=_json_dict(t.get("reclaim", "")),
             )
         )
     return out
