@@ -150,6 +150,10 @@ class Keys:
         """
         return f"hm:{self.ns}:session:{session_id}:memory"
 
+    def session_reclaim(self, session_id: str) -> str:
+        """Hash: target -> JSON of the caches it found and what its last reclaims freed."""
+        return f"hm:{self.ns}:session:{session_id}:reclaim"
+
     def session_dedup(self, session_id: str) -> str:
         return f"hm:{self.ns}:session:{session_id}:dedup"
 

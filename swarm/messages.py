@@ -21,6 +21,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "ActionResult",
+    "CacheReport",
     "Command",
     "Control",
     "Decision",
@@ -76,6 +77,8 @@ class MemorySample(_Msg):
     gc_counts: tuple[int, int, int] = (0, 0, 0)
     local_level: Level = Level.CONSERVATIVE
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
+    caches_found: int = Field(0, ge=0)  # memo caches the target discovered in itself
+    reclaimable_bytes: int = Field(0, ge=0)  # their estimated size plus the other actions'
 
 
 class PressureEvent(_Msg):
@@ -150,6 +153,22 @@ class ActionResult(BaseModel):
     bytes_freed: int = 0
     duration_ms: float = Field(0.0, ge=0)
     ok: bool = True
+    expected_bytes: int = -1  # what the target expected it to free (-1: unknown)
+    error: str = Field("", max_length=256)
+
+
+class CacheReport(BaseModel):
+    """A reclaimable cache a target found in itself (see ``swarm/target/planner.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str = Field(max_length=128)
+    kind: Literal["lru", "interp", "plugin"]
+    entries: int = -1
+    bytes: int = -1  # estimated
+    hit_rate: float = -1.0
+    cost: float = Field(0.0, ge=0)
+    keep: bool = False
 
 
 class Ack(_Msg):
@@ -167,6 +186,7 @@ class Ack(_Msg):
     sample_ts: float = 0.0
     results: tuple[ActionResult, ...] = Field((), max_length=32)
     error: str = Field("", max_length=512)
+    caches: tuple[CacheReport, ...] = Field((), max_length=16)  # what the target found
 
 
 class Control(_Msg):

@@ -201,10 +201,28 @@ def _print_status(st: SwarmStatus) -> None:
                 t.last_action,
             )
         out.print(targets)
+        _print_reclaim(st)
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
     if st.bus_errors:
         out.print(f"bus errors: {json.dumps(st.bus_errors)}")
+
+
+def _print_reclaim(st: SwarmStatus) -> None:
+    from hivemind.swarm.observe.reclaim_view import reclaim_tables
+
+    for t in st.targets:
+        r = t.reclaim
+        if not r:
+            continue
+        out.print(
+            f"{t.name}: {r.get('caches_found', 0)} caches found (scan {r.get('scan_ms', 0)} ms), "
+            f"~{int(r.get('reclaimable_bytes', 0)) / 2**20:.1f} MB reclaimable, "
+            f"{int(r.get('total_freed', 0)) / 2**20:.1f} MB given back so far",
+            highlight=False,
+        )
+        for table in reclaim_tables(t.name, r):
+            out.print(table)
 
 
 @app.command(
