@@ -237,6 +237,30 @@ def run_command(
     name: Annotated[str | None, typer.Option("--name", help="Target name in status")] = None,
     state_dir: StateDirOpt = None,
     namespace: NamespaceOpt = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Do not guard: print the caches found, their sizes and hit rates, and the "
+            "C heap's fragmentation, at exit (slower: traces allocations)",
+        ),
+    ] = False,
+    explain_after: Annotated[
+        float | None,
+        typer.Option("--explain-after", help="With --explain: also print after SECONDS"),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Never clear caches matching this name pattern (repeat)"),
+    ] = None,
+    discover: Annotated[
+        bool | None,
+        typer.Option("--discover/--no-discover", help="Find and clear the app's lru caches"),
+    ] = None,
+    malloc_arena_max: Annotated[
+        int | None,
+        typer.Option("--malloc-arena-max", help="Set glibc's MALLOC_ARENA_MAX in the child"),
+    ] = None,
 ) -> None:
     """Run a Python program guarded by the swarm, with no change to its code."""
     from hivemind.swarm.target.launch import run_guarded
@@ -245,12 +269,21 @@ def run_command(
         load_settings(target_mb=target_mb)  # validates: one-line error, exit 2
     if namespace is not None:
         load_settings(namespace=namespace)
+    if malloc_arena_max is not None and not 1 <= malloc_arena_max <= 1024:
+        raise UsageError("--malloc-arena-max must be between 1 and 1024")
+    if explain_after is not None and not 0 < explain_after <= 86400:
+        raise UsageError("--explain-after must be between 0 and 86400 seconds")
     code = run_guarded(
         list(command or []),
         target_mb=target_mb,
         name=name,
         state_dir=state_dir.resolve() if state_dir else None,
         namespace=namespace,
+        explain=explain,
+        explain_after=explain_after,
+        keep=tuple(keep or ()),
+        discover=discover,
+        malloc_arena_max=malloc_arena_max,
     )
     raise typer.Exit(code)
 
