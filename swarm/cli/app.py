@@ -306,8 +306,9 @@ def bench_command(
     repeats: Annotated[int | None, typer.Option("--repeats", hidden=True)] = None,
     seconds: Annotated[float | None, typer.Option("--seconds", hidden=True)] = None,
     phases: Annotated[str | None, typer.Option("--phases", hidden=True)] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", hidden=True)] = None,
 ) -> None:
-    """Measure the seed report's figures side by side on this machine; write a report."""
+    """Measure hivemind on the corpus of apps and the seed report's figures; write a report."""
     from hivemind.swarm.bench.report import run_bench_command
     from hivemind.swarm.bench.runner import PHASES, BenchOptions
 
@@ -319,6 +320,7 @@ def bench_command(
         repeats=repeats,
         seconds=seconds,
         phases=tuple(p.strip() for p in phases.split(",")) if phases else PHASES,
+        corpus=tuple(c.strip() for c in corpus.split(",")) if corpus else None,
     )
     run_bench_command(options, as_json=as_json)
 
