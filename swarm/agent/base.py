@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -48,7 +48,7 @@ class AgentConfig:
     """
 
     namespace: str
-    redis_url: str
+    redis_url: str = field(repr=False)  # may hold a password: never in a repr or a log
     target_mb: float = DEFAULT_TARGET_MB
     heartbeat_s: float = 1.0
     session_id: str = ""
@@ -70,11 +70,11 @@ def node_redis_url(config: AgentConfig) -> str:
     ``redis-url`` file (0600), whichever matches ``config.redis_url`` once its
     password is stripped; else ``config.redis_url`` itself (no password).
     """
-    from hivemind.swarm.secret import REDIS_URL_FILE, read_private_text
+    from hivemind.swarm.secret import REDIS_URL_FILE, read_node_file
 
     candidates = [env_str("redis_url")]
     if config.state_dir:
-        candidates.append(read_private_text(Path(config.state_dir) / REDIS_URL_FILE))
+        candidates.append(read_node_file(Path(config.state_dir) / REDIS_URL_FILE))
     for url in candidates:
         if url and strip_password(url) == config.redis_url:
             return url
@@ -104,7 +104,7 @@ def node_secret(config: AgentConfig) -> bytes:
         AGENT_SECRET_FILE,
         SECRET_FILE,
         fingerprint,
-        read_private_text,
+        read_node_file,
     )
 
     if not config.secret_id:
@@ -114,7 +114,7 @@ def node_secret(config: AgentConfig) -> bytes:
     candidates = [env_str("secret")]
     if config.state_dir:
         for name in (SECRET_FILE, AGENT_SECRET_FILE):
-            candidates.append(read_private_text(Path(config.state_dir) / name))
+            candidates.append(read_node_file(Path(config.state_dir) / name))
     for text in candidates:
         if text and fingerprint(text.encode()) == config.secret_id:
             return text.encode()

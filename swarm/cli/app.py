@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
@@ -52,6 +53,13 @@ def swarm_up(
             "--redis-url", help="External Redis (redis://, rediss://, unix://); default: embedded"
         ),
     ] = None,
+    redis_url_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--redis-url-file",
+            help="Read the Redis URL from this file (yours, mode 0600): no password in `ps`",
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Join this Ray cluster; default: local Ray")
     ] = None,
@@ -77,6 +85,7 @@ def swarm_up(
     settings = load_settings(
         namespace=namespace,
         redis_url=redis_url,
+        redis_url_file=redis_url_file,
         ray_address=ray_address,
         target_mb=target_mb,
         session_id=session_id,
@@ -131,7 +140,9 @@ def _status_line(settings: Settings) -> str:
     try:
         st = collect_status(settings.state_dir, settings.heartbeat_s)
     except HivemindError as exc:
-        return f"[red]●[/] {exc}"
+        return f"[red]●[/] {escape(str(exc))}"
+    except Exception as exc:  # a status tick never stops a foreground swarm
+        return f"[red]●[/] status failed: {escape(type(exc).__name__)}: {escape(str(exc))}"
     alive = sum(a.alive for a in st.agents)
     colour = {"conservative": "green", "balanced": "yellow", "aggressive": "orange3"}.get(
         st.level, "red"
@@ -237,6 +248,30 @@ def run_command(
     name: Annotated[str | None, typer.Option("--name", help="Target name in status")] = None,
     state_dir: StateDirOpt = None,
     namespace: NamespaceOpt = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Do not guard: print the caches found, their sizes and hit rates, and the "
+            "C heap's fragmentation, at exit (slower: traces allocations)",
+        ),
+    ] = False,
+    explain_after: Annotated[
+        float | None,
+        typer.Option("--explain-after", help="With --explain: also print after SECONDS"),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Never clear caches matching this name pattern (repeat)"),
+    ] = None,
+    discover: Annotated[
+        bool | None,
+        typer.Option("--discover/--no-discover", help="Find and clear the app's lru caches"),
+    ] = None,
+    malloc_arena_max: Annotated[
+        int | None,
+        typer.Option("--malloc-arena-max", help="Set glibc's MALLOC_ARENA_MAX in the child"),
+    ] = None,
 ) -> None:
     """Run a Python program guarded by the swarm, with no change to its code."""
     from hivemind.swarm.target.launch import run_guarded
@@ -245,12 +280,21 @@ def run_command(
         load_settings(target_mb=target_mb)  # validates: one-line error, exit 2
     if namespace is not None:
         load_settings(namespace=namespace)
+    if malloc_arena_max is not None and not 1 <= malloc_arena_max <= 1024:
+        raise UsageError("--malloc-arena-max must be between 1 and 1024")
+    if explain_after is not None and not 0 < explain_after <= 86400:
+        raise UsageError("--explain-after must be between 0 and 86400 seconds")
     code = run_guarded(
         list(command or []),
         target_mb=target_mb,
         name=name,
         state_dir=state_dir.resolve() if state_dir else None,
         namespace=namespace,
+        explain=explain,
+        explain_after=explain_after,
+        keep=tuple(keep or ()),
+        discover=discover,
+        malloc_arena_max=malloc_arena_max,
     )
     raise typer.Exit(code)
 
@@ -273,8 +317,9 @@ def bench_command(
     repeats: Annotated[int | None, typer.Option("--repeats", hidden=True)] = None,
     seconds: Annotated[float | None, typer.Option("--seconds", hidden=True)] = None,
     phases: Annotated[str | None, typer.Option("--phases", hidden=True)] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", hidden=True)] = None,
 ) -> None:
-    """Measure the seed report's figures side by side on this machine; write a report."""
+    """Measure hivemind on the corpus of apps and the seed report's figures; write a report."""
     from hivemind.swarm.bench.report import run_bench_command
     from hivemind.swarm.bench.runner import PHASES, BenchOptions
 
@@ -286,6 +331,7 @@ def bench_command(
         repeats=repeats,
         seconds=seconds,
         phases=tuple(p.strip() for p in phases.split(",")) if phases else PHASES,
+        corpus=tuple(c.strip() for c in corpus.split(",")) if corpus else None,
     )
     run_bench_command(options, as_json=as_json)
 

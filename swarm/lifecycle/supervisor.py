@@ -27,6 +27,7 @@ from hivemind.swarm.errors import HivemindError, SwarmStartError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.lifecycle.ray_head import RayHead
 from hivemind.swarm.paths import write_private_file
+from hivemind.swarm.procs import start_ticks
 from hivemind.swarm.redis.connection import connect, strip_password
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import (
@@ -35,7 +36,7 @@ from hivemind.swarm.secret import (
     SECRET_FILE,
     fingerprint,
     load_secret,
-    read_private_text,
+    read_node_file,
 )
 from hivemind.swarm.settings import Settings
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
@@ -164,6 +165,7 @@ class Swarm:
         )
         self.info = SwarmInfo(
             pid=_own_pid(),
+            pid_start=start_ticks(_own_pid()),
             namespace=s.namespace,
             redis_url=self.redis_url,
             embedded=s.embedded,
@@ -260,7 +262,7 @@ class Swarm:
         if config.redis_url != self.redis_url:
             write_private_file(state / REDIS_URL_FILE, self.redis_url)
         key = load_secret(self.settings)
-        if read_private_text(state / SECRET_FILE) != key.decode():
+        if read_node_file(state / SECRET_FILE) != key.decode():
             write_private_file(state / AGENT_SECRET_FILE, key.decode())
         self.agents = [facade.start(config) for facade in agent_facades()]
         for agent in self.agents:

@@ -350,13 +350,18 @@ def explain_text(cands: list[Candidate], rec: Reclaimer) -> str:
     scan = f"scan {rec.discovery.scan_ms:.1f} ms"
     lines = [f"hivemind explain: {len(cands)} reclaim candidates ({scan})"]
     lines.append(f"  {'name':60} {'kind':7} {'entries':>8} {'est MB':>8} {'hit':>5} {'cost':>5}")
+    empty = [c for c in cands if c.entries == 0 and c.expected_bytes <= 0 and not c.keep]
     for c in cands:
+        if c in empty:
+            continue
         est = f"{c.expected_bytes / mb:.2f}" if c.expected_bytes >= 0 else "?"
         hit = f"{c.hit_rate:.2f}" if c.hit_rate >= 0 else "-"
         keep = "  (keep)" if c.keep else ""
         lines.append(
             f"  {c.name[:60]:60} {c.kind:7} {c.entries:>8} {est:>8} {hit:>5} {c.cost:>5.2f}{keep}"
         )
+    if empty:
+        lines.append(f"  (+ {len(empty)} empty: " + ", ".join(c.name for c in empty[:6]) + " ...)")
     total = sum(max(0, c.expected_bytes) for c in cands if not c.keep)
     lines.append(f"reclaimable (estimated): {total / mb:.1f} MB")
     hs = heap_stats()
@@ -364,7 +369,8 @@ def explain_text(cands: list[Candidate], rec: Reclaimer) -> str:
     if hs.traced_live >= 0:
         lines.append(
             f"  tracemalloc live {hs.traced_live / mb:.1f} MB; RSS - live "
-            f"{(hs.rss_bytes - hs.traced_live) / mb:.1f} MB (interpreter, C heap, fragmentation)"
+            f"{(hs.rss_bytes - hs.traced_live) / mb:.1f} MB (interpreter, C heap, fragmentation,"
+            " and tracemalloc's own tables)"
         )
     if hs.malloc_free >= 0:
         lines.append(
