@@ -201,6 +201,9 @@ def _print_status(st: SwarmStatus) -> None:
                 t.last_action,
             )
         out.print(targets)
+        for t in st.targets:
+            if t.guard:
+                out.print(f"  {t.name}: {t.guard}", markup=False, highlight=False)
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
     if st.bus_errors:
