@@ -28,9 +28,9 @@ from hivemind.coordinator.policy import (
     record_ack,
 )
 from hivemind.coordinator.sessions.recorder import SessionStore
+from hivemind.swarm.agent.base import AgentCore, Role
+from hivemind.swarm.agent.facade import ActorFacade
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS
-from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
-from hivemind.swarm.lifecycle.facade import ActorFacade
 from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent
 from hivemind.swarm.redis.bus import Subscription, publish
 from hivemind.swarm.target.controller import CTL_T0_SETTING

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from hivemind.swarm.vocab import ActionKind, AgentRole, Level
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -43,35 +44,6 @@ def new_id() -> str:
     return uuid.uuid4().hex[:24]
 
 
-class Level(StrEnum):
-    """Pressure levels, lowest first; names match the seed's GC profiles."""
-
-    CONSERVATIVE = "conservative"
-    BALANCED = "balanced"
-    AGGRESSIVE = "aggressive"
-    EMERGENCY = "emergency"
-
-    @property
-    def rank(self) -> int:
-        return _LEVEL_RANK[self]
-
-
-_LEVEL_RANK = {lvl: i for i, lvl in enumerate(Level)}
-
-
-class ActionKind(StrEnum):
-    """What a target may be told to do; nothing outside this list ever runs."""
-
-    GC_PROFILE = "gc_profile"
-    COLLECT = "collect"
-    FREEZE = "freeze"
-    TRIM_POOLS = "trim_pools"
-    EVICT_CACHES = "evict_caches"
-    MALLOC_TRIM = "malloc_trim"
-    RECLAIM = "reclaim"  # a user-registered reclaim action, by name
-    EMERGENCY = "emergency"
-
-
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -87,7 +59,7 @@ class Heartbeat(_Msg):
 
     kind: Literal["heartbeat"] = "heartbeat"
     name: _Name
-    role: Literal["benchmarker", "gc_optimizer", "widget_optimizer", "coordinator", "target"]
+    role: AgentRole | Literal["target"]
     pid: int = Field(ge=0)
     node: str = Field("", max_length=256)
     restarts: int = Field(0, ge=0)
