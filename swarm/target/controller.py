@@ -1,24 +1,28 @@
 """The in-target GC controller: pure, table-tested, steered by headroom and measured cost.
 
 It runs in the guarded process's own runtime thread (no round trip) and
-owns three control variables:
+owns three control variables, cheapest first:
 
-- **The gen-0 threshold** (with gen-1/2 capped at the seed's 10): the
-  collector's own cheap, incremental way to free young cyclic garbage.
-  When headroom shrinks (RSS over ``tighten`` of the target and rising) it
-  is *halved* (fast), down to ``floor_t0``; when headroom returns (RSS under
-  ``relax`` for ``relax_dwell_s``) it grows by ``relax_factor`` a step at a
-  time, never straight back above a setting that recently failed, and once
-  it reaches the app's own threshold the app's settings come back
-  untouched (AIMD-like: the settled state is the cheapest one that holds).
-  Engaging starts from the session's learned setting, else the report's
-  ``balanced`` profile (a preset the coordinator may change).
 - **When to run a full collection (+ ``malloc_trim``)**: only when RSS is
-  at ``collect`` of the target or above, and paced by cost: after a
+  at ``collect`` (85 %) of the target or above, and paced by cost: after a
   collection that took ``d`` seconds, the next waits ``d / budget`` (10 % of
   wall time at most, 25 % over the target), and every collection that frees
   little halves the budget. A full collection of a big live heap is the
-  expensive thing; this never spends more than the budget on it.
+  expensive thing; this never spends more than the budget on it, and the
+  app's own thresholds stay untouched while this alone holds the target.
+- **The gen-0 threshold** (with gen-1/2 capped at the seed's 10): the
+  collector's own incremental way to free young cyclic garbage, taken over
+  only when paced collections do not hold (RSS still reaches ``tighten``,
+  95 %, and rising): it starts from the session's learned setting, else the
+  report's ``balanced`` profile (a preset the coordinator may change), and
+  is then *halved* (fast) at most every ``tighten_every_s``, down to
+  ``floor_t0``; when headroom returns (RSS under ``relax`` for
+  ``relax_dwell_s``) it grows by ``relax_factor`` a step at a
+  time, never straight back above a setting that recently failed, and once
+  it reaches the app's own threshold the app's settings come back
+  untouched (AIMD-like: the settled state is the cheapest one that holds).
+  The app's collector time is measured: above ``gc_cost_ceiling_ms`` per
+  second with headroom left, it relaxes too.
 - **Infeasible**: over the target and ``infeasible_after`` collections in a
   row freed (almost) nothing means live data alone exceeds the target. The
   controller then says so (``live_over_bytes``), gives the app its own
@@ -81,9 +85,8 @@ class GCSettings:
 class ControllerConfig:
     """Bands (shares of the target), steps, budgets. Defaults are the tuned ones."""
 
-    engage: float = 0.75
-    tighten: float = 0.85
-    collect: float = 0.90
+    collect: float = 0.85
+    tighten: float = 0.95
     relax: float = 0.70
     relax_dwell_s: float = 2.0
     tighten_every_s: float = 0.25
@@ -98,6 +101,7 @@ class ControllerConfig:
     min_collect_gap_s: float = 0.05
     futile_fraction: float = 0.01  # a collection freeing less than this share of the target...
     futile_min_bytes: int = 1 * MB  # ...and less than this is futile
+    object_bytes: int = 64  # assumed size of an unreachable object a collection found
     infeasible_after: int = 2
     infeasible_budget: float = 0.01
     probe_min_s: float = 5.0
@@ -156,6 +160,7 @@ class _State:
     next_collect_at: float = -1e9
     last_collect_s: float = 0.0
     futile: int = 0
+    rss_futile: int = 0
     probes: int = 0
     infeasible: bool = False
     live_over: int = 0
@@ -238,18 +243,28 @@ class Controller:
         )
 
     def collected(self, now: float, bytes_freed: int, duration_s: float, rss_after: int,
-                  target: int) -> None:  # fmt: skip
-        """Report a full collection the plan asked for: paces the next, detects futility."""
+                  target: int, objects: int = 0) -> None:  # fmt: skip
+        """Report a full collection the plan asked for: paces the next, detects futility.
+
+        ``objects`` is what ``gc.collect()`` returned (unreachable objects
+        found): freed objects often stay in the allocator's pools (RSS does
+        not drop) but are reused, so they count as freed too, at an assumed
+        ``object_bytes`` each. Infeasibility is judged on RSS alone: live
+        data over the target is what RSS after a collection shows.
+        """
         c, s = self.config, self._s
         s.collections += 1
         s.freed += max(0, bytes_freed)
         s.last_collect_s = max(0.0, duration_s)
-        useful = bytes_freed >= max(c.futile_min_bytes, c.futile_fraction * target)
+        enough = max(c.futile_min_bytes, c.futile_fraction * target)
+        rss_useful = bytes_freed >= enough
+        useful = rss_useful or objects * c.object_bytes >= enough
         s.futile = 0 if useful else s.futile + 1
-        if useful:
+        s.rss_futile = 0 if rss_useful else s.rss_futile + 1
+        if rss_useful:
             s.infeasible = False
             s.probes = 0
-        elif rss_after > target and s.futile >= c.infeasible_after:
+        elif rss_after > target and s.rss_futile >= c.infeasible_after:
             if s.infeasible:
                 s.probes += 1
             s.infeasible = True
@@ -276,6 +291,27 @@ class Controller:
         # A disabled collector (or threshold 0) behaves as an infinite threshold.
         return t0 if t0 > 0 else 1 << 30
 
+    def _tighten(self, now: float, frac: float) -> Plan | None:
+        """Engage (from the learned setting or the preset) or halve gen-0; None at the floor."""
+        c, s = self.config, self._s
+        if s.applied is None:
+            start = self.learned_t0 or c.start_t0
+            app_t0 = self._app_t0()
+            t0 = max(c.floor_t0, start if start < app_t0 else app_t0 // 2)
+            reason = f"engage at {t0} ({frac:.0%} of target)"
+        elif s.t0 > c.floor_t0:
+            s.fail_t0, s.fail_at = s.t0, now
+            t0 = max(c.floor_t0, s.t0 // 2)
+            reason = f"tighten to {t0} ({frac:.0%} of target)"
+        else:
+            return None
+        if s.held_t0 > t0:
+            s.held_t0 = 0  # what held before no longer does
+        s.t0 = t0
+        s.applied = self._ours(t0)
+        s.last_tighten = s.last_change = s.held_since = now
+        return Plan(apply=s.applied, reason=reason)
+
     def _release(self, reason: str) -> Plan:
         s = self._s
         app = s.app
@@ -297,37 +333,24 @@ class Controller:
             s.app = obs.current  # the app changed its settings while we held ours
             plan = Plan(apply=s.applied, reason="app changed its GC settings; kept as its own")
         if s.infeasible and frac < c.feasible_again:
-            s.infeasible, s.futile, s.probes, s.live_over = False, 0, 0, 0
+            s.infeasible, s.futile, s.rss_futile, s.probes, s.live_over = False, 0, 0, 0, 0
             s.next_collect_at = obs.now
-        # 1. the thresholds
+        # 1. the thresholds: only when paced collections alone do not hold
         if s.infeasible:
             if s.applied is not None:
                 plan = self._release("infeasible: live data over the target; app settings back")
-        elif s.applied is None:
-            if frac >= c.engage:
-                start = self.learned_t0 or c.start_t0
-                s.t0 = max(c.floor_t0, min(start, self._app_t0()))
-                s.applied = self._ours(s.t0)
-                s.last_change = s.held_since = obs.now
-                plan = Plan(apply=s.applied, reason=f"engage at {frac:.0%} of target")
-        elif frac >= c.tighten and (rising or frac >= c.collect):
+        elif frac >= c.tighten and (rising or frac >= 1.0):
             s.calm_since = None
             s.held_since = obs.now
-            if obs.now - s.last_tighten >= c.tighten_every_s and s.t0 > c.floor_t0:
-                s.fail_t0, s.fail_at = s.t0, obs.now
-                s.t0 = max(c.floor_t0, s.t0 // 2)
-                if s.held_t0 > s.t0:
-                    s.held_t0 = 0  # what held before no longer does
-                s.applied = self._ours(s.t0)
-                s.last_tighten = s.last_change = obs.now
-                plan = Plan(apply=s.applied, reason=f"tighten to {s.t0} at {frac:.0%}")
-        else:
-            costly = obs.gc_ms_per_s > c.gc_cost_ceiling_ms and frac < c.tighten
+            if obs.now - s.last_tighten >= c.tighten_every_s:
+                plan = self._tighten(obs.now, frac) or plan
+        elif s.applied is not None:
+            costly = obs.gc_ms_per_s > c.gc_cost_ceiling_ms and frac < c.collect
             if frac < c.relax or costly:
                 s.calm_since = obs.now if s.calm_since is None else s.calm_since
             else:
                 s.calm_since = None
-            if obs.now - s.held_since >= c.hold_s and frac < c.collect:
+            if obs.now - s.held_since >= c.hold_s and frac < c.tighten:
                 s.held_t0 = s.t0  # the latest (least aggressive) setting that held
             dwell_ok = s.calm_since is not None and obs.now - s.calm_since >= c.relax_dwell_s
             if dwell_ok and obs.now - s.last_change >= c.relax_dwell_s:

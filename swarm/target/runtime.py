@@ -332,10 +332,11 @@ class Runtime:
                 self._log_once(f"reclaim_{name}", "hivemind: reclaim %s failed: %r", name, exc)
             freed = before - current_rss_bytes()
             self.controller.reclaimed(name, freed, (time.perf_counter() - r0) * 1000)
+        objects = 0
         if plan.collect:
             self.meter.ours(True)
             try:
-                gc.collect()
+                objects = gc.collect()
             finally:
                 self.meter.ours(False)
             malloc_trim()
@@ -343,7 +344,7 @@ class Runtime:
         after = current_rss_bytes()
         duration = time.perf_counter() - t0
         if plan.collect:
-            self.controller.collected(now, rss - after, duration, after, self.target_bytes)
+            self.controller.collected(now, rss - after, duration, after, self.target_bytes, objects)
         self.last_action = "local:" + ("collect+trim" if plan.collect else "reclaim")
         self.actions_log.append((time.time(), self.last_action))
 
