@@ -21,6 +21,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "ActionResult",
+    "CacheReport",
     "Command",
     "Control",
     "Decision",
@@ -106,6 +107,8 @@ class MemorySample(_Msg):
     local_level: Level = Level.CONSERVATIVE
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
     cost: GuardCost | None = None
+    caches_found: int = Field(0, ge=0)  # memo caches the target discovered in itself
+    reclaimable_bytes: int = Field(0, ge=0)  # their estimated size plus the other actions'
 
 
 class PressureEvent(_Msg):
@@ -181,6 +184,22 @@ class ActionResult(BaseModel):
     bytes_freed: int = 0
     duration_ms: float = Field(0.0, ge=0)
     ok: bool = True
+    expected_bytes: int = -1  # what the target expected it to free (-1: unknown)
+    error: str = Field("", max_length=256)
+
+
+class CacheReport(BaseModel):
+    """A reclaimable cache a target found in itself (see ``swarm/target/planner.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str = Field(max_length=128)
+    kind: Literal["lru", "interp", "plugin"]
+    entries: int = -1
+    bytes: int = -1  # estimated
+    hit_rate: float = -1.0
+    cost: float = Field(0.0, ge=0)
+    keep: bool = False
 
 
 class Ack(_Msg):
@@ -207,6 +226,7 @@ class Ack(_Msg):
     phase: Literal["applied", "effect"] = "applied"
     gc_ms_per_s_before: float = Field(0.0, ge=0, le=1e6)
     gc_ms_per_s_after: float | None = Field(None, ge=0, le=1e6)
+    caches: tuple[CacheReport, ...] = Field((), max_length=16)  # what the target found
 
 
 class Control(_Msg):

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -152,6 +152,8 @@ def _print_snapshot(snap: SessionSnapshot) -> None:
                 _when(e.last_ts),
             )
         out.print(table)
+    for target, report in sorted(snap.reclaim.items()):
+        _print_reclaim(target, report)
     if snap.recent:
         table = Table("time", "kind", "detail", box=None, title="latest events")
         for ev in reversed(snap.recent):
@@ -162,6 +164,45 @@ def _print_snapshot(snap: SessionSnapshot) -> None:
             if not detail:
                 detail = json.dumps(p)[:100]
             table.add_row(_when(ev.ts), ev.kind, str(detail)[:100])
+        out.print(table)
+    out.print(
+        f"memory against target over time: `hivemind session plot {snap.session_id} "
+        f"--out {snap.session_id}.png`",
+        highlight=False,
+    )
+
+
+@session_app.command("plot")
+def session_plot(
+    session_id: SessionArg,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write")],
+    max_targets: Annotated[
+        int, typer.Option("--max-targets", min=1, max=50, help="Panels for the highest peaks")
+    ] = 12,
+    namespace: NamespaceOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Memory against target for each target over the session, decisions and acks marked."""
+    from hivemind.swarm.cli.session_plot import build_figure, load_plot_data, save_png
+
+    if out_file.suffix.lower() != ".png":
+        raise typer.BadParameter("the plot is a PNG: give a FILE.png", param_hint="--out")
+    with open_store(state_dir, namespace) as (store, _):
+        data = load_plot_data(store.client, store.keys, session_id)
+    fig = build_figure(data, max_targets=max_targets)
+    size = save_png(fig, out_file)
+    shown = min(len(data.targets), max_targets)
+    print(
+        f"wrote {out_file} ({size / 1024:.0f} KB): {shown} of {len(data.targets)} targets",
+        file=sys.stderr,
+    )
+
+
+def _print_reclaim(target: str, report: dict[str, Any]) -> None:
+    """The caches ``target`` found and what its last reclaims gave back."""
+    from hivemind.swarm.observe.reclaim_view import reclaim_tables
+
+    for table in reclaim_tables(target, report):
         out.print(table)
 
 

@@ -7,6 +7,7 @@ namespace, session and current pressure level.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class TargetStatus(BaseModel):
     alive: bool
     guard: str = ""  # in-target controller and what guarding costs (see _guard_line)
     infeasible_over_mb: float = 0.0
+    reclaim: dict[str, Any] = {}  # caches found, last reclaims (swarm/target/planner.py)
 
 
 class RedisStatus(BaseModel):
@@ -136,6 +138,14 @@ def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float) -> list[AgentSt
     return out
 
 
+def _json_dict(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
     out = []
     for key in sorted(client.scan_iter(match=keys.target_pattern, count=500)):
@@ -153,6 +163,7 @@ def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
                 alive=time.time() - float(t.get("last_seen", 0)) < 5.0,
                 guard=_guard_line(t),
                 infeasible_over_mb=round(_f(t.get("live_over_bytes")) / 2**20, 1),
+                reclaim=_json_dict(t.get("reclaim", "")),
             )
         )
     return out

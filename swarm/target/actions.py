@@ -19,10 +19,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.swarm.target.reclaim import ReclaimRegistry
+
+if TYPE_CHECKING:
+    from hivemind.swarm.target.planner import Reclaimer
 
 __all__ = ["apply_actions"]
 
@@ -46,9 +49,11 @@ def _run_one(
     registry: ReclaimRegistry,
     target_mb: float,
     set_profile: Callable[[str], None],
+    reclaimer: Reclaimer | None,
 ) -> None:
     kind = action["kind"]
     fraction = action.get("fraction")
+    name = action.get("name") or ""
     if kind == "gc_profile":
         set_profile(action.get("profile") or "balanced")
     elif kind == "collect":
@@ -63,15 +68,22 @@ def _run_one(
     elif kind == "malloc_trim":
         malloc_trim()
     elif kind == "reclaim":
-        fn = registry.get(action.get("name") or "")
+        if reclaimer is not None:  # a registered action or a discovered cache, guarded
+            out = reclaimer.run(name)
+            if not out.ok:
+                raise RuntimeError(out.error)
+            return
+        fn = registry.get(name)
         if fn is None:
-            raise LookupError(f"no reclaim action named {action.get('name')!r}")
+            raise LookupError(f"no reclaim action named {name!r}")
         fn()
     elif kind == "emergency":
-        for name in registry.names():
-            fn = registry.get(name)
-            if fn is not None:
-                fn()
+        if reclaimer is not None:  # everything not marked keep, best first, guarded
+            reclaimer.reclaim(1 << 62, max_actions=16)
+        else:
+            for spec in registry.specs():
+                if not spec.keep:
+                    spec.fn()
         from hivemind.agents.emergency import emergency_optimize
 
         emergency_optimize(target_mb=target_mb)
@@ -82,11 +94,13 @@ def apply_actions(
     registry: ReclaimRegistry,
     target_mb: float,
     set_profile: Callable[[str], None] | None = None,
+    reclaimer: Reclaimer | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``actions`` in order; return what each freed (RSS before minus after) and took.
 
     ``set_profile`` carries out ``gc_profile`` (the runtime hands it to its
     controller as a preset); by default the profile's thresholds are set.
+    ``reclaimer`` runs ``reclaim``/``emergency`` through the planner when given.
     """
     if set_profile is None:
         from hivemind.agents.gc_profiles import apply_gc_profile
@@ -98,7 +112,7 @@ def apply_actions(
         t0 = time.perf_counter()
         error = ""
         try:
-            _run_one(action, registry, target_mb, set_profile)
+            _run_one(action, registry, target_mb, set_profile, reclaimer)
         except Exception as exc:  # a user's reclaim action must not take the runtime down
             error = f"{type(exc).__name__}: {exc}"
             log.warning("hivemind: action %s failed: %s", action.get("kind"), error)
@@ -109,6 +123,7 @@ def apply_actions(
                 "bytes_freed": before - current_rss_bytes(),
                 "duration_ms": (time.perf_counter() - t0) * 1000,
                 "ok": not error,
+                "error": error[:256],
             }
         )
     return results

@@ -58,7 +58,8 @@ from hivemind.swarm.target.controller import (
 )
 from hivemind.swarm.target.cost import CostMeter, EffectTracker
 from hivemind.swarm.target.inbox import TOO_LARGE, PushReader
-from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry
+from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
+from hivemind.swarm.target.wiring import ReclaimHook
 
 if TYPE_CHECKING:
     from hivemind.swarm.target.envelope import CommandVerifier
@@ -108,7 +109,8 @@ class Runtime:
         self.config = config
         self.name = config.name
         self.target_bytes = int(config.target_mb * MB)
-        self.reclaim = ReclaimRegistry()
+        self.reclaim = ReclaimRegistry(parent=default_registry())
+        self.reclaim_hook = ReclaimHook(self.reclaim, self.target_bytes, self.name)
         self.stats: Counter[str] = Counter()
         self.level = "conservative"
         self.last_action = ""
@@ -166,11 +168,18 @@ class Runtime:
                 self._client.call("DEL", self._keys.target(self.name))
         self._disconnect()
 
-    def register_reclaim(self, name: str, action: Callable[[], int | None] | ReclaimAction) -> None:
-        """Register a named reclaim action the swarm may call under pressure."""
+    def register_reclaim(
+        self,
+        name: str,
+        action: Callable[[], int | None] | ReclaimAction,
+        *,
+        cost: float | None = None,
+        keep: bool | None = None,
+    ) -> None:
+        """Register a named reclaim action (see :mod:`hivemind.swarm.target.reclaim`)."""
         if not name or not set(name) <= _NAME_OK or len(name) > 128:
             raise ValueError(f"reclaim action name {name!r}: use letters, digits, _ . : @ / -")
-        self.reclaim.register(name, action)
+        self.reclaim.register(name, action, cost=cost, keep=keep)
         self._reclaim_names = self.reclaim.names()
 
     def set_reclaim_options(self, options: list[ReclaimOption]) -> None:
@@ -227,6 +236,16 @@ class Runtime:
         if self.config.local_gc:
             self._control(now, rss)
         self._poll_effect(now)
+        # --- reclaim hook (issue 12): finds caches as pressure rises, reclaims over target ---
+        reclaimed = self.reclaim_hook.on_sample(rss)
+        if reclaimed:
+            self.stats["local_reclaims"] += 1
+            self.last_action = "reclaim"
+            self._outbox.append(self.reclaim_hook.local_ack(reclaimed, time.time()))
+            rss = current_rss_bytes()
+            if self._client is not None:
+                self._flush()
+        # --- end of the reclaim hook ---
         if self._client is None:
             return
         self._seq += 1
@@ -244,7 +263,8 @@ class Runtime:
             "target_bytes": self.target_bytes,
             "gc_counts": gc.get_count(),
             "local_level": self.level,
-            "reclaim_actions": self._reclaim_names,
+            "reclaim_actions": self._reclaim_names[:32],
+            **self.reclaim_hook.sample_fields(),
             "cost": self._cost,
         }
         self._client.call("PUBLISH", self._keys.samples, json.dumps(sample))
@@ -266,6 +286,7 @@ class Runtime:
                 "level", self.level,
                 "last_action", self.last_action,
                 "last_seen", time.time(),
+                "reclaim", self.reclaim_hook.status_json(),
                 "controller", str(cost["controller"]),
                 "threshold0", str(cost.get("threshold0", 0)),
                 "gc_ms_per_s", str(cost.get("gc_ms_per_s", 0.0)),
@@ -390,7 +411,11 @@ class Runtime:
 
         before_gc = self.meter.snapshot().gc_ms_per_s
         results = apply_actions(
-            cmd["actions"], self.reclaim, self.config.target_mb, self.controller.preset
+            cmd["actions"],
+            self.reclaim,
+            self.config.target_mb,
+            self.controller.preset,
+            self.reclaim_hook.reclaimer,
         )
         applied = time.time()
         freed = sum(int(r["bytes_freed"]) for r in results)
@@ -412,6 +437,7 @@ class Runtime:
             "received_ts": received,
             "sample_ts": float(cmd.get("sample_ts", 0.0)),
             "results": results,
+            "caches": self.reclaim_hook.reclaimer.report()["caches"][:16],
             "gc_ms_per_s_before": round(before_gc, 3),
         }
         self._outbox.append(json.dumps(ack))
