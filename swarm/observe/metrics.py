@@ -245,16 +245,11 @@ class SwarmCollector(Collector):
                 level.add_metric([ns, name, lvl], 1.0 if state.get("level") == lvl else 0.0)
             info.add_metric([ns, name, state.get("pid", ""), state.get("last_action", "")], 1)
             for fld, c in counters.items():
-<<<<<<< HEAD
-                c.add_metric([ns, name], _num(tc.get(fld, 0)))
+                c.add_metric([ns, name], self._num(tc.get(fld, 0)))
             for fld, (g, scale) in gauges.items():
-                g.add_metric([ns, name], _num(state.get(fld, 0)) * scale)
+                g.add_metric([ns, name], self._num(state.get(fld, 0)) * scale)
         yield from (rss, tgt, seen, level, info, *(g for g, _ in gauges.values()))
         yield from counters.values()
-=======
-                c.add_metric([ns, name], self._num(tc.get(fld, 0)))
-        yield from (rss, tgt, seen, level, info, *counters.values())
->>>>>>> main
 
 
 @dataclass(slots=True)
