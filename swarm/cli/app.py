@@ -213,6 +213,9 @@ def _print_status(st: SwarmStatus) -> None:
                 _e(t.last_action),
             )
         out.print(targets)
+        for t in st.targets:
+            if t.guard:
+                out.print(f"  {t.name}: {t.guard}", markup=False, highlight=False)
         _print_reclaim(st)
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
