@@ -18,7 +18,11 @@ Exported (every series carries ``namespace``):
 * per target (label ``target``): ``hivemind_target_rss_bytes``,
   ``hivemind_target_memory_target_bytes``, ``hivemind_target_level{level}``,
   ``hivemind_target_last_seen_timestamp_seconds``, ``hivemind_target_info{pid,
-  last_action}`` and ``hivemind_target_{samples,...}_total``.
+  last_action}`` and ``hivemind_target_{samples,...}_total``;
+  what guarding costs it, measured in the target: ``hivemind_target_gc_seconds_per_second``,
+  ``hivemind_target_gc_pause_p99_seconds``, ``hivemind_target_guard_cpu_ratio``, and
+  ``hivemind_target_infeasible_over_bytes`` (live data over the target when the target
+  cannot be met, "infeasible: live ~N MB over target"; 0 otherwise).
 
 :func:`start_metrics_server` serves them over HTTP (127.0.0.1 by default).
 """
@@ -216,6 +220,19 @@ class SwarmCollector(Collector):
             "Target pid and last action",
             labels=[*lab, "pid", "last_action"],
         )
+        gauges = {
+            fld: (GaugeMetricFamily(name, help_, labels=lab), scale)
+            for fld, name, help_, scale in (
+                ("gc_ms_per_s", "hivemind_target_gc_seconds_per_second",
+                 "Time the app spends in the collector per second", 1e-3),
+                ("pause_p99_ms", "hivemind_target_gc_pause_p99_seconds",
+                 "Collection pause p99 in the target", 1e-3),
+                ("guard_cpu_pct", "hivemind_target_guard_cpu_ratio",
+                 "The guard thread's CPU, share of one core", 1e-2),
+                ("live_over_bytes", "hivemind_target_infeasible_over_bytes",
+                 "Infeasible: live data over the target (0 when feasible)", 1.0),
+            )
+        }  # fmt: skip
         counters = {
             fld: CounterMetricFamily(f"hivemind_target_{name}", f"{help_}, per target", labels=lab)
             for fld, (name, help_) in COUNTER_FIELDS.items()
@@ -229,7 +246,10 @@ class SwarmCollector(Collector):
             info.add_metric([ns, name, state.get("pid", ""), state.get("last_action", "")], 1)
             for fld, c in counters.items():
                 c.add_metric([ns, name], self._num(tc.get(fld, 0)))
-        yield from (rss, tgt, seen, level, info, *counters.values())
+            for fld, (g, scale) in gauges.items():
+                g.add_metric([ns, name], self._num(state.get(fld, 0)) * scale)
+        yield from (rss, tgt, seen, level, info, *(g for g, _ in gauges.values()))
+        yield from counters.values()
 
 
 @dataclass(slots=True)

@@ -46,6 +46,8 @@ class TargetStatus(BaseModel):
     level: str
     last_action: str
     alive: bool
+    guard: str = ""  # in-target controller and what guarding costs (see _guard_line)
+    infeasible_over_mb: float = 0.0
     reclaim: dict[str, Any] = {}  # caches found, last reclaims (swarm/target/planner.py)
 
 
@@ -210,10 +212,36 @@ def _targets(client: redis.Redis, keys: Keys, r: _Reader) -> list[TargetStatus]:
                 level=t.get("level", "conservative")[:32],
                 last_action=t.get("last_action", "")[:128],
                 alive=time.time() - last_seen < 5.0,
+                guard=_guard_line(t),
+                infeasible_over_mb=round((r.num(t.get("live_over_bytes")) or 0.0) / 2**20, 1),
                 reclaim=_json_dict(t.get("reclaim", "")),
             )
         )
     return out
+
+
+def _f(raw: str | None) -> float:
+    try:
+        return float(raw or 0)
+    except ValueError:
+        return 0.0
+
+
+def _guard_line(t: dict[str, str]) -> str:
+    """``engaged t0=500 · gc 12.0 ms/s · pause p50/p99 0.3/4.1 ms · guard 0.4 % cpu``."""
+    if "controller" not in t:
+        return ""
+    state = t["controller"]
+    if state == "infeasible":
+        state = f"infeasible: live ~{_f(t.get('live_over_bytes')) / 2**20:.0f} MB over target"
+    elif state == "engaged":
+        state += f" t0={t.get('threshold0', '?')[:12]}"
+    return (
+        f"{state} · gc {_f(t.get('gc_ms_per_s')):.1f} ms/s · pause p50/p99 "
+        f"{_f(t.get('pause_p50_ms')):.1f}/{_f(t.get('pause_p99_ms')):.1f} ms · "
+        f"guard {_f(t.get('guard_cpu_pct')):.2f} % cpu, "
+        f"{t.get('guard_collections', '0')[:12]} collections"
+    )
 
 
 def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
