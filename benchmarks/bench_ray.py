@@ -381,16 +381,16 @@ def main() -> int:
     ]
     try:
         if "footprint" in sections:
-            body, _ = section_footprint(tmp, 1 if quick else 3, 3.0 if quick else 10.0)
+            body, _ = section_footprint(tmp, 1 if quick else 2, 3.0 if quick else 8.0)
             lines += body
         if "imports" in sections:
             lines += section_imports(1 if quick else 3)
         if "nodes" in sections:
-            from benchmarks.ray_cluster import section_nodes
+            from benchmarks.ray_sections import section_nodes
 
             lines += section_nodes(tmp, quick)
         if "scale" in sections:
-            from benchmarks.ray_cluster import section_scale
+            from benchmarks.ray_sections import section_scale
 
             lines += section_scale(tmp, quick)
     finally:

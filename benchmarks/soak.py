@@ -31,7 +31,7 @@ MB = 1024 * 1024
 
 
 def _publisher(url: str, ns: str, names: list[str], hz: float, seconds: float, out: Any) -> None:
-    from hivemind.swarm.keys import Keys
+    from hivemind.swarm.keys import Keys, pick_slot
     from hivemind.swarm.messages import Ack, Command, MemorySample, parse_message
     from hivemind.swarm.redis.connection import connect
 
@@ -61,7 +61,7 @@ def _publisher(url: str, ns: str, names: list[str], hz: float, seconds: float, o
                 s = MemorySample(
                     target=n, pid=os.getpid(), seq=seq, rss_bytes=rss[n], target_bytes=target[n]
                 )
-                pipe.publish(keys.samples, s.model_dump_json())
+                pipe.publish(keys.sample_channel(pick_slot(n)), s.model_dump_json())
             pipe.execute()
             next_tick += period
             if next_tick < now:

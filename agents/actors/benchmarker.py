@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hivemind.swarm.agent.base import AgentCore, Role
+from hivemind.swarm.keys import SAMPLE_SLOTS, parse_slots
 from hivemind.swarm.messages import Level, MemorySample, PressureEvent
 from hivemind.swarm.redis.bus import Subscription, publish
 from hivemind.swarm.vocab import classify
@@ -134,11 +135,32 @@ class BenchmarkerCore(AgentCore):
             cost=sample.cost,
         )
 
+    def sample_channels(self) -> list[str]:
+        """The sample channels this benchmarker reads: its slots from ``bench_slots``.
+
+        Every slot when none is assigned (a single benchmarker); the slot-0
+        owner also reads the old single ``samples`` channel.
+        """
+        slots = parse_slots(self.redis.hget(self.keys.bench_slots, self.name))
+        slots = slots or list(range(SAMPLE_SLOTS))
+        channels = [self.keys.sample_channel(s) for s in slots]
+        return [*channels, self.keys.samples] if 0 in slots else channels
+
     def _loop(self) -> None:
-        sub = Subscription(self.redis, self.keys, [self.keys.samples], expect=(MemorySample,))
+        channels = self.sample_channels()
+        sub = Subscription(self.redis, self.keys, channels, expect=(MemorySample,))
         self._sub = sub
+        checked = time.monotonic()
         try:
             while not self.stopping:
+                if time.monotonic() - checked >= 1.0:  # slots are dealt again when nodes come/go
+                    checked = time.monotonic()
+                    if (fresh := self.sample_channels()) != channels:
+                        channels, old = fresh, sub
+                        sub = self._sub = Subscription(
+                            self.redis, self.keys, channels, expect=(MemorySample,)
+                        )
+                        old.close()
                 got = sub.get(timeout_s=0.5)
                 now = time.monotonic()
                 if got is not None:

@@ -130,7 +130,12 @@ def _run_foreground(settings: Settings) -> None:
         with Live(
             _status_line(settings), console=out, refresh_per_second=2, transient=True
         ) as live:
-            run_until_signalled(swarm, stop, tick=lambda: live.update(_status_line(settings)))
+
+            def tick() -> None:
+                swarm.tick()
+                live.update(_status_line(settings))
+
+            run_until_signalled(swarm, stop, tick=tick)
     finally:
         with err.status("stopping…"):
             swarm.stop()

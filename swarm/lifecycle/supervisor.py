@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ from hivemind.swarm.agent.base import AgentConfig
 from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.errors import HivemindError, SwarmStartError
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.lifecycle.placement import BenchmarkerPlacement
 from hivemind.swarm.lifecycle.ray_head import RayHead
 from hivemind.swarm.paths import write_private_file
 from hivemind.swarm.procs import start_ticks
@@ -69,6 +71,8 @@ class Swarm:
         self.redis: redis.Redis | None = None
         self.redis_url = ""
         self.agents: list[ActorFacade] = []
+        self.placement: BenchmarkerPlacement | None = None
+        self._placed = 0.0
         self.info: SwarmInfo | None = None
         self._ray_started = False
         self.ray_head: RayHead | None = None
@@ -119,6 +123,7 @@ class Swarm:
             except Exception as exc:  # keep tearing down the rest
                 log.warning("stopping %s failed: %s", agent.name, exc)
         self.agents = []
+        self.placement = None
         if self._ray_started:
             import ray
 
@@ -264,9 +269,34 @@ class Swarm:
         key = load_secret(self.settings)
         if read_node_file(state / SECRET_FILE) != key.decode():
             write_private_file(state / AGENT_SECRET_FILE, key.decode())
-        self.agents = [facade.start(config) for facade in agent_facades()]
-        for agent in self.agents:
+        others = [f.start(config) for f in agent_facades() if f.role != "benchmarker"]
+        from hivemind.agents.actors.facades import BenchmarkerAgent
+
+        assert self.redis is not None
+        self.placement = BenchmarkerPlacement(
+            BenchmarkerAgent, config, self.redis, per_node=self.settings.benchmarkers_per_node
+        )
+        self.placement.reconcile(timeout_s=120.0)  # one (or per_node) on every Ray node
+        self.agents = [others[0], *self.placement.agents.values(), *others[1:]]
+        for agent in others:
             agent.ping(timeout_s=120.0)
+
+    def tick(self) -> None:
+        """Called by the supervisor's loop: a node that joined gets its benchmarker.
+
+        At most every 2 s; a failure is logged, never raised (the loop goes on).
+        """
+        if self.placement is None or time.monotonic() - self._placed < 2.0:
+            return
+        self._placed = time.monotonic()
+        try:
+            if self.placement.reconcile():
+                bench = set(self.placement.agents.values())
+                self.agents = [a for a in self.agents if a.role != "benchmarker"]
+                self.agents[1:1] = list(bench)
+                log.info("benchmarkers: %s", self.placement.describe())
+        except Exception as exc:  # a node coming or going mid-call: try again next tick
+            log.warning("placing benchmarkers failed: %s", exc)
 
 
 def _own_pid() -> int:
@@ -305,7 +335,7 @@ def main() -> int:
         return exc.exit_code
     log.info("swarm ready (namespace %s)", settings.namespace)
     try:
-        run_until_signalled(swarm, threading.Event())
+        run_until_signalled(swarm, threading.Event(), tick=swarm.tick)
     finally:
         swarm.stop()
         log.info("swarm stopped")

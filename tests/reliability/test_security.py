@@ -251,7 +251,7 @@ def test_detached_swarm_keeps_the_secret_no_tcp_and_no_pickle(tmp_path: Path) ->
             channel = msg["channel"].decode()
             parsed = parse_message(msg["data"])  # raises on anything not a JSON message
             assert not msg["data"].startswith(b"\x80"), "pickle on the wire"
-            kind = "cmd" if ":cmd:" in channel else channel.rsplit(":", 1)[-1]
+            kind = channel.split(":")[2]  # hm:{ns}:{kind}[:{slot or target}]
             seen[kind] = seen.get(kind, 0) + 1
             assert parsed.v == 1
         app_out, app_err = app.communicate(timeout=30)
