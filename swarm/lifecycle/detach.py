@@ -1,10 +1,12 @@
 """``swarm up --detach`` and ``swarm down``: a supervisor in the background, stopped by pid.
 
-:func:`start_detached` spawns ``python -m hivemind.swarm.lifecycle.supervisor`` in a
-new session with the settings passed as ``HIVEMIND_*`` variables, and
-returns once it records itself ready (or raises with its last log line).
-:func:`stop_swarm` signals the recorded supervisor and waits for it to
-finish its orderly shutdown.
+:func:`start_detached` spawns ``python -m hivemind.swarm.lifecycle.keeper`` (which
+runs the supervisor and starts it again if it dies) in a new session with
+the settings passed as ``HIVEMIND_*`` variables, and returns once the
+supervisor records itself ready (or raises with its last log line).
+:func:`stop_swarm` signals the keeper and returns only once every process
+the swarm recorded (keeper, supervisor, ``redis-server``, Ray head and
+actors) has exited, checked by pid.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "hivemind.swarm.lifecycle.supervisor"],
+            [sys.executable, "-m", "hivemind.swarm.lifecycle.keeper"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -69,7 +71,7 @@ def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
         if code is not None:
             raise SwarmStartError(f"swarm did not start: {_last_line(log_path)}")
         info = read_info(settings.state_dir)
-        if info is not None and info.pid == child.pid and info.state == "ready":
+        if info is not None and info.keeper_pid == child.pid and info.state == "ready":
             return info
         time.sleep(0.05)
     child.terminate()
@@ -100,13 +102,24 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0) -> SwarmInfo:
         remove_info(state_dir)
         raise NotRunningError(f"no swarm is running on {state_dir}")
     with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGTERM)
+        os.kill(info.keeper_pid or info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not SupervisorLock.held(state_dir) and not pid_alive(info.pid):
+        pids = _recorded_pids(state_dir, info)
+        if not SupervisorLock.held(state_dir) and not any(pid_alive(p) for p in pids):
             return info
         time.sleep(0.05)
-    os.kill(info.pid, signal.SIGKILL)
+    for pid in _recorded_pids(state_dir, info):  # did not stop in time: end it all by pid
+        if pid != info.redis_pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
     EmbeddedRedis(state_dir).stop()
     remove_info(state_dir)
     return info
+
+
+def _recorded_pids(state_dir: Path, first: SwarmInfo) -> list[int]:
+    """Every pid the swarm recorded: at ``down`` and since (a restart records new ones)."""
+    now = read_info(state_dir)
+    pids = first.pids() + (now.pids() if now is not None else [])
+    return list(dict.fromkeys(pids))

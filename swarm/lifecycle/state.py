@@ -42,12 +42,19 @@ class SwarmInfo:
     namespace: str
     redis_url: str
     embedded: bool
-    state: Literal["starting", "ready", "stopping"] = "starting"
+    state: Literal["starting", "ready", "stopping", "restarting"] = "starting"
     ray_address: str | None = None
     session_id: str = ""
     target_mb: float = 1536.0
     started_at: float = field(default_factory=time.time)
     redis_pid: int | None = None
+    keeper_pid: int | None = None  # the detached swarm's keeper (restarts the supervisor)
+    ray_pids: list[int] = field(default_factory=list)  # Ray head and actor processes
+
+    def pids(self) -> list[int]:
+        """Every process this swarm started that ``swarm down`` waits for."""
+        found = [self.keeper_pid, self.pid, self.redis_pid, *self.ray_pids]
+        return [p for p in dict.fromkeys(found) if p]
 
 
 def write_info(state_dir: Path, info: SwarmInfo) -> None:

@@ -2,7 +2,10 @@
 
 :func:`collect_status` returns a :class:`SwarmStatus`: each agent (name,
 role, pid, alive, restarts), each guarded target, the Redis in use, the
-namespace, session and current pressure level.
+namespace, session and current pressure level, and the supervisor's health
+record (``health.json``: what is down since when, restarts per part). When
+Redis itself is down it still returns a status (``health="degraded"``,
+``redis.reachable=False``) built from that record, never a connection error.
 """
 
 from __future__ import annotations
@@ -16,10 +19,19 @@ from pydantic import BaseModel
 
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.lifecycle.health import COMPONENTS, Health, read_health
 from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.redis.connection import connect, redact_url
+from hivemind.swarm.redis.server import pid_alive
 
-__all__ = ["AgentStatus", "RedisStatus", "SwarmStatus", "TargetStatus", "collect_status"]
+__all__ = [
+    "AgentStatus",
+    "DownStatus",
+    "RedisStatus",
+    "SwarmStatus",
+    "TargetStatus",
+    "collect_status",
+]
 
 ROLES = ("coordinator", "benchmarker", "gc_optimizer", "widget_optimizer")
 
@@ -50,6 +62,16 @@ class RedisStatus(BaseModel):
     persistence: str
     used_memory_mb: float
     error: str = ""
+    reachable: bool = True
+
+
+class DownStatus(BaseModel):
+    """One part of the swarm that is down: since when (epoch s), for how long, why."""
+
+    component: str
+    since: float
+    down_s: float
+    reason: str
 
 
 class SwarmStatus(BaseModel):
@@ -67,6 +89,10 @@ class SwarmStatus(BaseModel):
     targets: list[TargetStatus]
     bus_errors: dict[str, int]
     counters: dict[str, int]
+    health: str = "ok"  # "ok", "degraded" (something is down) or "restarting"
+    down: list[DownStatus] = []
+    restarts: dict[str, int] = {}
+    problem: str = ""  # one line saying what is wrong ("" when healthy)
 
 
 def _s(value: Any) -> str:
@@ -155,21 +181,97 @@ def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
     return out
 
 
-def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
-    """Read the swarm recorded in ``state_dir`` from Redis.
+def _health(
+    state_dir: Path, info: SwarmInfo, redis_error: str
+) -> tuple[str, list[DownStatus], dict[str, int], str]:
+    """``(health, down, restarts, problem)`` from ``health.json``, the pids and Redis."""
+    now = time.time()
+    record = read_health(state_dir) or Health()
+    down = [
+        DownStatus(component=k, since=c.since, down_s=round(now - c.since, 1), reason=c.reason)
+        for k, c in record.down().items()
+    ]
+    gone = info.state == "restarting" or (info.pid and not pid_alive(info.pid))
+    if gone and not any(d.component == "supervisor" for d in down):
+        since = record.updated or now
+        why = f"supervisor {info.pid} gone; its keeper is starting it again"
+        down.append(
+            DownStatus(
+                component="supervisor", since=since, down_s=round(now - since, 1), reason=why
+            )
+        )
+    if redis_error and not any(d.component == "redis" for d in down):
+        down.insert(0, DownStatus(component="redis", since=now, down_s=0.0, reason=redis_error))
+    restarts = {k: record.part(k).restarts for k in COMPONENTS}
+    restarts |= record.restarts()
+    state = "ok"
+    if down:
+        state = "restarting" if info.state == "restarting" else "degraded"
+    problem = ""
+    if down:
+        what = "; ".join(f"{d.component} down for {d.down_s:.1f}s ({d.reason})" for d in down)
+        total = sum(restarts.values())
+        problem = f"swarm {state}: {what}; {total} restart(s) so far"
+    return state, down, restarts, problem
 
-    Raises :class:`NotRunningError` when no swarm is up there and
-    :class:`RedisUnavailableError` when its Redis cannot be reached.
+
+def _unreachable_status(
+    state_dir: Path, info: SwarmInfo, error: str, heartbeat_s: float
+) -> SwarmStatus:
+    health, down, restarts, problem = _health(state_dir, info, error)
+    return SwarmStatus(
+        running=True,
+        state=info.state,
+        pid=info.pid,
+        namespace=info.namespace,
+        state_dir=str(state_dir),
+        session_id=info.session_id,
+        level="unknown",
+        target_mb=info.target_mb,
+        uptime_s=round(time.time() - info.started_at, 1),
+        redis=RedisStatus(
+            mode="embedded" if info.embedded else "external",
+            url=redact_url(info.redis_url),
+            version="?",
+            persistence="?",
+            used_memory_mb=0.0,
+            error=error,
+            reachable=False,
+        ),
+        agents=[],
+        targets=[],
+        bus_errors={},
+        counters={},
+        health=health,
+        down=down,
+        restarts=restarts,
+        problem=problem,
+    )
+
+
+def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
+    """Read the swarm recorded in ``state_dir`` from Redis and its health record.
+
+    Raises :class:`NotRunningError` when no swarm is up there. When its
+    Redis cannot be reached the status says so (``redis.reachable`` False,
+    ``health`` "degraded", ``problem`` one line) instead of raising.
     """
     info = running_swarm(state_dir)
     if info is None:
+        last = read_health(state_dir)
+        why = f" ({last.stopped_reason})" if last and last.stopped_reason else ""
         raise NotRunningError(
-            f"no swarm is running on {state_dir}; start one with `hivemind swarm up`"
+            f"no swarm is running on {state_dir}{why}; start one with `hivemind swarm up`"
         )
-    client = connect(info.redis_url)
+    try:
+        client = connect(info.redis_url, timeout_s=1.0)
+    except RedisUnavailableError as exc:
+        return _unreachable_status(state_dir, info, str(exc), heartbeat_s)
     try:
         keys = Keys(info.namespace)
         swarm = _hash(client, keys.swarm)
+        redis_status = _redis_status(client, info)
+        health, down, restarts, problem = _health(state_dir, info, "")
         return SwarmStatus(
             running=True,
             state=swarm.get("state", info.state),
@@ -180,11 +282,19 @@ def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
             level=swarm.get("level", "conservative"),
             target_mb=info.target_mb,
             uptime_s=round(time.time() - info.started_at, 1),
-            redis=_redis_status(client, info),
+            redis=redis_status,
             agents=_agents(client, keys, heartbeat_s),
             targets=_targets(client, keys),
             bus_errors={k: int(v) for k, v in _hash(client, keys.bus_errors).items()},
             counters={k: int(float(v)) for k, v in _hash(client, keys.counters).items()},
+            health=health,
+            down=down,
+            restarts=restarts,
+            problem=problem,
+        )
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        return _unreachable_status(
+            state_dir, info, f"Redis of the swarm failed: {exc}", heartbeat_s
         )
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis of the swarm failed: {exc}") from None
