@@ -27,11 +27,11 @@ from pathlib import Path
 import psutil
 import redis
 
+from hivemind.swarm.health import read_health
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.health import read_health
-from hivemind.swarm.lifecycle.state import SwarmInfo, read_info
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import pid_alive
+from hivemind.swarm.state import SwarmInfo, read_info
 
 __all__ = ["ROLES", "CliSwarm", "Guarded", "HookFire", "kill"]
 
@@ -52,6 +52,7 @@ while not os.path.exists(stop):
     time.sleep(0.005)
 print("done", n)
 """
+
 
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:
     """Send ``sig`` to ``pid`` if it still exists."""

@@ -28,10 +28,10 @@ from hivemind.coordinator.policy import (
     record_ack,
 )
 from hivemind.coordinator.sessions.recorder import SessionStore
+from hivemind.swarm.agent.base import AgentCore, Role
+from hivemind.swarm.agent.facade import ActorFacade
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS
-from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
-from hivemind.swarm.lifecycle.facade import ActorFacade
-from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent
+from hivemind.swarm.messages import Ack, ActionKind, Control, Decision, Level, PressureEvent
 from hivemind.swarm.redis.bus import Subscription, publish
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
@@ -70,6 +70,7 @@ class CoordinatorCore(AgentCore):
         self.session_id = ""
         self.learned: dict[str, LearnedStat] = {}
         self._sub: Subscription | None = None
+        self._reclaims: dict[str, deque[dict[str, Any]]] = {}  # target -> its last reclaims
         current = self.redis.hget(self.keys.swarm, "session_id")
         self.use_session(self.config.session_id or _text(current) or None)
         self._last_sweep = time.monotonic()
@@ -171,12 +172,17 @@ class CoordinatorCore(AgentCore):
         """Record what a command freed; learn from it; time the reaction."""
         pending = self.pending.pop(ack.decision_id, None)
         decision = pending[0] if pending else None
-        if ack.target in self.histories:
+        if ack.decision_id and ack.target in self.histories:  # not a target's own reclaim
             self.histories[ack.target] = record_ack(self.histories[ack.target], ack.bytes_freed)
         actions = decision.actions if decision else ()
         for i, result in enumerate(ack.results):
             action = actions[i] if i < len(actions) else None
-            key = learned_key(ack.target, action) if action else f"{ack.target}|{result.kind.value}"
+            suffix = f":{result.name}" if result.name else ""
+            key = (
+                learned_key(ack.target, action)
+                if action
+                else f"{ack.target}|{result.kind.value}{suffix}"
+            )
             self._learn(key, result.bytes_freed, result.duration_ms)
         total_ms = max(0.0, (ack.applied_ts - ack.sample_ts) * 1000) if ack.sample_ts else 0.0
         parts = None
@@ -217,6 +223,25 @@ class CoordinatorCore(AgentCore):
             },
             dedup_key=f"ack:{ack.command_id}",
             counters={"bytes_freed": max(0, ack.bytes_freed)},
+        )
+        self._record_reclaim(ack)
+
+    def _record_reclaim(self, ack: Ack) -> None:
+        """What the target found (its caches) and what each reclaim gave back, per target."""
+        kinds = (ActionKind.RECLAIM, ActionKind.MALLOC_TRIM)
+        reclaims = [r for r in ack.results if r.kind in kinds]
+        if not ack.caches and not reclaims:
+            return
+        recent = self._reclaims.setdefault(ack.target, deque(maxlen=12))
+        recent.extend(r.model_dump(mode="json") for r in reclaims)
+        self.store.set_reclaim(
+            self.session_id,
+            ack.target,
+            {
+                "ts": ack.applied_ts or ack.ts,
+                "caches": [c.model_dump(mode="json") for c in ack.caches],
+                "last": list(recent),
+            },
         )
 
     def _learn(self, key: str, freed: int, ms: float) -> None:

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hivemind.agents.gc_profiles import level_with_hysteresis
 from hivemind.swarm.messages import Action, ActionKind, Decision, Level, PressureEvent
+from hivemind.swarm.vocab import MB, classify
 
 __all__ = [
     "LADDER",
@@ -38,8 +38,6 @@ __all__ = [
     "learned_key",
     "record_ack",
 ]
-
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +125,6 @@ def learned_key(target: str, action: Action) -> str:
     if action.fraction is not None:
         arg = f"{action.fraction:g}"
     return f"{target}|{action.kind.value}" + (f":{arg}" if arg else "")
-
-
-def classify(rss_bytes: int, target_bytes: int, previous: Level, margin: float = 0.05) -> Level:
-    """The level for ``rss_bytes``: the seed's rule, with a margin on the way down."""
-    return Level(level_with_hysteresis(previous.value, rss_bytes / MB, target_bytes / MB, margin))
 
 
 def _choose(

@@ -41,6 +41,7 @@ from hivemind.coordinator.sessions.store import (
 )
 from hivemind.hooks.claude_code import StdinPayload
 from hivemind.hooks.target import RedisTarget, redis_target
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import RedisUnavailableError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.resp import Connection, RespError, open_connection, unreachable
@@ -166,7 +167,7 @@ class Ctx:
 
     def named_session(self) -> str | None:
         """A session named by flag, environment, running swarm or Claude Code."""
-        sid = self.args.flag("session-id") or os.environ.get("HIVEMIND_SESSION_ID")
+        sid = self.args.flag("session-id") or env_str("session_id")
         if not sid:
             conn = self.conn
             if self.target is not None and self.target.mode == "swarm":
@@ -287,7 +288,7 @@ class Ctx:
 
         return (
             self.args.flag("session-id")
-            or os.environ.get("HIVEMIND_SESSION_ID")
+            or env_str("session_id")
             or offline_target(self.folder)[1]
             or self.stdin("session_id")
             or ""
@@ -497,7 +498,7 @@ def session_restore(ctx: Ctx) -> None:
     sid = (
         ctx.args.flag("session-id")
         or _positional(ctx)
-        or os.environ.get("HIVEMIND_SESSION_ID")
+        or env_str("session_id")
         or ctx.stdin("session_id")
     )
     if not sid:

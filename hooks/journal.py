@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import StateFolderError
 from hivemind.swarm.keys import Keys, validate_namespace
 from hivemind.swarm.paths import ensure_private_dir
@@ -72,7 +73,7 @@ def journal_path(state_dir: Path) -> Path:
 
 def max_bytes() -> int:
     """The journal's bound: ``HIVEMIND_JOURNAL_MAX_BYTES`` (at least 4 KiB), default 8 MiB."""
-    raw = os.environ.get("HIVEMIND_JOURNAL_MAX_BYTES", "")
+    raw = env_str("journal_max_bytes") or ""
     try:
         return max(4096, int(raw)) if raw else DEFAULT_MAX_BYTES
     except ValueError:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from hivemind.swarm.vocab import ActionKind, AgentRole, Level
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -20,6 +21,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "ActionResult",
+    "CacheReport",
     "Command",
     "Control",
     "Decision",
@@ -42,35 +44,6 @@ def new_id() -> str:
     return uuid.uuid4().hex[:24]
 
 
-class Level(StrEnum):
-    """Pressure levels, lowest first; names match the seed's GC profiles."""
-
-    CONSERVATIVE = "conservative"
-    BALANCED = "balanced"
-    AGGRESSIVE = "aggressive"
-    EMERGENCY = "emergency"
-
-    @property
-    def rank(self) -> int:
-        return _LEVEL_RANK[self]
-
-
-_LEVEL_RANK = {lvl: i for i, lvl in enumerate(Level)}
-
-
-class ActionKind(StrEnum):
-    """What a target may be told to do; nothing outside this list ever runs."""
-
-    GC_PROFILE = "gc_profile"
-    COLLECT = "collect"
-    FREEZE = "freeze"
-    TRIM_POOLS = "trim_pools"
-    EVICT_CACHES = "evict_caches"
-    MALLOC_TRIM = "malloc_trim"
-    RECLAIM = "reclaim"  # a user-registered reclaim action, by name
-    EMERGENCY = "emergency"
-
-
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -86,7 +59,7 @@ class Heartbeat(_Msg):
 
     kind: Literal["heartbeat"] = "heartbeat"
     name: _Name
-    role: Literal["benchmarker", "gc_optimizer", "widget_optimizer", "coordinator", "target"]
+    role: AgentRole | Literal["target"]
     pid: int = Field(ge=0)
     node: str = Field("", max_length=256)
     restarts: int = Field(0, ge=0)
@@ -104,6 +77,8 @@ class MemorySample(_Msg):
     gc_counts: tuple[int, int, int] = (0, 0, 0)
     local_level: Level = Level.CONSERVATIVE
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
+    caches_found: int = Field(0, ge=0)  # memo caches the target discovered in itself
+    reclaimable_bytes: int = Field(0, ge=0)  # their estimated size plus the other actions'
 
 
 class PressureEvent(_Msg):
@@ -178,6 +153,22 @@ class ActionResult(BaseModel):
     bytes_freed: int = 0
     duration_ms: float = Field(0.0, ge=0)
     ok: bool = True
+    expected_bytes: int = -1  # what the target expected it to free (-1: unknown)
+    error: str = Field("", max_length=256)
+
+
+class CacheReport(BaseModel):
+    """A reclaimable cache a target found in itself (see ``swarm/target/planner.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str = Field(max_length=128)
+    kind: Literal["lru", "interp", "plugin"]
+    entries: int = -1
+    bytes: int = -1  # estimated
+    hit_rate: float = -1.0
+    cost: float = Field(0.0, ge=0)
+    keep: bool = False
 
 
 class Ack(_Msg):
@@ -195,6 +186,7 @@ class Ack(_Msg):
     sample_ts: float = 0.0
     results: tuple[ActionResult, ...] = Field((), max_length=32)
     error: str = Field("", max_length=512)
+    caches: tuple[CacheReport, ...] = Field((), max_length=16)  # what the target found
 
 
 class Control(_Msg):

@@ -1,7 +1,7 @@
 """The benchmarker agent: turns guarded processes' samples into pressure events.
 
 It subscribes to ``hm:{ns}:samples`` and classifies each target with the
-seed's rule plus hysteresis (:func:`hivemind.coordinator.policy.classify`).
+seed's rule plus hysteresis (:func:`hivemind.swarm.vocab.classify`).
 When a target changes level it publishes a :class:`PressureEvent` at once;
 while a target stays at ``balanced`` or above it repeats the event every
 ``repeat_s`` so the coordinator can escalate. Each event carries the host's
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hivemind.coordinator.policy import classify
-from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
+from hivemind.swarm.agent.base import AgentCore, Role
 from hivemind.swarm.messages import Level, MemorySample, PressureEvent
 from hivemind.swarm.redis.bus import Subscription, publish
+from hivemind.swarm.vocab import classify
 
 __all__ = ["BenchmarkerCore", "HostReading", "read_host"]
 

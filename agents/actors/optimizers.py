@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
+from hivemind.swarm.agent.base import AgentCore, Role
 from hivemind.swarm.messages import ActionKind, Command, Decision
 from hivemind.swarm.redis.bus import Subscription
 from hivemind.swarm.signing import sign

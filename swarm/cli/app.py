@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hivemind.coordinator.sessions.cli import memory_app, session_app
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
+from hivemind.swarm.cli.sessions import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
 from hivemind.swarm.settings import Settings, load_settings
@@ -214,6 +214,7 @@ def _print_status(st: SwarmStatus) -> None:
                 t.last_action,
             )
         out.print(targets)
+        _print_reclaim(st)
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
     if st.bus_errors:
@@ -223,6 +224,23 @@ def _print_status(st: SwarmStatus) -> None:
         out.print("restarts: " + ", ".join(f"{k} {v}" for k, v in restarted.items()))
     if st.problem:
         out.print(f"[bold red]{st.problem}[/]", highlight=False)
+
+
+def _print_reclaim(st: SwarmStatus) -> None:
+    from hivemind.swarm.observe.reclaim_view import reclaim_tables
+
+    for t in st.targets:
+        r = t.reclaim
+        if not r:
+            continue
+        out.print(
+            f"{t.name}: {r.get('caches_found', 0)} caches found (scan {r.get('scan_ms', 0)} ms), "
+            f"~{int(r.get('reclaimable_bytes', 0)) / 2**20:.1f} MB reclaimable, "
+            f"{int(r.get('total_freed', 0)) / 2**20:.1f} MB given back so far",
+            highlight=False,
+        )
+        for table in reclaim_tables(t.name, r):
+            out.print(table)
 
 
 @app.command(
@@ -305,6 +323,23 @@ def demo_command(
     if not 1 <= seconds <= 3600:
         raise UsageError("--seconds must be between 1 and 3600")
     run_demo(target_mb, seconds, state_dir.resolve() if state_dir else None, out)
+
+
+@app.command("top")
+def top_command(
+    state_dir: StateDirOpt = None,
+    no_guard: Annotated[
+        bool, typer.Option("--no-guard", help="Do not guard the dashboard's own process")
+    ] = False,
+) -> None:
+    """A live dashboard: swarm health, one row per guarded process, decisions as they happen."""
+    from hivemind.swarm.paths import default_state_dir
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("hivemind top needs a terminal; use `hivemind swarm status --json`")
+    from hivemind.swarm.cli.top.app import run_top
+
+    run_top((state_dir or default_state_dir()).resolve(), guard=not no_guard)
 
 
 @app.command(

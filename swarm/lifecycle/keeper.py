@@ -30,8 +30,9 @@ from collections import deque
 from pathlib import Path
 from types import FrameType
 
-from hivemind.swarm.lifecycle.health import read_health, write_health
-from hivemind.swarm.lifecycle.state import SupervisorLock, read_info, remove_info, write_info
+from hivemind.swarm.env import env_str
+from hivemind.swarm.health import read_health, write_health
+from hivemind.swarm.state import SupervisorLock, read_info, remove_info, write_info
 
 __all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Keeper", "main"]
 
@@ -79,7 +80,7 @@ class Keeper:
         self.stopping = False
         self.failures: deque[float] = deque()
         self.restarts = 0
-        self.session = os.environ.get("HIVEMIND_SESSION_ID", "")
+        self.session = env_str("session_id") or ""
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True

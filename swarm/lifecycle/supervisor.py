@@ -28,17 +28,18 @@ from typing import Any
 
 import redis
 
+from hivemind.swarm.agent.base import AgentConfig
+from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import HivemindError, SwarmStartError
+from hivemind.swarm.health import remove_health, write_health
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.agent_base import AgentConfig
-from hivemind.swarm.lifecycle.facade import RAY_NAMESPACE, ActorFacade
-from hivemind.swarm.lifecycle.health import remove_health, write_health
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, remove_info, write_info
 from hivemind.swarm.lifecycle.watch import Watcher, load_health, ray_head_pids, reap
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import load_secret
 from hivemind.swarm.settings import Settings
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 
 __all__ = ["RESTART_EXIT", "Swarm", "agent_facades", "under_keeper"]
 
@@ -49,7 +50,7 @@ RESTART_EXIT = 75  # EX_TEMPFAIL: "start me again" (the keeper does, with the sa
 
 def under_keeper() -> bool:
     """True when this process is the supervisor child of a keeper (``swarm up --detach``)."""
-    return os.environ.get("HIVEMIND_KEEPER_PID") == str(os.getppid())
+    return env_str("keeper_pid") == str(os.getppid())
 
 
 def agent_facades() -> list[type[ActorFacade]]:
@@ -86,7 +87,7 @@ class Swarm:
         self.watcher: Watcher | None = None
         self.head_lost = threading.Event()
         self.head_lost_reason = ""
-        self._restart_of = os.environ.get("HIVEMIND_RESTART_REASON", "")
+        self._restart_of = env_str("restart_reason") or ""
 
     # --- lifecycle --------------------------------------------------------
     def __enter__(self) -> Swarm:

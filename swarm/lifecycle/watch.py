@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from hivemind.swarm.lifecycle.health import Health, read_health, write_health
-from hivemind.swarm.lifecycle.state import write_info
+from hivemind.swarm.health import Health, read_health, write_health
 from hivemind.swarm.redis.server import pid_alive
+from hivemind.swarm.state import write_info
 
 if TYPE_CHECKING:
     from hivemind.swarm.lifecycle.supervisor import Swarm

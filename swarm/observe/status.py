@@ -10,6 +10,7 @@ Redis itself is down it still returns a status (``health="degraded"``,
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ import redis
 from pydantic import BaseModel
 
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
+from hivemind.swarm.health import COMPONENTS, Health, read_health
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.health import COMPONENTS, Health, read_health
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.redis.connection import connect, redact_url
 from hivemind.swarm.redis.server import pid_alive
+from hivemind.swarm.state import SwarmInfo, running_swarm
+from hivemind.swarm.vocab import AGENT_ROLES
 
 __all__ = [
     "AgentStatus",
@@ -32,8 +34,6 @@ __all__ = [
     "TargetStatus",
     "collect_status",
 ]
-
-ROLES = ("coordinator", "benchmarker", "gc_optimizer", "widget_optimizer")
 
 
 class AgentStatus(BaseModel):
@@ -53,6 +53,7 @@ class TargetStatus(BaseModel):
     level: str
     last_action: str
     alive: bool
+    reclaim: dict[str, Any] = {}  # caches found, last reclaims (swarm/target/planner.py)
 
 
 class RedisStatus(BaseModel):
@@ -143,7 +144,7 @@ def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float) -> list[AgentSt
     now = time.time()
     restarts = _hash(client, keys.agent_restarts)
     out = []
-    for role in ROLES:
+    for role in AGENT_ROLES:
         name = f"{keys.ns}.{role}"
         beat = _hash(client, keys.agent(name))
         last = float(beat["last_seen"]) if "last_seen" in beat else None
@@ -161,6 +162,14 @@ def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float) -> list[AgentSt
     return out
 
 
+def _json_dict(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
     out = []
     for key in sorted(client.scan_iter(match=keys.target_pattern, count=500)):
@@ -176,6 +185,7 @@ def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
                 level=t.get("level", "conservative"),
                 last_action=t.get("last_action", ""),
                 alive=time.time() - float(t.get("last_seen", 0)) < 5.0,
+                reclaim=_json_dict(t.get("reclaim", "")),
             )
         )
     return out

@@ -39,7 +39,8 @@ from hivemind.agents.gc_profiles import apply_gc_profile, level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.resp import Connection, RespError, open_connection
-from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry
+from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
+from hivemind.swarm.target.wiring import ReclaimHook
 
 if TYPE_CHECKING:
     from hivemind.swarm.signing import Verifier
@@ -76,7 +77,8 @@ class Runtime:
         self.config = config
         self.name = config.name
         self.target_bytes = int(config.target_mb * MB)
-        self.reclaim = ReclaimRegistry()
+        self.reclaim = ReclaimRegistry(parent=default_registry())
+        self.reclaim_hook = ReclaimHook(self.reclaim, self.target_bytes, self.name)
         self.stats: Counter[str] = Counter()
         self.level = "conservative"
         self.last_action = ""
@@ -119,11 +121,18 @@ class Runtime:
                 self._client.call("DEL", self._keys.target(self.name))
         self._disconnect()
 
-    def register_reclaim(self, name: str, action: Callable[[], int | None] | ReclaimAction) -> None:
-        """Register a named reclaim action the swarm may call under pressure."""
+    def register_reclaim(
+        self,
+        name: str,
+        action: Callable[[], int | None] | ReclaimAction,
+        *,
+        cost: float | None = None,
+        keep: bool | None = None,
+    ) -> None:
+        """Register a named reclaim action (see :mod:`hivemind.swarm.target.reclaim`)."""
         if not name or not set(name) <= _NAME_OK or len(name) > 128:
             raise ValueError(f"reclaim action name {name!r}: use letters, digits, _ . : @ / -")
-        self.reclaim.register(name, action)
+        self.reclaim.register(name, action, cost=cost, keep=keep)
         self._reclaim_names = self.reclaim.names()
 
     # --- the loop ---------------------------------------------------------
@@ -161,6 +170,16 @@ class Runtime:
         self.level = level_with_hysteresis(previous, rss / MB, self.config.target_mb)
         if self.config.local_gc and self.level != previous:
             apply_gc_profile(self.level)
+        # --- reclaim hook (issue 12): finds caches as pressure rises, reclaims over target ---
+        reclaimed = self.reclaim_hook.on_sample(rss)
+        if reclaimed:
+            self.stats["local_reclaims"] += 1
+            self.last_action = "reclaim"
+            self._outbox.append(self.reclaim_hook.local_ack(reclaimed, time.time()))
+            rss = current_rss_bytes()
+            if self._client is not None:
+                self._flush()
+        # --- end of the reclaim hook ---
         if self._client is None:
             self._protect_locally(rss)
             return
@@ -179,7 +198,8 @@ class Runtime:
             "target_bytes": self.target_bytes,
             "gc_counts": gc.get_count(),
             "local_level": self.level,
-            "reclaim_actions": self._reclaim_names,
+            "reclaim_actions": self._reclaim_names[:32],
+            **self.reclaim_hook.sample_fields(),
         }
         self._client.call("PUBLISH", self._keys.samples, json.dumps(sample))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
@@ -199,6 +219,7 @@ class Runtime:
                 "level", self.level,
                 "last_action", self.last_action,
                 "last_seen", time.time(),
+                "reclaim", self.reclaim_hook.status_json(),
             )  # fmt: skip
             self._client.call("PEXPIRE", key, 5000)
 
@@ -232,7 +253,9 @@ class Runtime:
         if reason is not None:
             self._refuse(reason)
             return
-        results = apply_actions(cmd.actions, self.reclaim, self.config.target_mb)
+        results = apply_actions(
+            cmd.actions, self.reclaim, self.config.target_mb, self.reclaim_hook.reclaimer
+        )
         applied = time.time()
         freed = sum(r.bytes_freed for r in results)
         self.last_action = "+".join(r.kind.value for r in results)
@@ -248,6 +271,7 @@ class Runtime:
             received_ts=received,
             sample_ts=cmd.sample_ts,
             results=tuple(results),
+            caches=tuple(self.reclaim_hook.reclaimer.report()["caches"][:16]),
         )
         self._outbox.append(ack.model_dump_json())
         self._flush()
@@ -276,7 +300,7 @@ class Runtime:
             return self.config.redis_url
         if self.config.state_dir is None:
             return None
-        from hivemind.swarm.lifecycle.state import read_info
+        from hivemind.swarm.state import read_info
 
         info = read_info(self.config.state_dir)
         if info is None or info.state != "ready" or not _supervisor_alive(info.pid):

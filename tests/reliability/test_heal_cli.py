@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.heal_harness import ROLES, CliSwarm, Guarded, HookFire, kill
-from hivemind.swarm.lifecycle.health import read_health
+from hivemind.swarm.health import read_health
 from hivemind.swarm.redis.server import pid_alive
 from tests.conftest import wait_for
 

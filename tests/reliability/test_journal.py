@@ -22,10 +22,10 @@ import pytest
 import redis
 
 from hivemind.hooks import journal
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.resp import open_connection
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from tests.hooks.conftest import HookEnv
 
 SID = "journal-s1"
