@@ -182,6 +182,14 @@ def render(rows: list[Row], quick: bool, up_s: float, wall_s: float, load: tuple
             f"| {kind} | {len(xs)} | {statistics.median(xs):.2f} s | {max(xs):.2f} s | "
             f"< {AIMS[kind]:.0f} s |"
         )
+    med = {k: statistics.median(v) for k, v in by_kind.items()}
+    head = ", ".join(f"{k} {med[k]:.1f} s" for k in ("redis", "actor", "ray head", "supervisor")
+                     if k in med)  # fmt: skip
+    lines += [
+        "",
+        f"Headline: the CLI swarm heals itself after a SIGKILL (median time to healthy: {head}); "
+        f"{hooks_lost} of {hooks_ok} hook writes lost.",
+    ]
     lines += [
         "",
         f"Hooks: {hooks_ok} exited 0, **{hooks_lost} lost** (rows counted in the session "

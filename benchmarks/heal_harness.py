@@ -158,12 +158,13 @@ class CliSwarm:
 
     def wait_healthy(self, not_pids: set[int], timeout_s: float, t0: float) -> float | None:
         """Seconds from ``t0`` until :meth:`healthy`, or None after ``timeout_s``."""
-        while time.monotonic() - t0 < timeout_s:
+        while True:
             if self.healthy(not_pids=not_pids):
                 self.remember()
                 return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout_s:
+                return None
             time.sleep(0.02)
-        return None
 
     def head_pids(self) -> dict[str, int]:
         """``gcs_server`` / ``raylet`` -> pid among the supervisor's Ray processes."""

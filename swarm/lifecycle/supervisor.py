@@ -238,6 +238,9 @@ class Swarm:
         self._ray_started = True
         if not s.ray_address:
             self._head = ray_head_pids(_session_dir())
+            if self.info is not None:  # recorded now, so a crash before ready leaves none behind
+                self.info.ray_pids = list(self._head.values())
+                write_info(s.state_dir, self.info)
 
     @property
     def metrics_url(self) -> str:

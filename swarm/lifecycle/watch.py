@@ -4,7 +4,7 @@
 second it checks, by pid, everything the supervisor started:
 
 - the embedded ``redis-server``: when it died (or stopped answering for
-  3 s) the zombie is reaped and a new server is started at once on the same
+  5 s) the zombie is reaped and a new server is started at once on the same
   socket; it replays its AOF, the agents' and guarded processes' clients
   reconnect by themselves, and the hooks' journal is replayed into it;
 - the Ray head (GCS server and raylet): when either is gone the swarm
@@ -54,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ACTOR_RECREATE_S = 10.0  # Ray restarts a dead actor itself; past this we recreate it
-REDIS_HUNG_S = 3.0  # a live redis-server that answers no PING this long is killed
+REDIS_HUNG_S = 5.0  # a live redis-server that answers no PING this long is killed
 
 
 def reap(pid: int | None) -> None:
@@ -210,14 +210,12 @@ class Watcher:
         sw.replay_journal()
 
     def _redis_hung(self, pid: int) -> bool:
-        from hivemind.swarm.redis.server import _ping_socket
-
         now = time.monotonic()
         if now - self._last_redis_ping < 0.5:
             return False
         self._last_redis_ping = now
         assert self.swarm.embedded is not None
-        if _ping_socket(self.swarm.embedded.socket_path, timeout_s=0.5):
+        if _answers(self.swarm.embedded.socket_path, timeout_s=1.0):
             self._redis_silent_since = None
             return False
         if self._redis_silent_since is None:
@@ -298,6 +296,21 @@ class Watcher:
 
     def _save(self) -> None:
         write_health(self.state_dir, self.health)
+
+
+def _answers(path: Path, timeout_s: float) -> bool:
+    """True if the server on ``path`` answers a PING at all (an error reply such as
+    ``-MISCONF`` or ``-LOADING`` is an answer: alive, just unwell)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return bool(sock.recv(64))
+    except OSError:
+        return False
 
 
 def _role(actor_name: str) -> str:
