@@ -33,10 +33,12 @@ guard's cost shows up in units.
 
 from __future__ import annotations
 
-import functools
 import gc
+import importlib.util
+import sys
 import threading
 import time
+import types
 from array import array
 from pathlib import Path
 
@@ -54,7 +56,6 @@ __all__ = [
     "mark_alloc",
     "memo",
     "mypy_tool",
-    "render_row",
     "tui",
 ]
 
@@ -247,16 +248,25 @@ def fragment(seconds: float, report: Report) -> int:
 # -- (d) memo cache that only grows -------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)  # noqa: UP033 (as the apps we model write it)
-def render_row(key: int) -> str:
-    """A memoised "render": ~2 KB of text per distinct key, kept forever."""
-    return f"<tr id={key}>" + ("<td>cell</td>" * 150) + "</tr>"
+def _memo_module() -> types.ModuleType:
+    """``memo_app.py`` loaded as the top-level module ``memo_app`` (once)."""
+    mod = sys.modules.get("memo_app")
+    if mod is None:
+        path = Path(__file__).with_name("memo_app.py")
+        spec = importlib.util.spec_from_file_location("memo_app", path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["memo_app"] = mod
+        spec.loader.exec_module(mod)
+    return mod
 
 
 def memo(seconds: float, report: Report) -> int:
-    """Look up rows through :func:`render_row`: mostly hot keys, and new keys at a
+    """Look up rows through ``memo_app.render_row`` (a module-level
+    ``lru_cache(maxsize=None)`` in the app's own module): mostly hot keys, and new keys at a
     steady rate, ~60 MB of cache over the run whatever its length. Units: lookups.
     """
+    render_row = _memo_module().render_row
     render_row.cache_clear()
     done = 0
     new_keys = 0
