@@ -123,7 +123,9 @@ class Plan:
 
     seconds: float
     repeats: int
-    whole_run_cap_s: float  # a whole-run app (mypy) is stopped after this and counted as such
+    # A whole-run app (mypy) is stopped after this, or after 3x its unguarded median
+    # so far (whichever is less), and counted as timed out.
+    whole_run_cap_s: float
     skip: tuple[str, ...] = ()
 
 
@@ -246,7 +248,16 @@ def run_corpus(
             ]
             k = r % len(sides_)
             for side in sides_[k:] + sides_[:k]:
-                run = run_side(app, side, plan.seconds, where, plan.whole_run_cap_s)
+                cap = plan.whole_run_cap_s
+                done = [
+                    float(x["duration_s"])
+                    for x in runs
+                    if x["app"] == app.name and x["side"] == "unguarded" and not x.get("error")
+                    and not x.get("timed_out")
+                ]  # fmt: skip
+                if app.whole_run and done and side != "unguarded":
+                    cap = min(cap, 3 * statistics.median(done))  # enough to judge a 97 % bar
+                run = run_side(app, side, plan.seconds, where, cap)
                 run["app"] = app.name
                 runs.append(run)
                 if tick is not None:

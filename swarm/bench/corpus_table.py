@@ -133,7 +133,8 @@ def corpus_markdown(record: dict[str, Any], heading: str = "###") -> list[str]:
         "",
         f"Each side of each app ran {plan['repeats']} time(s), {plan['seconds']:g} s per run "
         "(mypy: one whole check per run, stopped after "
-        f"{plan['whole_run_cap_s']:g} s), in a fresh interpreter, sides rotated every repeat. "
+        f"{plan['whole_run_cap_s']:g} s or 3x its unguarded median, whichever is less), in a "
+        "fresh interpreter, sides rotated every repeat. "
         f"Swarm sides: {record['swarm']}."
         + (f" Skipped: {', '.join(plan['skipped'])}." if plan["skipped"] else ""),
         "",
