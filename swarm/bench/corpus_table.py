@@ -92,7 +92,7 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[list[str]]:
                 [
                     app if first else "",
                     side,
-                    _f(s["peak_rss_mb"]),
+                    _f(s["peak_rss_mb"], 1),
                     _f(s["time_over_target_s"], 1),
                     _work(s),
                     _f(s["gc_pause_p99_ms"], 0),
