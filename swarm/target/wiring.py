@@ -55,8 +55,28 @@ class ReclaimHook:
             return []
 
     def actions(self) -> list[tuple[str, int, float]]:
-        """What a controller may choose from: (name, expected bytes, expected cost), best first."""
+        """What a controller may choose from: (name, expected bytes, expected cost), best first.
+
+        The cost is the planner's unitless rebuild cost (0 free ... 10 every request
+        needs it); :meth:`options` gives it in milliseconds instead.
+        """
         return [(c.name, c.expected_bytes, c.cost) for c in self.reclaimer.eligible()]
+
+    def options(self) -> list[tuple[str, int, float]]:
+        """(name, expected bytes, expected cost in ms) for a controller that compares in ms.
+
+        Expected ms = what the action took last time (1 ms if never run) x (1 + 10 x cost):
+        the clear itself is quick, the rebuild afterwards is what the cost scales.
+        """
+        took = {o.name: max(0.01, o.duration_ms) for o in self.reclaimer.history}
+        return [
+            (c.name, c.expected_bytes, round(took.get(c.name, 1.0) * (1.0 + 10.0 * c.cost), 3))
+            for c in self.reclaimer.eligible()
+        ]
+
+    def run(self, name: str) -> Outcome:
+        """Run one candidate by name (a discovered cache, an interpreter cache, a plug-in)."""
+        return self.reclaimer.run(name)
 
     def sample_fields(self) -> dict[str, int]:
         """Two numbers every sample carries (read from the last scan; no work here)."""
