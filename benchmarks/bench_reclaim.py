@@ -1,7 +1,8 @@
 """Reclaim (issue 12): discovery cost, size-estimate error, malloc_trim on fragmentation.
 
-Run: ``.venv/bin/python -m benchmarks.bench_reclaim`` (full, about 3 minutes)
-or ``--quick`` (about a minute). Each part runs in its own interpreter
+Run: ``.venv/bin/python -m benchmarks.bench_reclaim`` (full: about 30 s of CPU,
+2-4 minutes of wall time on the shared 2-core machine) or ``--quick`` (about a
+minute). Each part runs in its own interpreter
 (``--part NAME`` prints JSON), so one part's modules and heap never skew
 another's. Writes ``benchmarks/results/reclaim.md``.
 
@@ -114,7 +115,7 @@ def part_discovery(quick: bool) -> dict[str, Any]:
     _make_modules("hm_synth", 5000)
     n_modules = len(sys.modules)
     gc.collect()
-    repeats = 5 if quick else 11
+    repeats = 5 if quick else 9
     ours, ours_cpu, heap, heap_cpu, inc, ours_data, heap_data = [], [], [], [], [], [], []
     found = heap_found = 0
     data: list[list[int]] = []
@@ -142,7 +143,7 @@ def part_discovery(quick: bool) -> dict[str, Any]:
         sum(1 for o in gc.get_objects() if type(o) is _LRU)
         heap_data.append((time.thread_time() - c) * 1000)
     del data
-    share = _overhead_share(10.0 if quick else 60.0)
+    share = _overhead_share(10.0 if quick else 40.0)
     return {
         "modules": n_modules,
         "gc_objects": objects_code,
@@ -233,7 +234,7 @@ def part_estimate(quick: bool) -> dict[str, Any]:
     from hivemind.swarm.target.discover import estimate_cache_bytes
 
     tracemalloc.start(1)
-    n = 20_000 if quick else 50_000
+    n = 20_000 if quick else 40_000
     rows: dict[str, list[dict[str, float]]] = {}
     for _ in range(2 if quick else 3):
         for label, (fn, args) in _shapes().items():
@@ -287,7 +288,7 @@ def part_fragment(quick: bool, threads: int) -> dict[str, Any]:
     from hivemind.swarm.target.heap import heap_stats, trim_heap
 
     tracemalloc.start(1)
-    total = 60_000 if quick else 150_000
+    total = 60_000 if quick else 120_000
     _fragment(threads, total // threads)
     gc.collect()
     before = heap_stats()

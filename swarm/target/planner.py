@@ -19,8 +19,10 @@ most once a minute; a rise in between walks only modules imported since),
 and the new modules when ``len(sys.modules)`` changed while under pressure
 (at most once a second). Each look also re-reads every known cache's
 counters and size.
-The controller decides when to reclaim and calls :meth:`Reclaimer.reclaim`
-(or :meth:`Reclaimer.run` for one named action).
+The in-target controller decides when to reclaim: it gets the candidates as
+options (see :meth:`hivemind.swarm.target.wiring.ReclaimHook.options`) and
+the runtime runs what it chose with :meth:`Reclaimer.run`; with the
+controller off, :meth:`Reclaimer.reclaim` clears the best until enough is freed.
 
 Nothing here raises into the app; ``HIVEMIND_DISCOVER=0`` turns discovery
 off (the registered actions and the interpreter caches remain).
