@@ -141,6 +141,14 @@ def render(
             f"| {r['finding']} | {r['attack']} | {tried} | {refused} | {tried - refused} "
             f"| {outcome} |"
         )
+    total_tried = sum(t for t, _ in by_finding.values())
+    total_through = sum(t - r for t, r in by_finding.values())
+    lines[4:4] = [
+        f"Headline: security (issue 14): {total_tried} attack attempts over "
+        f"{len(by_finding)} findings, against the real CLI and embedded Redis; "
+        f"{total_through} got through",
+        "",
+    ]
     lines += ["", "| finding | tried | refused | got through |", "|---|---:|---:|---:|"]
     for finding, (tried, refused) in sorted(by_finding.items()):
         lines.append(f"| {finding} | {tried} | {refused} | {tried - refused} |")
