@@ -342,12 +342,10 @@ class Runtime:
             self._infeasible_logged = True
             log.warning(
                 "hivemind: infeasible: live ~%.0f MB over the %.0f MB target; "
-                "futile collections stopped",
+                "futile collections stopped (said once; status shows it live)",
                 ctl.live_over_bytes / MB,
                 self.config.target_mb,
             )
-        elif not ctl.infeasible:
-            self._infeasible_logged = False
 
     # --- the in-target controller -------------------------------------------
     def _control(self, now: float, rss: int) -> None:
