@@ -111,6 +111,7 @@ class Runtime:
         self.target_bytes = int(config.target_mb * MB)
         self.reclaim = ReclaimRegistry(parent=default_registry())
         self.reclaim_hook = ReclaimHook(self.reclaim, self.target_bytes, self.name)
+        self._hook_version: tuple[int, int] = (-1, 0)
         self.stats: Counter[str] = Counter()
         self.level = "conservative"
         self.last_action = ""
@@ -236,8 +237,9 @@ class Runtime:
         if self.config.local_gc:
             self._control(now, rss)
         self._poll_effect(now)
-        # --- reclaim hook (issue 12): finds caches as pressure rises, reclaims over target ---
-        reclaimed = self.reclaim_hook.on_sample(rss)
+        # --- reclaim hook (issue 12): finds caches as pressure rises; reclaims over the
+        # target itself only when the controller is off (it runs them through _collect) ---
+        reclaimed = self.reclaim_hook.on_sample(rss, decide=not self.config.local_gc)
         if reclaimed:
             self.stats["local_reclaims"] += 1
             self.last_action = "reclaim"
@@ -327,8 +329,12 @@ class Runtime:
     # --- the in-target controller -------------------------------------------
     def _control(self, now: float, rss: int) -> None:
         ctl = self.controller
-        if self.reclaim_options:
-            ctl.set_reclaim_options(self.reclaim_options)
+        hook = self.reclaim_hook  # issue 12: discovered caches and plug-ins join the options
+        if (hook.version, id(self.reclaim_options)) != self._hook_version:
+            self._hook_version = (hook.version, id(self.reclaim_options))
+            own = {o.name for o in self.reclaim_options}
+            found = [ReclaimOption(*o) for o in hook.options() if o[0] not in own]
+            ctl.set_reclaim_options([*self.reclaim_options, *found])
         current = GCSettings(gc.get_threshold(), gc.isenabled())
         if self._app_gc is not None and not ctl.engaged:
             current, self._app_gc = self._app_gc, None
@@ -342,17 +348,19 @@ class Runtime:
 
     def _collect(self, now: float, rss: int, plan: Plan) -> None:
         t0 = time.perf_counter()
-        for name in plan.reclaim:
-            fn = self.reclaim.get(name)
-            if fn is None:
-                continue
-            before, r0 = current_rss_bytes(), time.perf_counter()
-            try:
-                fn()
-            except Exception as exc:
-                self._log_once(f"reclaim_{name}", "hivemind: reclaim %s failed: %r", name, exc)
-            freed = before - current_rss_bytes()
-            self.controller.reclaimed(name, freed, (time.perf_counter() - r0) * 1000)
+        outcomes = []
+        for name in plan.reclaim:  # guarded (timeout), measured, reported on a local ack
+            out = self.reclaim_hook.run(name)
+            if not out.ok:
+                self._log_once(
+                    f"reclaim_{name}", "hivemind: reclaim %s failed: %s", name, out.error
+                )
+            self.controller.reclaimed(name, out.bytes_freed, out.duration_ms)
+            outcomes.append(out)
+        if outcomes:
+            self._outbox.append(self.reclaim_hook.local_ack(outcomes, time.time()))
+            if self._client is not None:
+                self._flush()
         objects = 0
         if plan.collect:
             self.meter.ours(True)

@@ -206,3 +206,17 @@ def test_interpreter_caches_are_listed_and_cleared_only_when_worth_it() -> None:
     out = rec.run("interp:re")
     assert out.ok
     assert len(getattr(re, "_cache", {})) == 0
+
+
+def test_hook_offers_options_to_a_controller(app: ModuleType) -> None:
+    from hivemind.swarm.target.wiring import ReclaimHook
+
+    _fill(app)
+    hook = ReclaimHook(ReclaimRegistry(), 10**12, "t")
+    hook.reclaimer.min_bytes = 1
+    hook.reclaimer.scan()
+    opts = {name: (b, ms) for name, b, ms in hook.options()}
+    mine = f"cache:{app.__name__}.module_cache"
+    assert opts[mine][0] > 300 * 2000 and opts[mine][1] > 0
+    assert hook.run(mine).ok
+    assert app.module_cache.cache_info().currsize == 0
