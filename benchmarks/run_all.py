@@ -46,7 +46,7 @@ FIGURES_END = "<!-- figures:end -->"
 HEADLINE = "Headline: "
 
 # Sections in the order a reader wants them; anything else follows alphabetically.
-ORDER = ("bench", "library", "foundation", "loop", "hooks", "reliability")
+ORDER = ("corpus", "bench", "library", "foundation", "loop", "hooks", "reliability")
 
 HEADER = """# Benchmarks
 

@@ -33,6 +33,7 @@ from hivemind.swarm.agent.facade import ActorFacade
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS
 from hivemind.swarm.messages import Ack, ActionKind, Control, Decision, Level, PressureEvent
 from hivemind.swarm.redis.bus import Subscription, publish
+from hivemind.swarm.target.controller import CTL_T0_SETTING
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 5.0
 LATENCY_KEEP = 20_000
+COST_RECORD_EVERY_S = 5.0
 
 
 def _text(raw: bytes | str | None) -> str:
@@ -65,11 +67,16 @@ class CoordinatorCore(AgentCore):
         self.store = SessionStore(self.redis, self.keys, maxlen=self.config.stream_maxlen)
         self.histories: dict[str, TargetHistory] = self._load_histories()
         self.pending: dict[str, tuple[Decision, float]] = {}
-        self.decision_ms: deque[float] = deque(maxlen=10_000)
+        self.decision_ms: deque[float] = deque(maxlen=10_000)  # real decisions only
+        self.queue_ms: deque[float] = deque(maxlen=10_000)  # event published -> decided
+        self.events_declined = 0  # events that led to no decision (cooldown, nothing to do)
         self.events_seen = 0
         self.session_id = ""
         self.learned: dict[str, LearnedStat] = {}
         self._sub: Subscription | None = None
+        self._cost_recorded: dict[str, float] = {}
+        self._infeasible: dict[str, bool] = {}
+        self._held_t0: dict[str, int] = {}
         self._reclaims: dict[str, deque[dict[str, Any]]] = {}  # target -> its last reclaims
         current = self.redis.hget(self.keys.swarm, "session_id")
         self.use_session(self.config.session_id or _text(current) or None)
@@ -79,6 +86,7 @@ class CoordinatorCore(AgentCore):
     # --- status -----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         ms = sorted(self.decision_ms)
+        qs = sorted(self.queue_ms)
         return {
             "session_id": self.session_id,
             "events_seen": self.events_seen,
@@ -86,6 +94,10 @@ class CoordinatorCore(AgentCore):
             "pending": len(self.pending),
             "decision_ms_p50": ms[len(ms) // 2] if ms else None,
             "decision_ms_p99": ms[int(len(ms) * 0.99)] if ms else None,
+            "decision_n": len(ms),
+            "queue_ms_p50": qs[len(qs) // 2] if qs else None,
+            "queue_ms_p99": qs[int(len(qs) * 0.99)] if qs else None,
+            "events_declined": self.events_declined,
             "bus_errors": dict(self._sub.errors) if self._sub else {},
         }
 
@@ -103,6 +115,9 @@ class CoordinatorCore(AgentCore):
         """Start, resume or restore ``session_id`` (a new one when ``None``)."""
         sid, created = self.store.ensure(session_id, {"source": "swarm", "namespace": self.keys.ns})
         self.session_id = sid
+        self._cost_recorded.clear()  # record cost and state afresh in this session
+        self._infeasible.clear()
+        self._held_t0.clear()
         self.learned = {
             k: LearnedStat(n=e.n, bytes_freed=e.mean_bytes_freed, duration_ms=e.mean_ms)
             for k, e in self.store.learned_table(sid).items()
@@ -127,6 +142,8 @@ class CoordinatorCore(AgentCore):
     def handle_event(self, event: PressureEvent) -> Decision | None:
         """Decide for ``event``'s target; publish and record the decision if any."""
         self.events_seen += 1
+        if event.cost is not None:
+            self._record_cost(event)
         t0 = time.perf_counter()
         history = self.histories.get(event.target, TargetHistory())
         decision, new = decide(
@@ -138,10 +155,11 @@ class CoordinatorCore(AgentCore):
             config=self.policy,
         )
         if decision is None:
-            self.decision_ms.append((time.perf_counter() - t0) * 1000)
+            self.events_declined += 1
             return None
         publish(self.redis, self.keys.decisions, decision)
         self.decision_ms.append((time.perf_counter() - t0) * 1000)
+        self.queue_ms.append(max(0.0, (decision.ts - event.ts) * 1000))
         self.histories[event.target] = new
         self.pending[decision.id] = (decision, time.monotonic())
         pipe = self.redis.pipeline(transaction=False)
@@ -168,8 +186,59 @@ class CoordinatorCore(AgentCore):
         )
         return decision
 
+    def _record_cost(self, event: PressureEvent) -> None:
+        """Cost, infeasibility and the cheapest holding setting, into the session."""
+        cost = event.cost
+        assert cost is not None
+        target = event.target
+        infeasible = cost.controller == "infeasible"
+        if infeasible != self._infeasible.get(target, False):
+            self._infeasible[target] = infeasible
+            over_mb = round(cost.live_over_bytes / 2**20, 1)
+            self.store.append(
+                self.session_id,
+                "infeasible" if infeasible else "feasible",
+                {
+                    "target": target,
+                    "live_over_mb": over_mb if infeasible else 0.0,
+                    "rss_mb": round(event.rss_bytes / 2**20, 1),
+                    "target_mb": round(event.target_bytes / 2**20, 1),
+                    "message": f"infeasible: live ~{over_mb:g} MB over target"
+                    if infeasible
+                    else "feasible again",
+                },
+            )
+        if cost.held_t0 and cost.held_t0 != self._held_t0.get(target):
+            self._held_t0[target] = cost.held_t0
+            self.store.set_settings(self.session_id, {CTL_T0_SETTING + target: cost.held_t0})
+        now = time.monotonic()
+        if now - self._cost_recorded.get(target, -1e9) >= COST_RECORD_EVERY_S:
+            self._cost_recorded[target] = now
+            self.store.append(
+                self.session_id,
+                "cost",
+                {"target": target, "rss_mb": round(event.rss_bytes / 2**20, 1)}
+                | cost.model_dump(mode="json"),
+            )
+
     def handle_ack(self, ack: Ack) -> None:
         """Record what a command freed; learn from it; time the reaction."""
+        if ack.phase == "effect":
+            self.store.append(
+                self.session_id,
+                "effect",
+                {
+                    "command_id": ack.command_id,
+                    "decision_id": ack.decision_id,
+                    "target": ack.target,
+                    "bytes_freed": ack.bytes_freed,
+                    "duration_ms": round(ack.duration_ms, 3),
+                    "gc_ms_per_s_before": ack.gc_ms_per_s_before,
+                    "gc_ms_per_s_after": ack.gc_ms_per_s_after,
+                },
+                dedup_key=f"effect:{ack.command_id}",
+            )
+            return
         pending = self.pending.pop(ack.decision_id, None)
         decision = pending[0] if pending else None
         if ack.decision_id and ack.target in self.histories:  # not a target's own reclaim
@@ -220,6 +289,7 @@ class CoordinatorCore(AgentCore):
                 "latency_ms": round(total_ms, 3),
                 "results": [r.model_dump(mode="json") for r in ack.results],
                 "error": ack.error,
+                "gc_ms_per_s_before": ack.gc_ms_per_s_before,
             },
             dedup_key=f"ack:{ack.command_id}",
             counters={"bytes_freed": max(0, ack.bytes_freed)},
@@ -311,6 +381,12 @@ class CoordinatorCore(AgentCore):
                 continue
         return out
 
+    def reset_window(self) -> None:
+        """Start the decision-time and queueing-delay windows afresh (benchmarks use it)."""
+        self.decision_ms.clear()
+        self.queue_ms.clear()
+        self.events_declined = 0
+
     def bus_errors(self) -> dict[str, int]:
         """Malformed or unexpected messages dropped by this coordinator, per channel."""
         return dict(self._sub.errors) if self._sub is not None else {}
@@ -331,3 +407,7 @@ class Coordinator(ActorFacade):
     def restore(self, session_id: str) -> None:
         """Switch the running coordinator to ``session_id``."""
         self.call("restore", session_id)
+
+    def reset_window(self) -> None:
+        """Clear the coordinator's decision-time and queueing-delay windows."""
+        self.call("reset_window")

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "__version__",
     "attach",
+    "explain",
     "keep",
     "reclaim_action",
     "reclaimable",
@@ -63,3 +64,10 @@ def keep(obj: Any) -> Any:
     from hivemind.swarm.target.discover import keep as _keep
 
     return _keep(obj)
+
+
+def explain() -> str:
+    """What the guard would find to reclaim in this process now, as text (no guard needed)."""
+    from hivemind.swarm.target.planner import Reclaimer
+
+    return Reclaimer().explain()

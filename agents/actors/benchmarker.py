@@ -6,11 +6,15 @@ When a target changes level it publishes a :class:`PressureEvent` at once;
 while a target stays at ``balanced`` or above it repeats the event every
 ``repeat_s`` so the coordinator can escalate. Each event carries the host's
 available memory and ``/proc/pressure/memory`` (PSI ``some avg10``) where
-the kernel has them, read at most once a second.
+the kernel has them, read at most once a second. Every ``series_every_s``
+it adds each target's peak RSS, target and level over that interval to the
+session's memory series (``hm:{ns}:session:{id}:memory``, capped), which
+``hivemind session plot`` draws.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +61,9 @@ class _Target:
     level: Level
     last_event: float
     last_seen: float
+    peak_rss: int = 0  # since the last memory-series entry
+    peak_rank: int = 0
+    target_bytes: int = 0
 
 
 class BenchmarkerCore(AgentCore):
@@ -65,6 +72,8 @@ class BenchmarkerCore(AgentCore):
     role: ClassVar[Role] = "benchmarker"
     repeat_s: ClassVar[float] = 0.2
     forget_after_s: ClassVar[float] = 10.0
+    series_every_s: ClassVar[float] = 2.0
+    series_budget: ClassVar[int] = 200_000  # target-points kept per session (~5 MB)
 
     def on_start(self) -> None:
         self.targets: dict[str, _Target] = {}
@@ -73,6 +82,7 @@ class BenchmarkerCore(AgentCore):
         self._host = read_host()
         self._host_ts = time.monotonic()
         self._flushed = 0.0
+        self._series_ts = 0.0
         self._samples_counted = 0
         self._events_counted = 0
         self._sub: Subscription | None = None
@@ -100,9 +110,12 @@ class BenchmarkerCore(AgentCore):
         if state is None:
             state = self.targets[sample.target] = _Target(previous, 0.0, now)
         state.last_seen = now
+        state.peak_rss = max(state.peak_rss, sample.rss_bytes)
+        state.target_bytes = sample.target_bytes
         changed = level is not previous
         repeat = level is not Level.CONSERVATIVE and now - state.last_event >= self.repeat_s
         state.level = level
+        state.peak_rank = max(state.peak_rank, level.rank)
         if not (changed or repeat):
             return None
         state.last_event = now
@@ -118,6 +131,7 @@ class BenchmarkerCore(AgentCore):
             host_available_bytes=host.available_bytes,
             psi_some_avg10=host.psi_some_avg10,
             reclaim_actions=sample.reclaim_actions,
+            cost=sample.cost,
         )
 
     def _loop(self) -> None:
@@ -153,3 +167,35 @@ class BenchmarkerCore(AgentCore):
             pipe.hincrby(self.keys.counters, "events", self.events_sent - self._events_counted)
             pipe.execute()
             self._samples_counted, self._events_counted = self.samples_seen, self.events_sent
+        if now - self._series_ts >= self.series_every_s:
+            self._series_ts = now
+            self.record_series()
+
+    def record_series(self) -> int:
+        """Add one memory-series entry to the current session; return targets in it.
+
+        Each target's peak RSS and level since the last entry, and its
+        target. The stream keeps ``series_budget`` target-points (at least
+        600 entries), so it stays small however many targets there are.
+        """
+        points = {
+            name: [round(t.peak_rss / 2**20, 1), round(t.target_bytes / 2**20, 1), t.peak_rank]
+            for name, t in self.targets.items()
+            if t.peak_rss
+        }
+        for t in self.targets.values():
+            t.peak_rss, t.peak_rank = 0, t.level.rank
+        if not points:
+            return 0
+        sid = self.redis.hget(self.keys.swarm, "session_id")
+        if not sid:
+            return 0
+        session = sid.decode() if isinstance(sid, bytes) else str(sid)
+        maxlen = max(600, self.series_budget // len(points))
+        self.redis.xadd(
+            self.keys.session_memory(session),
+            {"ts": repr(time.time()), "data": json.dumps(points, separators=(",", ":"))},
+            maxlen=maxlen,
+            approximate=True,
+        )
+        return len(points)

@@ -47,7 +47,6 @@ __all__ = [
     "REDIS_HUNG_S",
     "Watcher",
     "load_health",
-    "ray_head_pids",
     "reap",
 ]
 
@@ -63,39 +62,6 @@ def reap(pid: int | None) -> None:
         return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def ray_head_pids(session_dir: str | None = None) -> dict[str, int]:
-    """The pids of this machine's Ray head processes we depend on: GCS server and raylet.
-
-    From the Ray node this process started (``ray.init()`` without an
-    address); else, when a ``session_dir`` is given, the local processes of
-    that Ray session (a head started with ``ray start --head``). Empty when
-    the head is not ours to watch (a remote cluster).
-    """
-    try:
-        from ray._private import worker
-
-        node = worker._global_node
-    except Exception:
-        return {}
-    out: dict[str, int] = {}
-    procs: dict[str, Any] = getattr(node, "all_processes", None) or {}
-    for kind in ("gcs_server", "raylet"):
-        infos = procs.get(kind) or []
-        if infos and getattr(infos[0], "process", None) is not None:
-            out[kind] = int(infos[0].process.pid)
-    if out or not session_dir:
-        return out
-    import psutil
-
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        name = proc.info.get("name") or ""
-        if name in ("gcs_server", "raylet") and any(
-            session_dir in a for a in proc.info.get("cmdline") or []
-        ):
-            out[name] = proc.pid
-    return out
 
 
 class Watcher:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -126,3 +127,68 @@ def _target_hash(swarm: InProcessSwarm) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in raw.items()}
     finally:
         c.close()
+
+
+def test_run_explain_reports_without_guarding(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import functools, threading\n"
+        "@functools.lru_cache(maxsize=None)\n"
+        "def page(n):\n"
+        "    return ('<li>%d</li>' % n) * 300\n"
+        "for _ in range(2):\n"
+        "    for i in range(3000):\n"
+        "        page(i)\n"
+        "print('app done')\n"
+    )
+    hivemind = Path(sys.executable).parent / "hivemind"
+    report = tmp_path / "explain.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    env["HIVEMIND_EXPLAIN_JSON"] = str(report)
+    proc = subprocess.run(
+        [str(hivemind), "run", "--explain", "--", sys.executable, str(app)],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "app done" in proc.stdout
+    assert "cache:__main__.page" in proc.stderr and "tracemalloc live" in proc.stderr
+    data = json.loads(report.read_text())
+    page = next(c for c in data["candidates"] if c["name"] == "cache:__main__.page")
+    assert page["entries"] == 3000 and page["hit_rate"] == pytest.approx(0.5)
+    assert page["bytes"] > 3000 * 300 * 10, "3000 strings of ~4 KB"
+    assert data["heap"]["traced_live"] > 0
+
+
+def test_run_rejects_bad_reclaim_options() -> None:
+    assert run(["run", "--malloc-arena-max", "0", "--", sys.executable, "-c", "pass"]) == 2
+    assert run(["run", "--explain-after", "-1", "--", sys.executable, "-c", "pass"]) == 2
+
+
+def test_the_controller_chooses_a_discovered_cache_when_a_collection_is_due(
+    app: ModuleType, tmp_path: Path
+) -> None:
+    """No swarm: the in-target controller plans the reclaim, the hook runs it, measured."""
+    import gc
+
+    from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
+
+    for i in range(3000):
+        app.render(i)
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    target_mb = current_rss_bytes() / 0.9 / MB  # 90 %: a full collection is due (85 %)
+    rt = Runtime(
+        RuntimeConfig(
+            name="ctl", target_mb=target_mb, redis_url=None, namespace=None,
+            state_dir=tmp_path / "none", key=None,
+        )
+    ).start()  # fmt: skip
+    try:
+        assert wait_for(lambda: app.render.cache_info().currsize == 0, 15), "not reclaimed"
+        mine = f"cache:{app.__name__}.render"
+        out = next(o for o in rt.reclaim_hook.reclaimer.history if o.name == mine)
+        assert out.ok and out.expected_bytes > 20 * MB and out.bytes_freed > 10 * MB
+        assert app.render(3) == "<p>3</p>" * 2000
+    finally:
+        rt.stop()
+        gc.set_threshold(*thresholds)
+        (gc.enable if enabled else gc.disable)()

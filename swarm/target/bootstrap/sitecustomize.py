@@ -27,14 +27,26 @@ def _hivemind_boot() -> None:
         import importlib
 
         importlib.import_module("sitecustomize")
-    except ImportError:
-        pass
+    except ImportError as exc:
+        # Only "there is no other sitecustomize" is expected; an ImportError
+        # raised inside the app's own sitecustomize is the app's, and shown.
+        if getattr(exc, "name", None) != "sitecustomize":
+            print(f"hivemind: the app's sitecustomize failed: {exc!r}", file=sys.stderr)
     except Exception as exc:  # the other sitecustomize failed: not ours to hide
         print(f"hivemind: the app's sitecustomize failed: {exc!r}", file=sys.stderr)
     finally:
         sys.path[:] = saved
         if ours is not None:
             sys.modules["sitecustomize"] = ours
+    if os.environ.pop("HIVEMIND_EXPLAIN", "") == "1":  # hivemind run --explain: report only
+        os.environ.pop("HIVEMIND_ATTACH", None)
+        try:
+            from hivemind.swarm.target.explain import install
+
+            install()
+        except Exception as exc:
+            print(f"hivemind: could not explain this process: {exc!r}", file=sys.stderr)
+        return
     if os.environ.pop("HIVEMIND_ATTACH", "") != "1":
         return
     try:
