@@ -133,6 +133,7 @@ class Watcher:
         if now - self._last_actor_check >= 0.25 and not self._head_lost:
             self._last_actor_check = now
             self._check_actors()
+            _reap_children()
 
     # --- redis ------------------------------------------------------------
     def _check_redis(self) -> None:
@@ -262,6 +263,14 @@ class Watcher:
 
     def _save(self) -> None:
         write_health(self.state_dir, self.health)
+
+
+def _reap_children() -> None:
+    """Collect every exited child: the supervisor is the subreaper of Ray's daemons,
+    so their orphaned workers end up here and must not stay zombies."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
 
 
 def _answers(path: Path, timeout_s: float) -> bool:
