@@ -165,8 +165,13 @@ def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
     return out
 
 
-def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
+def collect_status(
+    state_dir: Path, heartbeat_s: float = 1.0, *, with_targets: bool = True
+) -> SwarmStatus:
     """Read the swarm recorded in ``state_dir`` from Redis.
+
+    ``with_targets=False`` leaves ``targets`` empty (``hivemind top`` reads
+    them itself, pipelined, more often).
 
     Raises :class:`NotRunningError` when no swarm is up there and
     :class:`RedisUnavailableError` when its Redis cannot be reached.
@@ -192,7 +197,7 @@ def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
             uptime_s=round(time.time() - info.started_at, 1),
             redis=_redis_status(client, info),
             agents=_agents(client, keys, heartbeat_s),
-            targets=_targets(client, keys),
+            targets=_targets(client, keys) if with_targets else [],
             bus_errors={k: int(v) for k, v in _hash(client, keys.bus_errors).items()},
             counters={k: int(float(v)) for k, v in _hash(client, keys.counters).items()},
         )
