@@ -25,6 +25,7 @@ __all__ = [
     "Command",
     "Control",
     "Decision",
+    "GuardCost",
     "Heartbeat",
     "Level",
     "MemorySample",
@@ -65,8 +66,36 @@ class Heartbeat(_Msg):
     restarts: int = Field(0, ge=0)
 
 
+class GuardCost(BaseModel):
+    """What guarding costs a target, and its in-target controller's state.
+
+    Measured inside the target (:mod:`hivemind.swarm.target.cost`):
+    ``gc_ms_per_s`` is the app's own time inside the collector per second,
+    ``pause_p50_ms``/``pause_p99_ms`` its collection pauses, ``guard_cpu_pct``
+    the runtime thread's CPU (% of one core, its own collections included).
+    ``controller`` is ``idle``, ``engaged`` or ``infeasible``; ``threshold0``
+    the gen-0 threshold in force (0: collector disabled); ``held_t0`` the
+    least aggressive one that held the target; ``collections`` and
+    ``freed_bytes`` the guard's own full collections and what they freed;
+    ``live_over_bytes`` how far live data exceeds the target when infeasible.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    gc_ms_per_s: float = Field(0.0, ge=0, le=1e6)
+    pause_p50_ms: float = Field(0.0, ge=0, le=1e7)
+    pause_p99_ms: float = Field(0.0, ge=0, le=1e7)
+    guard_cpu_pct: float = Field(0.0, ge=0, le=1e5)
+    controller: Literal["off", "idle", "engaged", "infeasible"] = "off"
+    threshold0: int = Field(0, ge=0, le=2**31)
+    held_t0: int = Field(0, ge=0, le=2**31)
+    collections: int = Field(0, ge=0, le=2**53)
+    freed_bytes: int = Field(0, ge=0, le=2**53)
+    live_over_bytes: int = Field(0, ge=0, le=2**53)
+
+
 class MemorySample(_Msg):
-    """One reading of a guarded process's memory."""
+    """One reading of a guarded process's memory (``cost``: see :class:`GuardCost`)."""
 
     kind: Literal["sample"] = "sample"
     target: _Name
@@ -77,6 +106,7 @@ class MemorySample(_Msg):
     gc_counts: tuple[int, int, int] = (0, 0, 0)
     local_level: Level = Level.CONSERVATIVE
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
+    cost: GuardCost | None = None
     caches_found: int = Field(0, ge=0)  # memo caches the target discovered in itself
     reclaimable_bytes: int = Field(0, ge=0)  # their estimated size plus the other actions'
 
@@ -95,6 +125,7 @@ class PressureEvent(_Msg):
     host_available_bytes: int | None = Field(None, ge=0)
     psi_some_avg10: float | None = Field(None, ge=0)
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
+    cost: GuardCost | None = None  # the sample's, passed on by the benchmarker
 
 
 class Action(BaseModel):
@@ -172,7 +203,13 @@ class CacheReport(BaseModel):
 
 
 class Ack(_Msg):
-    """A target's report of a command it carried out (or refused)."""
+    """A target's report of a command it carried out (or refused).
+
+    ``phase="applied"`` is sent as soon as the actions ran; a second ack with
+    ``phase="effect"`` follows a few seconds later with the app's collector
+    time per second before (``gc_ms_per_s_before``) and after
+    (``gc_ms_per_s_after``) the command: what the action cost the app.
+    """
 
     kind: Literal["ack"] = "ack"
     command_id: str = Field(max_length=64)
@@ -186,6 +223,9 @@ class Ack(_Msg):
     sample_ts: float = 0.0
     results: tuple[ActionResult, ...] = Field((), max_length=32)
     error: str = Field("", max_length=512)
+    phase: Literal["applied", "effect"] = "applied"
+    gc_ms_per_s_before: float = Field(0.0, ge=0, le=1e6)
+    gc_ms_per_s_after: float | None = Field(None, ge=0, le=1e6)
     caches: tuple[CacheReport, ...] = Field((), max_length=16)  # what the target found
 
 

@@ -131,6 +131,7 @@ class BenchmarkerCore(AgentCore):
             host_available_bytes=host.available_bytes,
             psi_some_avg10=host.psi_some_avg10,
             reclaim_actions=sample.reclaim_actions,
+            cost=sample.cost,
         )
 
     def _loop(self) -> None:

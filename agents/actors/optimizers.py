@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from hivemind.swarm.agent.base import AgentCore, Role
+from hivemind.swarm.agent.base import AgentCore, Role, node_secret
 from hivemind.swarm.messages import ActionKind, Command, Decision
 from hivemind.swarm.redis.bus import Subscription
 from hivemind.swarm.signing import sign
@@ -33,7 +33,7 @@ def owner_of(decision: Decision) -> Role:
 
 class _OptimizerCore(AgentCore):
     def on_start(self) -> None:
-        self._key = bytes.fromhex(self.config.secret_hex) if self.config.secret_hex else b""
+        self._key = node_secret(self.config)
         self.commands_sent = 0
         self._sub: Subscription | None = None
         self.spawn("decisions", self._loop)

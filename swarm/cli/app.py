@@ -17,12 +17,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
 from hivemind.swarm.cli.sessions import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
+from hivemind.swarm.safe_text import inert
 from hivemind.swarm.settings import Settings, load_settings
 
 __all__ = ["app", "run"]
@@ -52,6 +54,13 @@ def swarm_up(
             "--redis-url", help="External Redis (redis://, rediss://, unix://); default: embedded"
         ),
     ] = None,
+    redis_url_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--redis-url-file",
+            help="Read the Redis URL from this file (yours, mode 0600): no password in `ps`",
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Join this Ray cluster; default: local Ray")
     ] = None,
@@ -77,6 +86,7 @@ def swarm_up(
     settings = load_settings(
         namespace=namespace,
         redis_url=redis_url,
+        redis_url_file=redis_url_file,
         ray_address=ray_address,
         target_mb=target_mb,
         session_id=session_id,
@@ -131,7 +141,9 @@ def _status_line(settings: Settings) -> str:
     try:
         st = collect_status(settings.state_dir, settings.heartbeat_s)
     except HivemindError as exc:
-        return f"[red]●[/] {exc}"
+        return f"[red]●[/] {escape(str(exc))}"
+    except Exception as exc:  # a status tick never stops a foreground swarm
+        return f"[red]●[/] status failed: {escape(type(exc).__name__)}: {escape(str(exc))}"
     alive = sum(a.alive for a in st.agents)
     colour = {"conservative": "green", "balanced": "yellow", "aggressive": "orange3"}.get(
         st.level, "red"
@@ -170,14 +182,14 @@ def swarm_status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> Non
 
 def _print_status(st: SwarmStatus) -> None:
     out.print(
-        f"[bold]hivemind[/] namespace [bold]{st.namespace}[/] · state {st.state} · "
-        f"pid {st.pid} · up {st.uptime_s:.0f}s · level [bold]{st.level}[/] · "
-        f"session {st.session_id or '-'}"
+        f"[bold]hivemind[/] namespace [bold]{st.namespace}[/] · state {_e(st.state)} · "
+        f"pid {st.pid} · up {st.uptime_s:.0f}s · level [bold]{_e(st.level)}[/] · "
+        f"session {_e(st.session_id or '-')}"
     )
     r = st.redis
     out.print(f"redis: {r.mode} {r.version} · {r.persistence} · {r.used_memory_mb} MB · {r.url}")
     if r.error:
-        out.print(f"[bold red]redis error: {r.error}[/]", highlight=False)
+        out.print(f"[bold red]redis error: {_e(r.error)}[/]", highlight=False)
     agents = Table("agent", "role", "pid", "alive", "restarts", "last seen", box=None)
     for a in st.agents:
         agents.add_row(
@@ -193,19 +205,29 @@ def _print_status(st: SwarmStatus) -> None:
         targets = Table("target", "pid", "rss MB", "target MB", "level", "last action", box=None)
         for t in st.targets:
             targets.add_row(
-                t.name,
+                _e(t.name),
                 str(t.pid or "-"),
                 f"{t.rss_mb:.1f}",
                 f"{t.target_mb:.0f}",
-                t.level,
-                t.last_action,
+                _e(t.level),
+                _e(t.last_action),
             )
         out.print(targets)
+        for t in st.targets:
+            if t.guard:
+                out.print(f"  {t.name}: {t.guard}", markup=False, highlight=False)
         _print_reclaim(st)
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
     if st.bus_errors:
-        out.print(f"bus errors: {json.dumps(st.bus_errors)}")
+        out.print(f"bus errors: {_e(json.dumps(st.bus_errors))}")
+    if st.bad_values:
+        out.print(f"bad values in Redis (shown as unknown): {st.bad_values}")
+
+
+def _e(value: object) -> str:
+    """Text from Redis made inert for rich: no markup, no control characters."""
+    return inert(value)
 
 
 def _print_reclaim(st: SwarmStatus) -> None:
@@ -215,13 +237,19 @@ def _print_reclaim(st: SwarmStatus) -> None:
         r = t.reclaim
         if not r:
             continue
-        out.print(
-            f"{t.name}: {r.get('caches_found', 0)} caches found (scan {r.get('scan_ms', 0)} ms), "
-            f"~{int(r.get('reclaimable_bytes', 0)) / 2**20:.1f} MB reclaimable, "
-            f"{int(r.get('total_freed', 0)) / 2**20:.1f} MB given back so far",
-            highlight=False,
-        )
-        for table in reclaim_tables(t.name, r):
+        try:  # written by the guarded process: data, not trusted structure
+            line = (
+                f"{_e(t.name)}: {_e(r.get('caches_found', 0))} caches found "
+                f"(scan {_e(r.get('scan_ms', 0))} ms), "
+                f"~{int(r.get('reclaimable_bytes', 0)) / 2**20:.1f} MB reclaimable, "
+                f"{int(r.get('total_freed', 0)) / 2**20:.1f} MB given back so far"
+            )
+            tables = list(reclaim_tables(t.name, r))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            out.print(f"{_e(t.name)}: reclaim details unreadable (bad values in Redis)")
+            continue
+        out.print(line, highlight=False)
+        for table in tables:
             out.print(table)
 
 

@@ -164,7 +164,8 @@ def test_survives_redis_kill_and_reconnects(
     c.close()
 
 
-def test_runtime_without_any_swarm_protects_locally(tmp_path: Path) -> None:
+def test_runtime_without_any_swarm_protects_locally_and_flags_infeasible(tmp_path: Path) -> None:
+    """A 1 MB target cannot be met: a collection or two, then it says so and stops."""
     thresholds = gc.get_threshold()
     rt = Runtime(
         RuntimeConfig(
@@ -178,7 +179,12 @@ def test_runtime_without_any_swarm_protects_locally(tmp_path: Path) -> None:
     ).start()
     try:
         assert wait_for(lambda: rt.stats["local_collections"] >= 1, 5)
-        assert gc.get_threshold() == (100, 3, 3)  # the seed's emergency profile
+        assert wait_for(lambda: rt.controller.infeasible, 5), "flagged within 5 s"
+        assert rt.controller.live_over_bytes > 0
+        assert gc.get_threshold() == thresholds, "the app's own settings are back"
+        n = rt.stats["local_collections"]
+        time.sleep(1.5)
+        assert rt.stats["local_collections"] == n, "no futile collections meanwhile"
         assert not rt.connected
     finally:
         rt.stop()
