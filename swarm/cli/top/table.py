@@ -105,6 +105,13 @@ def _cost(row: TargetRow, what: str, fmt: str) -> Cell:
     return [(fmt.format(value), "bold red" if what == "gc_share" and value > 10 else "")]
 
 
+def _gc(row: TargetRow) -> Cell:
+    pct = row.gc_percent()
+    if pct is None:
+        return [("-", "dim")]
+    return [(f"{pct:.1f}", "bold red" if pct > 10 else "")]
+
+
 def _last(row: TargetRow) -> Cell:
     """The last decided actions: ``→`` while unacked, ``✗`` if the ack failed."""
     d, a = row.decided, row.acked
@@ -125,7 +132,7 @@ def row_cells(row: TargetRow, *, wide: bool, now: float | None = None) -> list[C
         [(str(row.pid or "-"), "")],
         _bar(row.rss_bytes, row.target_bytes),
         [(LEVEL_SHORT.get(row.level, row.level[:4]), LEVEL_STYLE.get(row.level, ""))],
-        _cost(row, "gc_share", "{:.1f}"),
+        _gc(row),
         _cost(row, "pause_p99_ms", "{:.0f}"),
         _last(row),
         [(human_bytes(row.acked.bytes_freed) if row.acked else "-", "")],
