@@ -268,7 +268,10 @@ class Reclaimer:
             return []
 
     def run(self, name: str) -> Outcome:
-        """Run one candidate by name (a ``reclaim`` command), keep or not: the caller asked."""
+        """Run one candidate by name (the controller's choice, a ``reclaim`` command).
+
+        A candidate marked keep is never run: the outcome says so (``ok=False``).
+        """
         with self._lock:
             cand = next((c for c in self.candidates() if c.name == name), None)
             if cand is None:
@@ -276,6 +279,8 @@ class Reclaimer:
                 cand = next((c for c in self.candidates() if c.name == name), None)
             if cand is None:
                 return Outcome(name, -1, 0, None, 0.0, False, "no such reclaim action")
+            if cand.keep:
+                return Outcome(name, cand.expected_bytes, 0, None, 0.0, False, "marked keep")
             return self._run(cand)
 
     def _run(self, cand: Candidate) -> Outcome:

@@ -135,6 +135,9 @@ def test_planner_clears_big_cold_caches_and_never_a_kept_one(
     assert f"cache:{app.__name__}.module_cache" in cleared
     assert kept.name not in cleared
     assert app.kept_cache.cache_info().currsize == 300, "a kept cache is never cleared"
+    refused = rec.run(kept.name)  # not even when asked by name (a swarm command)
+    assert not refused.ok and refused.error == "marked keep"
+    assert app.kept_cache.cache_info().currsize == 300
     assert app.module_cache.cache_info().currsize == 0
     # a cleared cache keeps working: the next call recomputes (a miss), then hits
     misses = app.module_cache.cache_info().misses
