@@ -67,7 +67,9 @@ class CoordinatorCore(AgentCore):
         self.store = SessionStore(self.redis, self.keys, maxlen=self.config.stream_maxlen)
         self.histories: dict[str, TargetHistory] = self._load_histories()
         self.pending: dict[str, tuple[Decision, float]] = {}
-        self.decision_ms: deque[float] = deque(maxlen=10_000)
+        self.decision_ms: deque[float] = deque(maxlen=10_000)  # real decisions only
+        self.queue_ms: deque[float] = deque(maxlen=10_000)  # event published -> decided
+        self.events_declined = 0  # events that led to no decision (cooldown, nothing to do)
         self.events_seen = 0
         self.session_id = ""
         self.learned: dict[str, LearnedStat] = {}
@@ -84,6 +86,7 @@ class CoordinatorCore(AgentCore):
     # --- status -----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         ms = sorted(self.decision_ms)
+        qs = sorted(self.queue_ms)
         return {
             "session_id": self.session_id,
             "events_seen": self.events_seen,
@@ -91,6 +94,10 @@ class CoordinatorCore(AgentCore):
             "pending": len(self.pending),
             "decision_ms_p50": ms[len(ms) // 2] if ms else None,
             "decision_ms_p99": ms[int(len(ms) * 0.99)] if ms else None,
+            "decision_n": len(ms),
+            "queue_ms_p50": qs[len(qs) // 2] if qs else None,
+            "queue_ms_p99": qs[int(len(qs) * 0.99)] if qs else None,
+            "events_declined": self.events_declined,
             "bus_errors": dict(self._sub.errors) if self._sub else {},
         }
 
@@ -148,10 +155,11 @@ class CoordinatorCore(AgentCore):
             config=self.policy,
         )
         if decision is None:
-            self.decision_ms.append((time.perf_counter() - t0) * 1000)
+            self.events_declined += 1
             return None
         publish(self.redis, self.keys.decisions, decision)
         self.decision_ms.append((time.perf_counter() - t0) * 1000)
+        self.queue_ms.append(max(0.0, (decision.ts - event.ts) * 1000))
         self.histories[event.target] = new
         self.pending[decision.id] = (decision, time.monotonic())
         pipe = self.redis.pipeline(transaction=False)
@@ -373,6 +381,12 @@ class CoordinatorCore(AgentCore):
                 continue
         return out
 
+    def reset_window(self) -> None:
+        """Start the decision-time and queueing-delay windows afresh (benchmarks use it)."""
+        self.decision_ms.clear()
+        self.queue_ms.clear()
+        self.events_declined = 0
+
     def bus_errors(self) -> dict[str, int]:
         """Malformed or unexpected messages dropped by this coordinator, per channel."""
         return dict(self._sub.errors) if self._sub is not None else {}
@@ -393,3 +407,7 @@ class Coordinator(ActorFacade):
     def restore(self, session_id: str) -> None:
         """Switch the running coordinator to ``session_id``."""
         self.call("restore", session_id)
+
+    def reset_window(self) -> None:
+        """Clear the coordinator's decision-time and queueing-delay windows."""
+        self.call("reset_window")

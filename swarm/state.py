@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hivemind.swarm.errors import AlreadyRunningError
+from hivemind.swarm.errors import AlreadyRunningError, StateFolderError
 from hivemind.swarm.paths import (
     ensure_state_dir,
     open_private,
@@ -53,13 +53,20 @@ class SwarmInfo:
     namespace: str
     redis_url: str
     embedded: bool
-    state: Literal["starting", "ready", "stopping"] = "starting"
+    state: Literal["starting", "ready", "stopping", "restarting"] = "starting"
     ray_address: str | None = None
     session_id: str = ""
     target_mb: float = DEFAULT_TARGET_MB
     started_at: float = field(default_factory=time.time)
     redis_pid: int | None = None
     pid_start: int | None = None  # the supervisor's start time (clock ticks), see procs
+    keeper_pid: int | None = None  # the detached swarm's keeper (restarts the supervisor)
+    ray_pids: list[int] = field(default_factory=list)  # Ray head and actor processes
+
+    def pids(self) -> list[int]:
+        """Every process this swarm started that ``swarm down`` waits for."""
+        found = [self.keeper_pid, self.pid, self.redis_pid, *self.ray_pids]
+        return [p for p in dict.fromkeys(found) if p]
 
 
 def write_info(state_dir: Path, info: SwarmInfo) -> None:
@@ -67,17 +74,23 @@ def write_info(state_dir: Path, info: SwarmInfo) -> None:
     write_private_file(state_dir / INFO_FILE, json.dumps(asdict(info), indent=2))
 
 
-def read_info(state_dir: Path) -> SwarmInfo | None:
+def read_info(state_dir: Path, *, strict: bool = False) -> SwarmInfo | None:
     """Return the recorded swarm, or ``None`` if there is none or it is unreadable.
 
-    Raises :class:`~hivemind.swarm.errors.StateFolderError` when the state
-    folder or ``swarm.json`` is not one hivemind made (planted by someone).
+    A state folder or ``swarm.json`` hivemind did not make (planted by
+    someone) is never read: ``None`` (the guarded-process runtime simply
+    finds no swarm), or with ``strict`` a
+    :class:`~hivemind.swarm.errors.StateFolderError` saying why (the CLI).
     """
-    if not verify_state_dir(state_dir):
-        return None
     try:
+        if not verify_state_dir(state_dir):
+            return None
         raw = json.loads(read_private_text(state_dir / INFO_FILE))
         return SwarmInfo(**raw)
+    except StateFolderError:
+        if strict:
+            raise
+        return None
     except (OSError, ValueError, TypeError):
         return None
 
@@ -140,7 +153,7 @@ def running_swarm(state_dir: Path) -> SwarmInfo | None:
     ``None`` when nothing is recorded, or when ``swarm.json`` was left behind
     by a supervisor that died.
     """
-    info = read_info(state_dir)
+    info = read_info(state_dir, strict=True)  # a planted folder is refused, loudly
     if info is None or not SupervisorLock.held(state_dir):
         return None
     return info

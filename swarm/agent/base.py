@@ -192,6 +192,7 @@ class AgentCore:
             "role": self.role,
             "pid": self.pid,
             "node": self.node,
+            "host": socket.gethostname(),
             "ray_node": self.ray_node,
             "restarts": self.restarts,
             "started_at": self.started_at,

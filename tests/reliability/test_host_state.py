@@ -24,6 +24,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -45,6 +46,7 @@ from hivemind.swarm.procs import pid_alive, start_ticks
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
+from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 from tests.reliability.attacks import record
 
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))
@@ -168,6 +170,28 @@ def test_a_hivemind_folder_from_a_cloned_repository_is_refused(
     assert not (clone / ".hivemind" / "redis" / "redis.pid").exists(), "a server was started"
 
 
+def test_a_guarded_process_in_a_planted_folder_joins_nothing_and_keeps_running(
+    cloned: tuple[Path, Path, Path],
+) -> None:
+    clone, _, _ = cloned
+    planted = clone / ".hivemind"
+    (planted / "swarm.json").write_text(json.dumps(asdict(SwarmInfo(
+        pid=os.getpid(), namespace="evil", redis_url="redis://127.0.0.1:1/0", embedded=False,
+        state="ready", pid_start=start_ticks(os.getpid()),
+    ))))  # fmt: skip
+    rt = Runtime(RuntimeConfig(name="victim", target_mb=100_000, redis_url=None, namespace=None,
+                               state_dir=planted, key=None, local_gc=False)).start()  # fmt: skip
+    try:
+        time.sleep(1.0)
+        joined = rt.connected
+        errors = rt.stats["internal_errors"]
+    finally:
+        rt.stop()
+    what = "guarded process whose state folder is planted (swarm.json naming another Redis)"
+    record("2 planted state folder", what, tried=1, refused=int(not joined))
+    assert not joined and errors == 0
+
+
 def test_module_load_in_our_own_aof_cannot_run(tmp_path: Path) -> None:
     """Even in a folder we trust, the server refuses MODULE (renamed away) in its AOF."""
     lib, pwned = _evil_module(tmp_path)
@@ -256,6 +280,19 @@ def test_a_symlinked_log_or_lock_is_not_followed(tmp_path: Path) -> None:
 
 
 def _read_key(state: str, barrier: multiprocessing.synchronize.Barrier, out: object) -> None:
+    import random
+    import secrets
+    import time
+
+    real = secrets.token_hex
+
+    def slow_token_hex(n: int) -> str:
+        # Widen the window between "no key yet" and "key written" (a slow disk, a
+        # loaded box): every process is inside it at once, so a racy create shows.
+        time.sleep(0.2 + random.random() * 0.1)
+        return real(n)
+
+    secrets.token_hex = slow_token_hex  # this child process only
     barrier.wait()
     out.put(read_secret(Path(state)).decode())  # type: ignore[attr-defined]
 

@@ -56,10 +56,16 @@ def test_scrape_reads_swarm_state(
                 "level": level,
                 "last_action": "evict_caches",
                 "last_seen": 1700000000.5,
+                "controller": "infeasible" if name == "app" else "engaged",
+                "live_over_bytes": 188 * 2**20 if name == "app" else 0,
+                "gc_ms_per_s": 12.5,
+                "pause_p99_ms": 4.0,
+                "guard_cpu_pct": 0.5,
             },
         )
         client.hset(keys.target_counters(name), mapping={"samples": 60, "bytes_freed": 1_000_000})
     client.hset(keys.bus_errors, mapping={keys.samples: 2, keys.acks: 1})
+    client.hset(keys.restarts, mapping={"redis": 2, "coordinator": 1})
     client.hset(
         keys.latency,
         mapping={"le_5": 1, "le_10": 2, "le_250": 1, "le_inf": 1, "sum_ms": 3100.5, "count": 5},
@@ -93,6 +99,10 @@ def test_scrape_reads_swarm_state(
     assert _value(h, "hivemind_reaction_latency_seconds_count") == 5
     assert _value(h, "hivemind_reaction_latency_seconds_sum") == pytest.approx(3.1005)
 
+    rs = fams["hivemind_restarts"]
+    assert _value(rs, "hivemind_restarts_total", component="redis") == 2
+    assert _value(rs, "hivemind_restarts_total", component="coordinator") == 1
+
     be = fams["hivemind_bus_errors"]
     assert _value(be, "hivemind_bus_errors_total", channel=keys.samples) == 2
 
@@ -109,6 +119,13 @@ def test_scrape_reads_swarm_state(
     )
     seen = fams["hivemind_target_last_seen_timestamp_seconds"]
     assert _value(seen, "hivemind_target_last_seen_timestamp_seconds", target="app") == 1700000000.5
+    inf = fams["hivemind_target_infeasible_over_bytes"]
+    assert _value(inf, "hivemind_target_infeasible_over_bytes", target="app") == 188 * 2**20
+    assert _value(inf, "hivemind_target_infeasible_over_bytes", target="tui") == 0
+    gcs = fams["hivemind_target_gc_seconds_per_second"]
+    assert _value(gcs, "hivemind_target_gc_seconds_per_second", target="tui") == 0.0125
+    cpu = fams["hivemind_target_guard_cpu_ratio"]
+    assert _value(cpu, "hivemind_target_guard_cpu_ratio", target="app") == pytest.approx(0.005)
 
 
 def test_empty_namespace_scrapes_zeroes(embedded: EmbeddedRedis, namespace: str) -> None:

@@ -127,7 +127,7 @@ def test_rows_follow_targets_and_decisions_reach_their_row(
         d = decision("worker-two")
         client.publish(keys.decisions, d.model_dump_json())
         await until(lambda: "→col+mtrim" in screen_text(app), app=app)
-        assert "worker-two aggr collect+malloc" in screen_text(app)  # the feed
+        await until(lambda: "worker-two aggr collect+malloc" in screen_text(app))  # the feed
         ack = Ack(
             command_id="c1", decision_id=d.id, target="worker-two", ok=True,
             bytes_freed=3 * MB, duration_ms=2.0,
@@ -226,8 +226,10 @@ def test_snapshot_80x24(client: redis.Redis, state_dir: Path, namespace: str) ->
     keys = Keys(namespace)
     client.hset(keys.swarm, mapping={"session_id": SID, "level": "balanced"})
     _write_target(client, keys, "api-server", 300, 512, "conservative")
-    _write_target(client, keys, "batch-job", 470, 512, "aggressive", infeasible="0")
-    _write_target(client, keys, "tui-app", 90, 64, "emergency", infeasible="1")
+    # the controller's fields, as the runtime writes them
+    cost = {"controller": "engaged", "gc_ms_per_s": "42.0", "pause_p99_ms": "3.2"}
+    _write_target(client, keys, "batch-job", 470, 512, "aggressive", **cost)
+    _write_target(client, keys, "tui-app", 90, 64, "emergency", controller="infeasible")
     shot: list[str] = []
 
     async def scenario(app: TopApp, pilot) -> None:  # type: ignore[no-untyped-def]
