@@ -128,6 +128,16 @@ class BenchmarkerPlacement:
             self.publish()
         return changed
 
+    def recreate(self, name: str) -> ActorFacade:
+        """Start benchmarker ``name`` again, pinned to the node it was on."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node = self.shards[name].ray_node
+        strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False) if node else None
+        agent = self.facade.start(self.config, name=name, scheduling_strategy=strategy)
+        self.agents[name] = agent
+        return agent
+
     def publish(self, shards: dict[str, Shard] | None = None) -> None:
         """Write which benchmarker reads which slots, and each node's slots."""
         chosen = self.shards if shards is None else shards

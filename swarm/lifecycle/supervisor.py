@@ -416,6 +416,12 @@ class Swarm:
         self.agents = []
         self._ray_started = False
 
+    def recreate_agent(self, agent: ActorFacade) -> ActorFacade:
+        """Create ``agent``'s actor again under its name (a benchmarker on its node)."""
+        if self.placement is not None and agent.name in self.placement.shards:
+            return self.placement.recreate(agent.name)
+        return type(agent).start(self.agent_config(), name=agent.name)
+
     def tick(self) -> None:
         """Called by the supervisor's loop: a node that joined gets its benchmarker.
 
