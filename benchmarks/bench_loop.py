@@ -214,7 +214,7 @@ time.sleep(1.0)
 out = []
 end = time.monotonic() + budget
 while len(out) < n and time.monotonic() < end:
-    time.sleep(0.1)  # let the guard's pacing gap pass
+    time.sleep(0.3)  # let the guard's pacing gap (5 x its last collection's CPU) pass
     rt.target_bytes = rss() + 16 * 2**20  # a target ~16 MB above where it is now
     band = rt.controller.config.collect * rt.target_bytes
     held, crossed = [], None
@@ -243,7 +243,7 @@ def fastpath(state: Path, n: int) -> dict[str, Any]:
     """One guarded batch job crossing its collect band ``n`` times; the guard reacts alone."""
     env = child_env(state, target_mb=512, name="fastpath")
     out = subprocess.run(
-        [sys.executable, "-c", FAST, str(n), "60"], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", FAST, str(n), "75"], env=env, capture_output=True, text=True,
         timeout=200, cwd=ROOT,
     )  # fmt: skip
     rows = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else []
