@@ -249,7 +249,7 @@ class Runtime:
             self._last_cost = now
             self._refresh_cost()
         self.effects.observe(now)
-        self._near = rss >= NEAR_FRACTION * self.target_bytes
+        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:
             self._control(now, rss)
         self._poll_effect(now)
@@ -321,7 +321,7 @@ class Runtime:
     def _fast_check(self) -> None:
         """Between samples, near the target: react within milliseconds, publish nothing."""
         rss = current_rss_bytes()
-        self._near = rss >= NEAR_FRACTION * self.target_bytes
+        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:
             self._control(time.monotonic(), rss)
 
