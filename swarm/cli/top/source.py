@@ -128,26 +128,33 @@ class TargetDetail:
 
 
 def _health(st: SwarmStatus, info: SwarmInfo) -> Health:
-    degraded = [f"agent {a.role} down" for a in st.agents if not a.alive]
-    if st.redis.error:
+    """The health line's data from ``swarm status``'s reader (whatever fields it has)."""
+    down = list(getattr(st, "down", []) or [])
+    degraded = [
+        f"{d.component} down {d.down_s:.0f}s ({d.reason})" if hasattr(d, "component") else str(d)
+        for d in down
+    ]
+    parts = {getattr(d, "component", "") for d in down}
+    degraded += [f"agent {a.role} down" for a in st.agents if not a.alive and a.role not in parts]
+    if st.redis.error and "redis" not in parts:
         degraded.append(f"redis: {st.redis.error}")
-    extra = getattr(st, "degraded", None)  # added by the self-healing swarm, where present
-    if isinstance(extra, list | tuple):
-        degraded += [str(x) for x in extra]
-    elif isinstance(extra, dict):
-        degraded += [f"{k}: {v}" for k, v in extra.items()]
-    elif extra:
-        degraded.append(str(extra))
+    restarts = getattr(st, "restarts", None)
+    if isinstance(restarts, dict) and restarts:
+        total = sum(int(v) for v in restarts.values())  # every part, agents included
+    else:
+        total = sum(a.restarts for a in st.agents)
     ray = info.ray_address or "local"
+    if "ray_head" in parts:
+        ray += " DOWN"
     return Health(
         namespace=st.namespace,
         session_id=st.session_id,
         level=st.level,
-        state=st.state,
+        state=str(getattr(st, "health", "") or st.state),
         uptime_s=st.uptime_s,
         agents_alive=sum(a.alive for a in st.agents),
         agents_total=len(st.agents),
-        restarts=sum(a.restarts for a in st.agents) + int(getattr(st, "restarts", 0) or 0),
+        restarts=total,
         redis=f"{st.redis.mode} {st.redis.used_memory_mb:.1f}MB",
         ray=ray,
         degraded=degraded,
