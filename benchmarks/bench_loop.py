@@ -33,7 +33,8 @@ import psutil
 
 from hivemind.swarm.bench.measure import fmt_spread, machine_info
 from hivemind.swarm.lifecycle.supervisor import Swarm
-from hivemind.swarm.messages import MemorySample, parse_message
+from hivemind.swarm.messages import MemorySample
+from hivemind.swarm.redis.bus import peek_message
 from hivemind.swarm.settings import load_settings
 from hivemind.swarm.target.launch import guarded_env
 
@@ -161,7 +162,7 @@ def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
             if m is None:
                 continue
             now = time.time()
-            s = parse_message(m["data"])
+            s = peek_message(m["data"])  # sealed by the target; we only read the timestamp
             if isinstance(s, MemorySample):
                 lags.append((now - s.ts) * 1000)
         ps.close()

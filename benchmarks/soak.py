@@ -30,9 +30,13 @@ import psutil
 MB = 1024 * 1024
 
 
-def _publisher(url: str, ns: str, names: list[str], hz: float, seconds: float, out: Any) -> None:
+def _publisher(
+    url: str, ns: str, names: list[str], hz: float, seconds: float, out: Any, key: bytes
+) -> None:
+    """Simulated targets: they hold the swarm's key, so samples and acks go out sealed."""
     from hivemind.swarm.keys import Keys
     from hivemind.swarm.messages import Ack, Command, MemorySample, parse_message
+    from hivemind.swarm.redis.bus import wire
     from hivemind.swarm.redis.connection import connect
 
     keys = Keys(ns)
@@ -61,7 +65,7 @@ def _publisher(url: str, ns: str, names: list[str], hz: float, seconds: float, o
                 s = MemorySample(
                     target=n, pid=os.getpid(), seq=seq, rss_bytes=rss[n], target_bytes=target[n]
                 )
-                pipe.publish(keys.samples, s.model_dump_json())
+                pipe.publish(keys.samples, wire(s, key))
             pipe.execute()
             next_tick += period
             if next_tick < now:
@@ -86,7 +90,7 @@ def _publisher(url: str, ns: str, names: list[str], hz: float, seconds: float, o
             received_ts=time.time(),
             sample_ts=cmd.sample_ts,
         )
-        pub.publish(keys.acks, ack.model_dump_json())
+        pub.publish(keys.acks, wire(ack, key))
         acks += 1
     time.sleep(1.0)  # answer what is still in flight
     while (msg := sub.get_message(timeout=0.5)) is not None:
@@ -94,7 +98,7 @@ def _publisher(url: str, ns: str, names: list[str], hz: float, seconds: float, o
         if isinstance(cmd, Command):
             commands += 1
             ack = Ack(command_id=cmd.id, decision_id=cmd.decision_id, target=cmd.target, ok=True)
-            pub.publish(keys.acks, ack.model_dump_json())
+            pub.publish(keys.acks, wire(ack, key))
             acks += 1
     out.put({"commands": commands, "acks": acks, "samples": seq * len(names)})
 
@@ -131,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = mp.get_context("spawn")
         out: Any = ctx.Queue()
         procs = [
-            ctx.Process(target=_publisher, args=(server.url, ns, s, args.hz, seconds, out))
+            ctx.Process(
+                target=_publisher, args=(server.url, ns, s, args.hz, seconds, out, swarm.secret)
+            )
             for s in share
         ]
         for p in procs:

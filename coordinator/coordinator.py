@@ -1,13 +1,18 @@
 """The coordinator agent: pressure events in, decisions out, acks learned from.
 
-It subscribes to ``hm:{ns}:events``, ``hm:{ns}:acks`` and
-``hm:{ns}:control``. For each event it asks the pure policy
-(:func:`hivemind.coordinator.policy.decide`) and publishes the decision;
-for each ack it records the measured effect in the session (events stream,
-counters, learned table) and in the reaction-latency histogram. Per-target
+It subscribes to ``hm:{ns}:events`` and ``hm:{ns}:acks`` (both sealed with
+the swarm's key: the benchmarker seals events, each target its acks;
+anything else is dropped and counted) and ``hm:{ns}:control``. For each
+event it asks the pure policy (:func:`hivemind.coordinator.policy.decide`)
+and publishes the decision, sealed, on the owning optimizer's channel
+(``hm:{ns}:decisions:{owner}``); for each ack of a decision it is still
+waiting for, it records the measured effect in the session (events stream,
+counters, learned table) and in the reaction-latency histogram, once. Per-target
 history is kept in Redis, so a restarted coordinator carries on where the
-old one stopped. A ``restore`` control message switches it to another
-session: that session's learned table, level and settings come back.
+old one stopped; targets silent for ``forget_after_s`` are forgotten, and
+at most ``max_targets`` are kept. A ``restore`` control message switches it
+to another session: that session's learned table, level and settings come
+back. A message its handler fails on is counted and dropped; the loop goes on.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from hivemind.coordinator.policy import (
     LearnedStat,
     PolicyConfig,
     TargetHistory,
     decide,
     learned_key,
+    owner_of,
     record_ack,
 )
 from hivemind.coordinator.sessions.recorder import SessionStore
@@ -32,7 +40,7 @@ from hivemind.swarm.keys import LATENCY_BUCKETS_MS
 from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
 from hivemind.swarm.lifecycle.facade import ActorFacade
 from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent
-from hivemind.swarm.redis.bus import Subscription, publish
+from hivemind.swarm.redis.bus import publish
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
 
@@ -59,21 +67,29 @@ class CoordinatorCore(AgentCore):
     """Policy, sessions and learning for the whole swarm."""
 
     role: ClassVar[Role] = "coordinator"
+    forget_after_s: ClassVar[float] = 300.0
+    max_targets: ClassVar[int] = 4096
 
     def on_start(self) -> None:
         self.policy = PolicyConfig()
         self.store = SessionStore(self.redis, self.keys, maxlen=self.config.stream_maxlen)
         self.histories: dict[str, TargetHistory] = self._load_histories()
+        now = time.monotonic()
+        self.last_seen: dict[str, float] = dict.fromkeys(self.histories, now)
         self.pending: dict[str, tuple[Decision, float]] = {}
         self.decision_ms: deque[float] = deque(maxlen=10_000)
         self.events_seen = 0
         self.session_id = ""
         self.learned: dict[str, LearnedStat] = {}
-        self._sub: Subscription | None = None
         current = self.redis.hget(self.keys.swarm, "session_id")
         self.use_session(self.config.session_id or _text(current) or None)
         self._last_sweep = time.monotonic()
-        self.spawn("bus", self._loop)
+        expect: dict[str, tuple[type[BaseModel], ...]] = {
+            self.keys.events: (PressureEvent,),
+            self.keys.acks: (Ack,),
+            self.keys.control: (Control,),
+        }
+        self.spawn("bus", self.subscribe(expect, self._on_message, tick=self._tick))
 
     # --- status -----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -83,9 +99,10 @@ class CoordinatorCore(AgentCore):
             "events_seen": self.events_seen,
             "level": self.level.value,
             "pending": len(self.pending),
+            "targets": len(self.histories),
             "decision_ms_p50": ms[len(ms) // 2] if ms else None,
             "decision_ms_p99": ms[int(len(ms) * 0.99)] if ms else None,
-            "bus_errors": dict(self._sub.errors) if self._sub else {},
+            "bus_errors": self.bus_errors(),
         }
 
     @property
@@ -126,6 +143,7 @@ class CoordinatorCore(AgentCore):
     def handle_event(self, event: PressureEvent) -> Decision | None:
         """Decide for ``event``'s target; publish and record the decision if any."""
         self.events_seen += 1
+        self._seen(event.target)
         t0 = time.perf_counter()
         history = self.histories.get(event.target, TargetHistory())
         decision, new = decide(
@@ -139,7 +157,7 @@ class CoordinatorCore(AgentCore):
         if decision is None:
             self.decision_ms.append((time.perf_counter() - t0) * 1000)
             return None
-        publish(self.redis, self.keys.decisions, decision)
+        publish(self.redis, self.keys.decisions(owner_of(decision)), decision, self.secret)
         self.decision_ms.append((time.perf_counter() - t0) * 1000)
         self.histories[event.target] = new
         self.pending[decision.id] = (decision, time.monotonic())
@@ -168,19 +186,29 @@ class CoordinatorCore(AgentCore):
         return decision
 
     def handle_ack(self, ack: Ack) -> None:
-        """Record what a command freed; learn from it; time the reaction."""
-        pending = self.pending.pop(ack.decision_id, None)
-        decision = pending[0] if pending else None
+        """Record what a command freed; learn from it; time the reaction.
+
+        Only an ack of a decision still pending, from that decision's target,
+        counts, and only once: a replayed or stray ack (even a correctly
+        sealed one) changes nothing. A refusal (``ok=False`` with ``error``)
+        is the optimizer's to report; it teaches nothing.
+        """
+        pending = self.pending.get(ack.decision_id)
+        if pending is None or pending[0].target != ack.target or ack.error:
+            return
+        del self.pending[ack.decision_id]
+        decision = pending[0]
         if ack.target in self.histories:
             self.histories[ack.target] = record_ack(self.histories[ack.target], ack.bytes_freed)
-        actions = decision.actions if decision else ()
+        actions = decision.actions
         for i, result in enumerate(ack.results):
             action = actions[i] if i < len(actions) else None
-            key = learned_key(ack.target, action) if action else f"{ack.target}|{result.kind.value}"
-            self._learn(key, result.bytes_freed, result.duration_ms)
+            if action is None or action.kind is not result.kind:
+                continue  # results follow the command's actions; anything else is noise
+            self._learn(learned_key(ack.target, action), result.bytes_freed, result.duration_ms)
         total_ms = max(0.0, (ack.applied_ts - ack.sample_ts) * 1000) if ack.sample_ts else 0.0
         parts = None
-        if decision is not None and ack.sample_ts:
+        if ack.sample_ts:
             parts = [
                 total_ms,
                 (decision.event_ts - ack.sample_ts) * 1000,  # sampling + detection
@@ -232,19 +260,33 @@ class CoordinatorCore(AgentCore):
         )
 
     def sweep_timeouts(self, now: float) -> list[str]:
-        """Mark decisions unacked for ``ACK_TIMEOUT_S``; return their targets."""
+        """Stop waiting for decisions unacked for ``ACK_TIMEOUT_S``; return their targets.
+
+        The optimizer that sent the command reports the time-out (counters and
+        session event); here the decision only stops being learnable.
+        """
         late = [d for d, (_, t) in self.pending.items() if now - t > ACK_TIMEOUT_S]
-        targets = []
-        for decision_id in late:
-            decision, _ = self.pending.pop(decision_id)
-            targets.append(decision.target)
-            self.redis.hincrby(self.keys.target_counters(decision.target), "timeouts", 1)
-            self.store.append(
-                self.session_id,
-                "timeout",
-                {"decision_id": decision_id, "target": decision.target},
-            )
-        return targets
+        return [self.pending.pop(decision_id)[0].target for decision_id in late]
+
+    def _seen(self, target: str) -> None:
+        if target not in self.last_seen and len(self.last_seen) >= self.max_targets:
+            oldest = sorted(self.last_seen, key=self.last_seen.__getitem__)
+            self.forget(oldest[: max(1, len(oldest) // 10)])
+        self.last_seen[target] = time.monotonic()
+
+    def forget(self, targets: list[str]) -> None:
+        """Drop ``targets``' histories (in memory and in Redis)."""
+        for name in targets:
+            self.last_seen.pop(name, None)
+            self.histories.pop(name, None)
+        if targets:
+            self.redis.hdel(self.keys.coordinator_state, *targets)
+
+    def prune(self, now: float) -> list[str]:
+        """Forget targets no event came from for ``forget_after_s``; return them."""
+        gone = [n for n, t in self.last_seen.items() if now - t > self.forget_after_s]
+        self.forget(gone)
+        return gone
 
     def handle_control(self, control: Control) -> None:
         if control.op == "restore":
@@ -253,27 +295,20 @@ class CoordinatorCore(AgentCore):
             except Exception as exc:
                 log.warning("coordinator: restore of %s failed: %s", control.session_id, exc)
 
-    def _loop(self) -> None:
-        channels = [self.keys.events, self.keys.acks, self.keys.control]
-        sub = Subscription(self.redis, self.keys, channels, expect=(PressureEvent, Ack, Control))
-        self._sub = sub
-        try:
-            while not self.stopping:
-                got = sub.get(timeout_s=0.5)
-                if got is not None:
-                    msg = got[1]
-                    if isinstance(msg, PressureEvent):
-                        self.handle_event(msg)
-                    elif isinstance(msg, Ack):
-                        self.handle_ack(msg)
-                    elif isinstance(msg, Control):
-                        self.handle_control(msg)
-                now = time.monotonic()
-                if now - self._last_sweep >= 1.0:
-                    self._last_sweep = now
-                    self.sweep_timeouts(now)
-        finally:
-            sub.close()
+    def _on_message(self, channel: str, msg: BaseModel) -> None:
+        if isinstance(msg, PressureEvent):
+            self.handle_event(msg)
+        elif isinstance(msg, Ack):
+            self.handle_ack(msg)
+        elif isinstance(msg, Control):
+            self.handle_control(msg)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep >= 1.0:
+            self._last_sweep = now
+            self.sweep_timeouts(now)
+            self.prune(now)
 
     def _load_histories(self) -> dict[str, TargetHistory]:
         out = {}
@@ -285,10 +320,6 @@ class CoordinatorCore(AgentCore):
             except (ValueError, TypeError, KeyError):
                 continue
         return out
-
-    def bus_errors(self) -> dict[str, int]:
-        """Malformed or unexpected messages dropped by this coordinator, per channel."""
-        return dict(self._sub.errors) if self._sub is not None else {}
 
 
 def _history_json(h: TargetHistory) -> dict[str, Any]:

@@ -30,12 +30,14 @@ from hivemind.swarm.messages import Action, ActionKind, Decision, Level, Pressur
 
 __all__ = [
     "LADDER",
+    "WIDGET_KINDS",
     "LearnedStat",
     "PolicyConfig",
     "TargetHistory",
     "classify",
     "decide",
     "learned_key",
+    "owner_of",
     "record_ack",
 ]
 
@@ -117,6 +119,19 @@ LADDER: Mapping[Level, tuple[tuple[Action, ...], ...]] = {
         (_a(ActionKind.EMERGENCY),),  # everything, plus the user's reclaim actions
     ),
 }
+
+
+WIDGET_KINDS = frozenset(
+    {ActionKind.TRIM_POOLS, ActionKind.EVICT_CACHES, ActionKind.RECLAIM, ActionKind.EMERGENCY}
+)
+
+
+def owner_of(decision: Decision) -> str:
+    """The optimizer agent a decision goes to: ``widget_optimizer`` if it includes any
+    pool, cache or user reclaim action, else ``gc_optimizer``."""
+    if any(a.kind in WIDGET_KINDS for a in decision.actions):
+        return "widget_optimizer"
+    return "gc_optimizer"
 
 
 def learned_key(target: str, action: Action) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from hivemind.swarm.errors import HivemindError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.resp import Connection, RespError, open_connection
+from hivemind.swarm.secret import read_secret
 
 __all__ = ["memory_app", "session_app"]
 
@@ -200,7 +202,13 @@ def session_restore(
         snap = store.snapshot(session_id, recent=0)
         running = target.mode == "swarm"
         taken = (
-            request_restore(store.client, store.keys, session_id, timeout_s=timeout)
+            request_restore(
+                store.client,
+                store.keys,
+                session_id,
+                key=read_secret(target.state_dir, os.environ.get("HIVEMIND_SECRET")),
+                timeout_s=timeout,
+            )
             if running
             else False
         )

@@ -31,8 +31,6 @@ def _run_one(action: Action, registry: ReclaimRegistry, target_mb: float) -> Non
         apply_gc_profile(action.profile.value if action.profile else "balanced")
     elif kind is ActionKind.COLLECT:
         gc.collect(2 if action.generation is None else action.generation)
-    elif kind is ActionKind.FREEZE:
-        gc.freeze()
     elif kind is ActionKind.TRIM_POOLS:
         trim_all_pools(1.0 if action.fraction is None else action.fraction)
     elif kind is ActionKind.EVICT_CACHES:

@@ -1,12 +1,15 @@
 """The target runtime: one daemon thread inside a guarded process.
 
 ``attach()`` starts it. It samples RSS (``/proc/self/statm``, ~14 µs) at
-``sample_hz`` (default 20 Hz), publishes :class:`MemorySample` messages,
-keeps its ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and
-carries out signed commands from ``hm:{ns}:cmd:{name}``, acking each with
-what it freed. It imports no Ray, and no redis-py or pydantic until a command arrives:
-it speaks RESP through :mod:`hivemind.swarm.redis.resp` (cheaper per sample and
-in memory), and validates commands with the message models on first use.
+``sample_hz`` (default 20 Hz), publishes :class:`MemorySample` messages
+sealed with the swarm's key (:mod:`hivemind.swarm.seal`), keeps its
+``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and carries out
+signed commands from ``hm:{ns}:cmd:{name}``, acking each (sealed) with what
+it freed, or with ``ok=False`` and the reason it refused it (bad signature,
+a reclaim name it never registered, ...). It imports no Ray, and no
+redis-py or pydantic until a command arrives: it speaks RESP through
+:mod:`hivemind.swarm.redis.resp` (cheaper per sample and in memory), and
+validates commands with the message models on first use.
 
 It never raises into, or blocks, the host application: every failure is
 logged once and counted. When Redis goes away it keeps acks in a bounded
@@ -81,7 +84,7 @@ class Runtime:
         self.level = "conservative"
         self.last_action = ""
         self.connected = False
-        self._outbox: deque[str] = deque(maxlen=config.buffer_size)
+        self._outbox: deque[str | bytes] = deque(maxlen=config.buffer_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Connection | None = None
@@ -177,11 +180,9 @@ class Runtime:
             "seq": self._seq,
             "rss_bytes": rss,
             "target_bytes": self.target_bytes,
-            "gc_counts": gc.get_count(),
-            "local_level": self.level,
             "reclaim_actions": self._reclaim_names,
         }
-        self._client.call("PUBLISH", self._keys.samples, json.dumps(sample))
+        self._client.call("PUBLISH", self._keys.samples, self._seal(json.dumps(sample)))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._last_status = time.monotonic()
             if self._swarm_pid is not None and not _supervisor_alive(self._swarm_pid):
@@ -229,8 +230,23 @@ class Runtime:
             self._refuse("unexpected")
             return
         reason = self._verifier.check(cmd)
+        if reason is None and any(  # only names this target advertised
+            a.kind.value == "reclaim" and self.reclaim.get(a.name or "") is None
+            for a in cmd.actions
+        ):
+            reason = "unknown_reclaim"
         if reason is not None:
             self._refuse(reason)
+            refusal = Ack(  # said to the sender, sealed: the optimizer reports why
+                command_id=cmd.id,
+                decision_id=cmd.decision_id,
+                target=self.name,
+                ok=False,
+                error=reason,
+                received_ts=received,
+            )
+            self._outbox.append(self._seal(refusal.model_dump_json()))
+            self._flush()
             return
         results = apply_actions(cmd.actions, self.reclaim, self.config.target_mb)
         applied = time.time()
@@ -249,8 +265,14 @@ class Runtime:
             sample_ts=cmd.sample_ts,
             results=tuple(results),
         )
-        self._outbox.append(ack.model_dump_json())
+        self._outbox.append(self._seal(ack.model_dump_json()))
         self._flush()
+
+    def _seal(self, body: str) -> str | bytes:
+        """``body`` sealed with the swarm's key (as is without one: then nobody trusts it)."""
+        from hivemind.swarm.seal import seal
+
+        return seal(body, self.config.key) if self.config.key else body
 
     def _refuse(self, reason: str) -> None:
         self.stats["refused"] += 1
@@ -259,9 +281,9 @@ class Runtime:
         if self._client is not None:
             with contextlib.suppress(RespError, OSError):
                 self._client.call("HINCRBY", self._keys.counters, "refused", 1)
-                self._client.call(
-                    "HINCRBY", self._keys.target_counters(self.name), f"refused_{reason}", 1
-                )
+                tkey = self._keys.target_counters(self.name)
+                self._client.call("HINCRBY", tkey, "refused", 1)
+                self._client.call("HINCRBY", tkey, f"refused_{reason}", 1)
 
     def _flush(self) -> None:
         if self._client is None:
