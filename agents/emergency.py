@@ -12,11 +12,12 @@ from hivemind.agents.circular import CircularReferenceDetector
 from hivemind.agents.memtools import MB, current_rss_bytes, malloc_trim
 from hivemind.agents.pool import trim_all_pools
 from hivemind.agents.render_cache import evict_all_caches
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = ["emergency_optimize"]
 
 
-def emergency_optimize(target_mb: float = 1536.0) -> dict[str, Any]:
+def emergency_optimize(target_mb: float = DEFAULT_TARGET_MB) -> dict[str, Any]:
     """Empty every pool and render cache, free unreachable cycles, trim the heap.
 
     Then set the GC profile that the RSS left afterwards calls for (through

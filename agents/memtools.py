@@ -14,6 +14,8 @@ import sys
 from functools import lru_cache
 from typing import Any
 
+from hivemind.swarm.vocab import MB
+
 __all__ = [
     "MB",
     "current_rss_bytes",
@@ -25,7 +27,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MB = 1024 * 1024
 """Bytes in a mebibyte; every ``*_mb`` figure in this package uses it."""
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

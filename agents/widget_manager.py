@@ -29,6 +29,7 @@ from hivemind.agents.pool import (
     trim_all_pools,
 )
 from hivemind.agents.render_cache import RenderCache, evict_all_caches
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = [
     "ManagedWidget",
@@ -134,7 +135,7 @@ class WidgetMemoryManager:
 
     def __init__(
         self,
-        target_memory_mb: float = 1536.0,
+        target_memory_mb: float = DEFAULT_TARGET_MB,
         *,
         state_pool_size: int = 200,
         props_pool_size: int = 300,
@@ -383,7 +384,9 @@ def get_widget_memory_manager(target_memory_mb: float | None = None) -> WidgetMe
     global _GLOBAL
     with _GLOBAL_LOCK:
         if _GLOBAL is None:
-            _GLOBAL = WidgetMemoryManager(1536.0 if target_memory_mb is None else target_memory_mb)
+            _GLOBAL = WidgetMemoryManager(
+                DEFAULT_TARGET_MB if target_memory_mb is None else target_memory_mb
+            )
         elif target_memory_mb is not None:
             if not target_memory_mb > 0:
                 raise ValueError(f"target_memory_mb must be > 0, got {target_memory_mb!r}")

@@ -40,8 +40,8 @@ from typing import Any
 import psutil
 import redis
 
-from hivemind.swarm.lifecycle.state import read_info
 from hivemind.swarm.redis.server import EmbeddedRedis, redis_server_binary, server_args
+from hivemind.swarm.state import read_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "foundation.md"
 REPO = Path(__file__).resolve().parent.parent

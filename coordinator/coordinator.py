@@ -32,14 +32,13 @@ from hivemind.coordinator.policy import (
     TargetHistory,
     decide,
     learned_key,
-    owner_of,
     record_ack,
 )
 from hivemind.coordinator.sessions.recorder import SessionStore
+from hivemind.swarm.agent.base import AgentCore, Role
+from hivemind.swarm.agent.facade import ActorFacade
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS
-from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
-from hivemind.swarm.lifecycle.facade import ActorFacade
-from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent
+from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent, owner_of
 from hivemind.swarm.redis.bus import publish
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]

@@ -25,23 +25,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hivemind.agents.gc_profiles import level_with_hysteresis
 from hivemind.swarm.messages import Action, ActionKind, Decision, Level, PressureEvent
+from hivemind.swarm.vocab import MB, classify
 
 __all__ = [
     "LADDER",
-    "WIDGET_KINDS",
     "LearnedStat",
     "PolicyConfig",
     "TargetHistory",
     "classify",
     "decide",
     "learned_key",
-    "owner_of",
     "record_ack",
 ]
-
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,19 +117,6 @@ LADDER: Mapping[Level, tuple[tuple[Action, ...], ...]] = {
 }
 
 
-WIDGET_KINDS = frozenset(
-    {ActionKind.TRIM_POOLS, ActionKind.EVICT_CACHES, ActionKind.RECLAIM, ActionKind.EMERGENCY}
-)
-
-
-def owner_of(decision: Decision) -> str:
-    """The optimizer agent a decision goes to: ``widget_optimizer`` if it includes any
-    pool, cache or user reclaim action, else ``gc_optimizer``."""
-    if any(a.kind in WIDGET_KINDS for a in decision.actions):
-        return "widget_optimizer"
-    return "gc_optimizer"
-
-
 def learned_key(target: str, action: Action) -> str:
     """The learned-table key for ``action`` on ``target`` (``"{target}|{kind}[:{arg}]"``)."""
     arg = action.name or (action.profile.value if action.profile else "")
@@ -142,11 +125,6 @@ def learned_key(target: str, action: Action) -> str:
     if action.fraction is not None:
         arg = f"{action.fraction:g}"
     return f"{target}|{action.kind.value}" + (f":{arg}" if arg else "")
-
-
-def classify(rss_bytes: int, target_bytes: int, previous: Level, margin: float = 0.05) -> Level:
-    """The level for ``rss_bytes``: the seed's rule, with a margin on the way down."""
-    return Level(level_with_hysteresis(previous.value, rss_bytes / MB, target_bytes / MB, margin))
 
 
 def _choose(

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from hivemind.hooks.claude_code import StdinPayload, read_stdin_json
 from hivemind.hooks.commands import HANDLERS, HookArgs, Outcome, run_hook
+from hivemind.swarm.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 __all__ = ["main", "parse_args"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 LOG_MAX_BYTES = 1024 * 1024
 
 VALUE_FLAGS = frozenset(

@@ -37,6 +37,7 @@ from hivemind.coordinator.sessions.store import (
 )
 from hivemind.hooks.claude_code import StdinPayload
 from hivemind.hooks.target import RedisTarget, redis_target
+from hivemind.swarm.env import env_str
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.resp import Connection, open_connection
 
@@ -144,7 +145,7 @@ class Ctx:
 
     def named_session(self) -> str | None:
         """A session named by flag, environment, running swarm or Claude Code."""
-        sid = self.args.flag("session-id") or os.environ.get("HIVEMIND_SESSION_ID")
+        sid = self.args.flag("session-id") or env_str("session_id")
         if not sid:
             conn = self.conn
             if self.target is not None and self.target.mode == "swarm":
@@ -369,7 +370,7 @@ def session_restore(ctx: Ctx) -> None:
     sid = (
         ctx.args.flag("session-id")
         or _positional(ctx)
-        or os.environ.get("HIVEMIND_SESSION_ID")
+        or env_str("session_id")
         or ctx.stdin("session_id")
     )
     if not sid:
@@ -396,7 +397,7 @@ def session_restore(ctx: Ctx) -> None:
         from hivemind.swarm.seal import seal
         from hivemind.swarm.secret import read_secret
 
-        key = read_secret(ctx.target.state_dir, os.environ.get("HIVEMIND_SECRET"))
+        key = read_secret(ctx.target.state_dir, env_str("secret"))
         msg = seal(Control(op="restore", session_id=sid).model_dump_json(), key)
         handed = int(ctx.conn.call("PUBLISH", ctx.keys.control, msg)) > 0
     ctx.out.extra["restored"] = view_json(view)

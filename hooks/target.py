@@ -10,16 +10,16 @@ the swarm's, else ``HIVEMIND_NAMESPACE``, else ``default``.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import validate_namespace
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.paths import default_state_dir
+from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["RedisTarget", "redis_target"]
 
@@ -36,7 +36,7 @@ class RedisTarget:
 
 
 def _namespace(explicit: str | None) -> str:
-    ns = explicit or os.environ.get("HIVEMIND_NAMESPACE") or "default"
+    ns = explicit or env_str("namespace") or "default"
     try:
         return validate_namespace(ns)
     except ValueError as exc:
@@ -59,7 +59,7 @@ def redis_target(
         yield RedisTarget(info.redis_url, namespace or info.namespace, folder, "swarm", info)
         return
     ns = _namespace(namespace)
-    url = os.environ.get("HIVEMIND_REDIS_URL")
+    url = env_str("redis_url")
     if url:
         yield RedisTarget(url, ns, folder, "external")
         return

@@ -5,7 +5,7 @@ from Redis into the right model or raises :class:`MessageError`; the bus
 counts and drops those. Every number is bounded (timestamps, byte counts,
 durations: finite and in a plausible range), so a forged or corrupt value
 is refused at the edge instead of overflowing a Redis counter later.
-Samples, events, decisions and acks travel sealed
+Samples, events, decisions, acks and control messages travel sealed
 (:mod:`hivemind.swarm.seal`); commands carry their own signature.
 """
 
@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from hivemind.swarm.vocab import ActionKind, Level
+
 __all__ = [
     "SCHEMA_VERSION",
+    "WIDGET_KINDS",
     "Ack",
     "Action",
     "ActionKind",
@@ -33,6 +35,7 @@ __all__ = [
     "MessageError",
     "PressureEvent",
     "new_id",
+    "owner_of",
     "parse_message",
 ]
 
@@ -53,34 +56,6 @@ _Seq = Annotated[int, Field(ge=0, le=2**62)]
 def new_id() -> str:
     """Return a short random id (hex of 12 bytes)."""
     return uuid.uuid4().hex[:24]
-
-
-class Level(StrEnum):
-    """Pressure levels, lowest first; names match the seed's GC profiles."""
-
-    CONSERVATIVE = "conservative"
-    BALANCED = "balanced"
-    AGGRESSIVE = "aggressive"
-    EMERGENCY = "emergency"
-
-    @property
-    def rank(self) -> int:
-        return _LEVEL_RANK[self]
-
-
-_LEVEL_RANK = {lvl: i for i, lvl in enumerate(Level)}
-
-
-class ActionKind(StrEnum):
-    """What a target may be told to do; nothing outside this list ever runs."""
-
-    GC_PROFILE = "gc_profile"
-    COLLECT = "collect"
-    TRIM_POOLS = "trim_pools"
-    EVICT_CACHES = "evict_caches"
-    MALLOC_TRIM = "malloc_trim"
-    RECLAIM = "reclaim"  # a user-registered reclaim action, by name
-    EMERGENCY = "emergency"
 
 
 class _Msg(BaseModel):
@@ -149,6 +124,19 @@ class Decision(_Msg):
     reason: str = Field("", max_length=512)
     event_ts: _Ts
     sample_ts: _Ts
+
+
+WIDGET_KINDS = frozenset(
+    {ActionKind.TRIM_POOLS, ActionKind.EVICT_CACHES, ActionKind.RECLAIM, ActionKind.EMERGENCY}
+)
+
+
+def owner_of(decision: Decision) -> Literal["gc_optimizer", "widget_optimizer"]:
+    """The optimizer agent ``decision`` is routed to: ``widget_optimizer`` if it includes
+    any pool, cache, user reclaim or emergency action, else ``gc_optimizer``."""
+    if any(a.kind in WIDGET_KINDS for a in decision.actions):
+        return "widget_optimizer"
+    return "gc_optimizer"
 
 
 class Command(_Msg):

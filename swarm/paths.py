@@ -12,6 +12,7 @@ import os
 import stat
 from pathlib import Path
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import StateFolderError
 
 __all__ = [
@@ -42,7 +43,7 @@ def project_root(cwd: Path | None = None) -> Path:
 
 def default_state_dir(cwd: Path | None = None) -> Path:
     """Return ``<project root>/.hivemind``, honouring ``HIVEMIND_STATE_DIR``."""
-    env = os.environ.get("HIVEMIND_STATE_DIR")
+    env = env_str("state_dir")
     if env:
         return Path(env).expanduser().resolve()
     return project_root(cwd) / STATE_DIRNAME

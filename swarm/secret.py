@@ -7,11 +7,11 @@ others can read is refused. The key is never logged or printed.
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import StateFolderError
 from hivemind.swarm.paths import ensure_private_dir, write_private_file
 
@@ -47,4 +47,4 @@ def read_secret(state_dir: Path, env_value: str | None = None) -> bytes:
 def load_secret(settings: Settings) -> bytes:
     """Return the key for ``settings`` (flag/env ``secret`` or the state folder's file)."""
     env = settings.secret.get_secret_value() if settings.secret is not None else None
-    return read_secret(settings.state_dir, env or os.environ.get("HIVEMIND_SECRET"))
+    return read_secret(settings.state_dir, env or env_str("secret"))

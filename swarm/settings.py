@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hivemind.swarm.env import ENV_PREFIX
 from hivemind.swarm.errors import ConfigError
 from hivemind.swarm.keys import validate_namespace
 from hivemind.swarm.paths import default_state_dir
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = ["Settings", "load_settings"]
 
@@ -26,10 +28,13 @@ _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 class Settings(BaseSettings):
     """Everything that shapes one swarm. Every field has a ``HIVEMIND_`` variable."""
 
-    model_config = SettingsConfigDict(env_prefix="HIVEMIND_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     target_mb: float = Field(
-        1536.0, gt=0, le=16 * 1024 * 1024, description="memory target per guarded process"
+        DEFAULT_TARGET_MB,
+        gt=0,
+        le=16 * 1024 * 1024,
+        description="memory target per guarded process",
     )
     namespace: str = Field("default", description="prefix of every Redis key: hm:{namespace}:")
     redis_url: str | None = Field(None, description="external Redis; None = embedded server")

@@ -43,6 +43,21 @@ def _import_from(cwd: Path, pythonpath: str | None = None) -> dict[str, str]:
     return result
 
 
+def test_every_subpackage_is_listed_in_pyproject() -> None:
+    """A folder with an ``__init__.py`` missing from pyproject would be left out of the wheel."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {"hivemind"}
+    for folder in ("swarm", "agents", "coordinator", "hooks"):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join(("hivemind", folder, *rel.parts)))
+    assert found == listed
+
+
 def test_editable_install_imports_from_outside_the_repo(tmp_path: Path) -> None:
     files = _import_from(tmp_path)
     assert files["hivemind.swarm"] == str(ROOT / "swarm" / "__init__.py")
@@ -69,7 +84,7 @@ def test_built_wheel_imports_from_outside_the_repo(tmp_path: Path) -> None:
     )
     wheel = next(dist.glob("hivemind_swarm-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "hivemind/swarm/cli.py" in names and "hivemind/agents/__init__.py" in names
+    assert "hivemind/swarm/cli/app.py" in names and "hivemind/agents/__init__.py" in names
     assert not any(n.startswith(("swarm/", "tests/")) for n in names)
     target = tmp_path / "site"
     subprocess.run(

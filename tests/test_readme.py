@@ -23,8 +23,16 @@ def test_seed_api_example_runs() -> None:
     assert proc.stdout.strip(), "the example prints its reports"
 
 
+def test_readme_references_only_files_in_the_repo() -> None:
+    text = README.read_text()
+    assert "../shared" not in text
+    root = README.parent
+    for link in re.findall(r"\]\(([^)#:]+)\)", text):
+        assert (root / link).exists(), link
+
+
 def test_hook_lines_match_the_report() -> None:
-    seed = Path(__file__).resolve().parents[2] / "shared" / "seed" / "hive-mind-memory-report.md"
+    seed = Path(__file__).resolve().parent.parent / "docs" / "seed-report.md"
     text = README.read_text()
     lines = re.findall(r"npx claude-flow@alpha hooks (\S+)", seed.read_text())
     assert len(lines) == 3

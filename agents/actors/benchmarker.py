@@ -3,7 +3,7 @@
 It subscribes to ``hm:{ns}:samples`` (sealed by each target with the
 swarm's key: a sample that is not is dropped and counted) and classifies
 each target with the seed's rule plus hysteresis
-(:func:`hivemind.coordinator.policy.classify`). When a target changes level
+(:func:`hivemind.swarm.vocab.classify`). When a target changes level
 it publishes a sealed :class:`PressureEvent` at once; while a target stays
 at ``balanced`` or above it repeats the event every ``repeat_s`` so the
 coordinator can escalate. Each event carries the reclaim action names the
@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from hivemind.coordinator.policy import classify
-from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
+from hivemind.swarm.agent.base import AgentCore, Role
 from hivemind.swarm.messages import Level, MemorySample, PressureEvent
 from hivemind.swarm.redis.bus import publish
+from hivemind.swarm.vocab import classify
 
 __all__ = ["BenchmarkerCore"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hivemind.agents.actors.benchmarker import BenchmarkerCore
 from hivemind.agents.actors.optimizers import GCOptimizerCore, WidgetOptimizerCore
-from hivemind.swarm.lifecycle.facade import ActorFacade
+from hivemind.swarm.agent.facade import ActorFacade
 
 __all__ = ["BenchmarkerAgent", "GCOptimizerAgent", "WidgetOptimizerAgent"]
 

@@ -1,7 +1,7 @@
 """The GC optimizer and widget optimizer agents: authenticated decisions in, signed commands out.
 
 The coordinator routes each decision to the optimizer that owns it
-(:func:`~hivemind.coordinator.policy.owner_of`: the widget optimizer owns a
+(:func:`~hivemind.swarm.messages.owner_of`: the widget optimizer owns a
 decision that includes any pool, cache or user reclaim action, the GC
 optimizer the rest) on that optimizer's own channel, sealed with the
 swarm's key. An optimizer
@@ -30,10 +30,9 @@ from typing import Any, ClassVar
 from cachetools import TTLCache
 from pydantic import BaseModel
 
-from hivemind.coordinator.policy import WIDGET_KINDS, owner_of
 from hivemind.coordinator.sessions.recorder import SessionStore
-from hivemind.swarm.lifecycle.agent_base import AgentCore, Role
-from hivemind.swarm.messages import Ack, Command, Decision
+from hivemind.swarm.agent.base import AgentCore, Role
+from hivemind.swarm.messages import WIDGET_KINDS, Ack, Command, Decision, owner_of
 from hivemind.swarm.signing import sign
 
 __all__ = ["WIDGET_KINDS", "GCOptimizerCore", "WidgetOptimizerCore", "owner_of"]

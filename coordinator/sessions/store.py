@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.resp import Connection
 
@@ -70,7 +71,7 @@ SETTING = "setting."
 
 def stream_maxlen() -> int:
     """The stream cap: ``HIVEMIND_STREAM_MAXLEN`` (at least 100), default 100,000."""
-    raw = os.environ.get("HIVEMIND_STREAM_MAXLEN", "")
+    raw = env_str("stream_maxlen") or ""
     try:
         return max(100, int(raw)) if raw else DEFAULT_STREAM_MAXLEN
     except ValueError:

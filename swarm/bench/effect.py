@@ -25,11 +25,11 @@ from typing import Literal
 
 from hivemind.swarm.bench.workloads import check_workload, run_workload_process
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.messages import Ack, Decision
 from hivemind.swarm.paths import default_state_dir
 from hivemind.swarm.redis.bus import peek_message
 from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.state import SwarmInfo, running_swarm
 from hivemind.swarm.target.launch import guarded_env
 
 __all__ = ["EffectRun", "SwarmHandle", "run_effect", "run_guarded_side", "swarm_for"]

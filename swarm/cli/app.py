@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hivemind.coordinator.sessions.cli import memory_app, session_app
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
+from hivemind.swarm.cli.sessions import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
 from hivemind.swarm.settings import Settings, load_settings
@@ -287,6 +287,23 @@ def demo_command(
     if not 1 <= seconds <= 3600:
         raise UsageError("--seconds must be between 1 and 3600")
     run_demo(target_mb, seconds, state_dir.resolve() if state_dir else None, out)
+
+
+@app.command("top")
+def top_command(
+    state_dir: StateDirOpt = None,
+    no_guard: Annotated[
+        bool, typer.Option("--no-guard", help="Do not guard the dashboard's own process")
+    ] = False,
+) -> None:
+    """A live dashboard: swarm health, one row per guarded process, decisions as they happen."""
+    from hivemind.swarm.paths import default_state_dir
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("hivemind top needs a terminal; use `hivemind swarm status --json`")
+    from hivemind.swarm.cli.top.app import run_top
+
+    run_top((state_dir or default_state_dir()).resolve(), guard=not no_guard)
 
 
 @app.command(

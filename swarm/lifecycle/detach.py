@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 
 from hivemind.swarm.errors import NotRunningError, SwarmStartError
-from hivemind.swarm.lifecycle.state import (
+from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
+from hivemind.swarm.settings import Settings
+from hivemind.swarm.state import (
     SupervisorLock,
     SwarmInfo,
     read_info,
     remove_info,
     running_swarm,
 )
-from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
-from hivemind.swarm.settings import Settings
 
 __all__ = ["LOG_FILE", "settings_env", "start_detached", "stop_swarm"]
 

@@ -21,15 +21,15 @@ from typing import Any
 
 import redis
 
+from hivemind.swarm.agent.base import AgentConfig
+from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.errors import HivemindError, SwarmStartError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.agent_base import AgentConfig
-from hivemind.swarm.lifecycle.facade import RAY_NAMESPACE, ActorFacade
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, remove_info, write_info
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import load_secret
 from hivemind.swarm.settings import Settings
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 
 __all__ = ["Swarm", "agent_facades"]
 

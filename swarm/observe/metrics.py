@@ -41,10 +41,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS, Keys, validate_namespace
+from hivemind.swarm.vocab import LEVELS
 
-__all__ = ["COUNTER_FIELDS", "LEVELS", "MetricsServer", "SwarmCollector", "start_metrics_server"]
+__all__ = ["COUNTER_FIELDS", "MetricsServer", "SwarmCollector", "start_metrics_server"]
 
-LEVELS: tuple[str, ...] = ("conservative", "balanced", "aggressive", "emergency")
 COUNTER_FIELDS: dict[str, tuple[str, str]] = {
     # Redis hash field -> (metric name without _total, help)
     "samples": ("samples", "Memory samples received from targets"),

@@ -16,12 +16,11 @@ from pydantic import BaseModel
 
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.state import SwarmInfo, running_swarm
 from hivemind.swarm.redis.connection import connect, redact_url
+from hivemind.swarm.state import SwarmInfo, running_swarm
+from hivemind.swarm.vocab import AGENT_ROLES
 
 __all__ = ["AgentStatus", "RedisStatus", "SwarmStatus", "TargetStatus", "collect_status"]
-
-ROLES = ("coordinator", "benchmarker", "gc_optimizer", "widget_optimizer")
 
 
 class AgentStatus(BaseModel):
@@ -117,7 +116,7 @@ def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float) -> list[AgentSt
     now = time.time()
     restarts = _hash(client, keys.agent_restarts)
     out = []
-    for role in ROLES:
+    for role in AGENT_ROLES:
         name = f"{keys.ns}.{role}"
         beat = _hash(client, keys.agent(name))
         last = float(beat["last_seen"]) if "last_seen" in beat else None

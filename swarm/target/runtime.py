@@ -298,7 +298,7 @@ class Runtime:
             return self.config.redis_url
         if self.config.state_dir is None:
             return None
-        from hivemind.swarm.lifecycle.state import read_info
+        from hivemind.swarm.state import read_info
 
         info = read_info(self.config.state_dir)
         if info is None or info.state != "ready" or not _supervisor_alive(info.pid):

@@ -11,10 +11,10 @@ from pathlib import Path
 import redis
 from conftest import HookEnv
 
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, write_info
 from hivemind.swarm.messages import parse_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from tests.conftest import kill_redis
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from hivemind.agents.actors.benchmarker import BenchmarkerCore
 from hivemind.agents.actors.optimizers import GCOptimizerCore, WidgetOptimizerCore
 from hivemind.coordinator.coordinator import CoordinatorCore
+from hivemind.swarm.agent.base import AgentConfig, AgentCore
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.agent_base import AgentConfig, AgentCore
 from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 
 __all__ = ["InProcessSwarm"]

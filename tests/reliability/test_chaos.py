@@ -22,10 +22,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hivemind.swarm.lifecycle.state import SwarmInfo, write_info
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
+from hivemind.swarm.state import SwarmInfo, write_info
 from tests.conftest import wait_for
 from tests.reliability.inproc import InProcessSwarm
 

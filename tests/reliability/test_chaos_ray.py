@@ -27,11 +27,11 @@ import redis
 
 from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.lifecycle.state import read_info
 from hivemind.swarm.lifecycle.supervisor import Swarm
 from hivemind.swarm.observe.status import AgentStatus, collect_status
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.settings import load_settings
+from hivemind.swarm.state import read_info
 from tests.conftest import pid_gone, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from hivemind.swarm.lifecycle.state import SupervisorLock, SwarmInfo, remove_info, write_info
 from hivemind.swarm.messages import MemorySample
 from hivemind.swarm.redis.bus import wire
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 from tests.conftest import wait_for
 from tests.reliability.inproc import InProcessSwarm
 

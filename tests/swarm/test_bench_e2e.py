@@ -52,9 +52,9 @@ def test_quick_bench_writes_every_output(tmp_path: Path) -> None:
         assert data["machine"][key]
     assert set(data["phases"]) == set(PHASES)
     for name, phase in data["phases"].items():
-        expected = {"ok", "not_available"} if name == "swarm" else {"ok"}
-        assert phase["status"] in expected, (name, phase)
-    for name in ("workload",) + (("swarm",) if data["phases"]["swarm"]["status"] == "ok" else ()):
+        # Ray and the embedded Redis are installed here: every phase, the swarm's too, must run.
+        assert phase["status"] == "ok", (name, phase)
+    for name in ("workload", "swarm"):
         sides = data["phases"][name]["sides"]
         assert len(sides) == 2 and "unguarded" in sides
         for s in sides.values():
@@ -85,5 +85,4 @@ def test_quick_bench_writes_every_output(tmp_path: Path) -> None:
     # The terminal table in the report's shape, and the machine it ran on.
     assert "report claimed" in proc.stdout and "verdict" in proc.stdout
     assert "CPU:" in proc.stdout and "Python" in proc.stdout
-    if data["phases"]["swarm"]["status"] == "not_available":
-        assert "swarm loop: not available in this build" in proc.stdout
+    assert "not available" not in proc.stdout

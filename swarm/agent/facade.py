@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, ClassVar, Self
 
+from hivemind.swarm.agent.base import AgentConfig, AgentCore
 from hivemind.swarm.errors import NotRunningError, SwarmStartError
-from hivemind.swarm.lifecycle.agent_base import AgentConfig, AgentCore
 
 __all__ = ["MAX_RESTARTS", "RAY_NAMESPACE", "ActorFacade"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from hivemind.coordinator.sessions.recorder import (
 from hivemind.hooks.memory import MemoryEntry, memory_get, memory_list, memory_search
 from hivemind.hooks.target import RedisTarget, redis_target
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import HivemindError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.connection import connect
@@ -206,7 +206,7 @@ def session_restore(
                 store.client,
                 store.keys,
                 session_id,
-                key=read_secret(target.state_dir, os.environ.get("HIVEMIND_SECRET")),
+                key=read_secret(target.state_dir, env_str("secret")),
                 timeout_s=timeout,
             )
             if running

@@ -20,6 +20,7 @@ from typing import Literal
 
 from hivemind.swarm.errors import AlreadyRunningError
 from hivemind.swarm.paths import ensure_private_dir, write_private_file
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = [
     "SupervisorLock",
@@ -45,7 +46,7 @@ class SwarmInfo:
     state: Literal["starting", "ready", "stopping"] = "starting"
     ray_address: str | None = None
     session_id: str = ""
-    target_mb: float = 1536.0
+    target_mb: float = DEFAULT_TARGET_MB
     started_at: float = field(default_factory=time.time)
     redis_pid: int | None = None
 

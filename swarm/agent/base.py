@@ -1,7 +1,7 @@
 """What every agent actor shares: its Redis connection, heartbeat and threads.
 
 :class:`AgentCore` is plain Python (no Ray import), so its behaviour is
-tested without Ray; :mod:`hivemind.swarm.lifecycle.facade` wraps a subclass in a Ray
+tested without Ray; :mod:`hivemind.swarm.agent.facade` wraps a subclass in a Ray
 actor. An agent writes its heartbeat to ``hm:{ns}:agent:{name}`` (a hash
 with a TTL, read by ``swarm status`` without Ray). Restarts after a crash
 are counted in Redis. :meth:`AgentCore.subscribe` gives an agent its one
@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.bus import Handler, Subscription
 from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = ["AgentConfig", "AgentCore", "Role"]
 
@@ -42,7 +43,7 @@ class AgentConfig:
 
     namespace: str
     redis_url: str
-    target_mb: float = 1536.0
+    target_mb: float = DEFAULT_TARGET_MB
     heartbeat_s: float = 1.0
     session_id: str = ""
     stream_maxlen: int = 100_000

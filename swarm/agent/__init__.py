@@ -1,0 +1,1 @@
+"""The base every agent stands on: the actor base class (heartbeats, Redis) and typed facades."""

@@ -1,0 +1,1 @@
+"""``hivemind top``: a live terminal dashboard of the swarm (Textual), reading only Redis."""
