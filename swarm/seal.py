@@ -7,8 +7,8 @@ the body's bytes exactly as sent, so the receiver verifies it before it
 parses anything, and sender and receiver need not agree on a canonical
 form (the guarded-process runtime builds its JSON with :mod:`json`, the
 agents with pydantic). The key is the swarm's shared secret
-(:mod:`hivemind.swarm.secret`). Standard library only: the runtime inside a
-user's process imports this module.
+(:mod:`hivemind.swarm.secret`). Built-in modules only (no ``hashlib``/``hmac``,
+no pydantic): the runtime inside a user's process imports this module.
 
 Freshness and replays are the receiver's job (every message carries
 ``ts``; decisions and acks carry ids the receiver remembers).
@@ -16,8 +16,16 @@ Freshness and replays are the receiver's job (every message carries
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from _operator import _compare_digest
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hashlib import sha256 as _sha256
+else:
+    try:  # the interpreter's built-in module: hashlib/hmac would map OpenSSL's libcrypto
+        from _sha256 import sha256 as _sha256  # (~3.7 MB RSS) into every guarded process
+    except ImportError:  # pragma: no cover - builds without the built-in module
+        from hashlib import sha256 as _sha256
 
 __all__ = ["SIG_HEX_LEN", "SealError", "body_unverified", "is_sealed", "seal", "unseal"]
 
@@ -35,8 +43,23 @@ class SealError(ValueError):
         self.reason = reason
 
 
+_TRANS_36 = bytes(x ^ 0x36 for x in range(256))
+_TRANS_5C = bytes(x ^ 0x5C for x in range(256))
+_pads: dict[bytes, tuple[Any, Any]] = {}  # key -> (inner, outer) hash states, primed
+
+
 def _mac(key: bytes, body: bytes) -> bytes:
-    return hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+    """HMAC-SHA256 (RFC 2104) of ``body`` under ``key``, hex; equal to ``hmac.new(...)``."""
+    pads = _pads.get(key)
+    if pads is None:
+        block = (_sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        pads = (_sha256(block.translate(_TRANS_36)), _sha256(block.translate(_TRANS_5C)))
+        if len(_pads) < 8:  # a process holds one key; never let this grow
+            _pads[key] = pads
+    inner, outer = pads[0].copy(), pads[1].copy()
+    inner.update(body)
+    outer.update(inner.digest())
+    return outer.hexdigest().encode()
 
 
 def seal(body: bytes | str, key: bytes) -> bytes:
@@ -64,7 +87,7 @@ def unseal(raw: bytes | str, key: bytes | None) -> bytes:
     if not key:
         raise SealError("no_key")
     body = data[_BODY_AT:-1]
-    if not hmac.compare_digest(data[len(_HEAD) : len(_HEAD) + SIG_HEX_LEN], _mac(key, body)):
+    if not _compare_digest(data[len(_HEAD) : len(_HEAD) + SIG_HEX_LEN], _mac(key, body)):
         raise SealError("bad_signature")
     return body
 
