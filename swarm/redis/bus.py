@@ -67,8 +67,8 @@ class Subscription:
     message must be sealed under it and carry a ``ts`` within ``max_age_s``
     of now (``unsigned``, ``bad_signature``, ``stale`` otherwise); without
     one, plain JSON is accepted (a subscriber that never leads to an
-    action). ``errors`` maps channel to messages dropped there; ``reasons``
-    maps reason to the same.
+    action). ``errors`` maps channel to messages dropped there, ``reasons``
+    reason to the same, ``dropped`` (channel, reason) to the same.
     """
 
     def __init__(
@@ -95,6 +95,7 @@ class Subscription:
         self._pubsub.subscribe(*self.channels)
         self.errors: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.dropped: Counter[tuple[str, str]] = Counter()  # (channel, reason)
         self.received = 0
         self._logged: set[tuple[str, str]] = set()
 
@@ -173,6 +174,7 @@ class Subscription:
         """Count (and log once) a message dropped on ``channel`` for ``reason``."""
         self.errors[channel] += 1
         self.reasons[reason] += 1
+        self.dropped[(channel, reason)] += 1
         if (channel, reason) not in self._logged:
             self._logged.add((channel, reason))
             log.warning(

@@ -81,7 +81,7 @@ _SHAPES: dict[type[BaseModel], st.SearchStrategy[dict[str, Any]]] = {
             "v": st.just(1),
             "ts": now_ts,
             "target": names,
-            "pid": small_ints,
+            "pid": st.integers(0, 2**22),
             "seq": small_ints,
             "rss_bytes": small_ints,
             "target_bytes": st.integers(1, 2**40),
