@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+from cachetools import TTLCache
 from pydantic import BaseModel
 
 from hivemind.coordinator.policy import (
@@ -38,7 +39,15 @@ from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.agent.base import AgentCore, Role
 from hivemind.swarm.agent.facade import ActorFacade
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS
-from hivemind.swarm.messages import Ack, Control, Decision, Level, PressureEvent, owner_of
+from hivemind.swarm.messages import (
+    Ack,
+    ActionKind,
+    Control,
+    Decision,
+    Level,
+    PressureEvent,
+    owner_of,
+)
 from hivemind.swarm.redis.bus import publish
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
@@ -80,6 +89,8 @@ class CoordinatorCore(AgentCore):
         self.events_seen = 0
         self.session_id = ""
         self.learned: dict[str, LearnedStat] = {}
+        self._reclaims: dict[str, deque[dict[str, Any]]] = {}  # target -> its last reclaims
+        self._own_acks: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=120.0)
         current = self.redis.hget(self.keys.swarm, "session_id")
         self.use_session(self.config.session_id or _text(current) or None)
         self._last_sweep = time.monotonic()
@@ -187,27 +198,43 @@ class CoordinatorCore(AgentCore):
     def handle_ack(self, ack: Ack) -> None:
         """Record what a command freed; learn from it; time the reaction.
 
-        Only an ack of a decision still pending, from that decision's target,
-        counts, and only once: a replayed or stray ack (even a correctly
-        sealed one) changes nothing. A refusal (``ok=False`` with ``error``)
-        is the optimizer's to report; it teaches nothing.
+        The ack arrived sealed by a target (the bus drops anything else). It
+        counts only once: an ack of a decision still pending, from that
+        decision's target; or a target's report of its own reclaim (no
+        ``decision_id``) whose ``command_id`` was not seen before. A replayed
+        or stray ack changes nothing. A refusal (``ok=False`` with
+        ``error``) is the optimizer's to report; it teaches nothing.
         """
-        pending = self.pending.get(ack.decision_id)
-        if pending is None or pending[0].target != ack.target or ack.error:
+        if ack.error:
             return
-        del self.pending[ack.decision_id]
-        decision = pending[0]
-        if ack.target in self.histories:
+        decision: Decision | None = None
+        if ack.decision_id:
+            pending = self.pending.get(ack.decision_id)
+            if pending is None or pending[0].target != ack.target:
+                return
+            del self.pending[ack.decision_id]
+            decision = pending[0]
+        elif (own := f"{ack.target}|{ack.command_id}|{ack.ts!r}") in self._own_acks:
+            return
+        else:
+            self._own_acks[own] = True
+        if decision is not None and ack.target in self.histories:
             self.histories[ack.target] = record_ack(self.histories[ack.target], ack.bytes_freed)
-        actions = decision.actions
+        actions = decision.actions if decision is not None else ()
         for i, result in enumerate(ack.results):
             action = actions[i] if i < len(actions) else None
-            if action is None or action.kind is not result.kind:
-                continue  # results follow the command's actions; anything else is noise
-            self._learn(learned_key(ack.target, action), result.bytes_freed, result.duration_ms)
+            if decision is not None:
+                if action is None or action.kind is not result.kind:
+                    continue  # results follow the command's actions; anything else is noise
+                key = learned_key(ack.target, action)
+            else:  # the target's own reclaim: learned by kind and name
+                key = f"{ack.target}|{result.kind.value}" + (
+                    f":{result.name}" if result.name else ""
+                )
+            self._learn(key, result.bytes_freed, result.duration_ms)
         total_ms = max(0.0, (ack.applied_ts - ack.sample_ts) * 1000) if ack.sample_ts else 0.0
         parts = None
-        if ack.sample_ts:
+        if decision is not None and ack.sample_ts:
             parts = [
                 total_ms,
                 (decision.event_ts - ack.sample_ts) * 1000,  # sampling + detection
@@ -244,6 +271,25 @@ class CoordinatorCore(AgentCore):
             },
             dedup_key=f"ack:{ack.command_id}",
             counters={"bytes_freed": max(0, ack.bytes_freed)},
+        )
+        self._record_reclaim(ack)
+
+    def _record_reclaim(self, ack: Ack) -> None:
+        """What the target found (its caches) and what each reclaim gave back, per target."""
+        kinds = (ActionKind.RECLAIM, ActionKind.MALLOC_TRIM)
+        reclaims = [r for r in ack.results if r.kind in kinds]
+        if not ack.caches and not reclaims:
+            return
+        recent = self._reclaims.setdefault(ack.target, deque(maxlen=12))
+        recent.extend(r.model_dump(mode="json") for r in reclaims)
+        self.store.set_reclaim(
+            self.session_id,
+            ack.target,
+            {
+                "ts": ack.applied_ts or ack.ts,
+                "caches": [c.model_dump(mode="json") for c in ack.caches],
+                "last": list(recent),
+            },
         )
 
     def _learn(self, key: str, freed: int, ms: float) -> None:

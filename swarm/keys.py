@@ -132,6 +132,10 @@ class Keys:
     def session_learned(self, session_id: str) -> str:
         return f"hm:{self.ns}:session:{session_id}:learned"
 
+    def session_reclaim(self, session_id: str) -> str:
+        """Hash: target -> JSON of the caches it found and what its last reclaims freed."""
+        return f"hm:{self.ns}:session:{session_id}:reclaim"
+
     def session_dedup(self, session_id: str) -> str:
         return f"hm:{self.ns}:session:{session_id}:dedup"
 

@@ -26,6 +26,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "ActionResult",
+    "CacheReport",
     "Command",
     "Control",
     "Decision",
@@ -78,6 +79,8 @@ class MemorySample(_Msg):
     rss_bytes: _Bytes
     target_bytes: Annotated[int, Field(gt=0, le=MAX_BYTES)]
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)  # what the target advertises
+    caches_found: int = Field(0, ge=0, le=2**31)  # memo caches the target discovered in itself
+    reclaimable_bytes: _Bytes = 0  # their estimated size plus the other actions'
 
 
 class PressureEvent(_Msg):
@@ -162,6 +165,22 @@ class ActionResult(BaseModel):
     bytes_freed: _Freed = 0
     duration_ms: _Ms = 0.0
     ok: bool = True
+    expected_bytes: int = Field(-1, ge=-1, le=MAX_BYTES)  # expected to free (-1: unknown)
+    error: str = Field("", max_length=256)
+
+
+class CacheReport(BaseModel):
+    """A reclaimable cache a target found in itself (see ``swarm/target/planner.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str = Field(max_length=128)
+    kind: Literal["lru", "interp", "plugin"]
+    entries: int = Field(-1, ge=-1, le=2**40)
+    bytes: int = Field(-1, ge=-1, le=MAX_BYTES)  # estimated
+    hit_rate: float = Field(-1.0, ge=-1.0, le=1.0)
+    cost: float = Field(0.0, ge=0, le=1e9)
+    keep: bool = False
 
 
 class Ack(_Msg):
@@ -179,6 +198,7 @@ class Ack(_Msg):
     sample_ts: _Ts = 0.0
     results: tuple[ActionResult, ...] = Field((), max_length=32)
     error: str = Field("", max_length=512)  # why the target refused the command (ok=False)
+    caches: tuple[CacheReport, ...] = Field((), max_length=16)  # what the target found
 
 
 class Control(_Msg):

@@ -84,6 +84,7 @@ def test_built_wheel_imports_from_outside_the_repo(tmp_path: Path) -> None:
     )
     wheel = next(dist.glob("hivemind_swarm-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
+    assert "hivemind/coordinator/sessions/append.lua" in names
     assert "hivemind/swarm/cli/app.py" in names and "hivemind/agents/__init__.py" in names
     assert not any(n.startswith(("swarm/", "tests/")) for n in names)
     target = tmp_path / "site"

@@ -106,10 +106,25 @@ class SessionSnapshot(_Record):
     event_count: int = Field(description="events ever recorded (the hash counter)")
     stream_len: int = Field(description="events still in the capped stream")
     recent: list[SessionEvent] = Field(default_factory=list, description="newest first")
+    reclaim: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="target -> caches found and its last reclaims"
+    )
 
 
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _reclaim_reports(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for target, value in raw.items():
+        try:
+            data = json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(data, dict):
+            out[_text(target)] = data
+    return out
 
 
 def _check_id(session_id: str) -> str:
@@ -208,6 +223,11 @@ class SessionStore:
         self._touch(pipe, session_id)
         pipe.execute()
 
+    def set_reclaim(self, session_id: str, target: str, report: Mapping[str, Any]) -> None:
+        """Keep what ``target`` found and its last reclaims (``session show`` prints them)."""
+        key = self.keys.session_reclaim(_check_id(session_id))
+        self.client.hset(key, target, json.dumps(dict(report), separators=(",", ":")))
+
     def learned_record(
         self, session_id: str, key: str, bytes_freed: int, duration_ms: float
     ) -> int:
@@ -256,7 +276,8 @@ class SessionStore:
         pipe.hgetall(self.keys.session_learned(sid))
         pipe.xlen(self.keys.session_events(sid))
         pipe.xrevrange(self.keys.session_events(sid), count=max(recent, 1))
-        raw, learned, xlen, events = pipe.execute()
+        pipe.hgetall(self.keys.session_reclaim(sid))
+        raw, learned, xlen, events, reclaim = pipe.execute()
         if not raw:
             raise UnknownSessionError(f"unknown session {sid!r} in namespace {self.keys.ns}")
         view = decode_session_hash(sid, raw)
@@ -280,6 +301,7 @@ class SessionStore:
                 SessionEvent(id=e.id, kind=e.kind, ts=e.ts, payload=e.data)
                 for e in decode_events(events)[:recent]
             ],
+            reclaim=_reclaim_reports(reclaim),
         )
 
     def list_sessions(self, limit: int = 50) -> list[SessionSummary]:

@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hivemind.swarm.env import env_str
@@ -69,6 +70,11 @@ COUNT = "count."
 SETTING = "setting."
 
 
+def _script(name: str) -> str:
+    """The Lua source of ``name.lua`` beside this module (scripts live as files, like code)."""
+    return (Path(__file__).with_name(name + ".lua")).read_text(encoding="utf-8")
+
+
 def stream_maxlen() -> int:
     """The stream cap: ``HIVEMIND_STREAM_MAXLEN`` (at least 100), default 100,000."""
     raw = env_str("stream_maxlen") or ""
@@ -89,91 +95,13 @@ def valid_session_id(session_id: str) -> bool:
     return bool(SESSION_ID_PATTERN.match(session_id))
 
 
-# KEYS: 1 session hash, 2 sessions zset.  ARGV: 1 id, 2 ts, 3 meta JSON object.
-# Returns 1 when the session was created, 0 when it existed.
-ENSURE_LUA = """
-local created = 0
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created_ts', ARGV[2], 'first_ts', ARGV[2],
-             'last_ts', ARGV[2])
-  created = 1
-end
-for k, v in pairs(cjson.decode(ARGV[3])) do
-  redis.call('HSETNX', KEYS[1], 'meta.' .. k, tostring(v))
-end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return created
-"""
+ENSURE_LUA = _script("ensure")
 
-# KEYS: 1 session hash, 2 events stream, 3 dedup zset, 4 sessions zset, 5 memory hash.
-# ARGV: 1 id, 2 kind, 3 ts, 4 data JSON, 5 dedup key or '', 6 maxlen, 7 meta JSON,
-#       8 memory field or '', 9 memory value, then (counter, amount) pairs.
-# Returns {added, created, stream id}: added is 0 when the dedup key was seen.
-APPEND_LUA = """
-local maxlen = tonumber(ARGV[6])
-if ARGV[5] ~= '' then
-  if redis.call('ZSCORE', KEYS[3], ARGV[5]) then return {0, 0, ''} end
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
-  local n = redis.call('ZCARD', KEYS[3])
-  if n > maxlen then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, n - maxlen - 1) end
-end
-local created = 0
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created_ts', ARGV[3], 'first_ts', ARGV[3])
-  created = 1
-end
-if ARGV[7] ~= '{}' then
-  for k, v in pairs(cjson.decode(ARGV[7])) do
-    redis.call('HSETNX', KEYS[1], 'meta.' .. k, tostring(v))
-  end
-end
-local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
-                       'kind', ARGV[2], 'ts', ARGV[3], 'data', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'count.events', 1)
-redis.call('HINCRBY', KEYS[1], 'count.' .. ARGV[2], 1)
-local i = 10
-while i < #ARGV do
-  if string.find(ARGV[i + 1], '[.eE]') then
-    redis.call('HINCRBYFLOAT', KEYS[1], 'count.' .. ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HINCRBY', KEYS[1], 'count.' .. ARGV[i], ARGV[i + 1])
-  end
-  i = i + 2
-end
-redis.call('HSET', KEYS[1], 'last_ts', ARGV[3])
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[8], ARGV[9]) end
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-return {1, created, sid}
-"""
+APPEND_LUA = _script("append")
 
-# KEYS: 1 learned hash, 2 session hash, 3 sessions zset.
-# ARGV: 1 action key, 2 bytes freed, 3 duration ms, 4 ts, 5 session id.
-LEARNED_LUA = """
-local n, mb, mm = 0, 0, 0
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local t = cjson.decode(cur)
-  n, mb, mm = t.n, t.mean_bytes_freed, t.mean_ms
-end
-n = n + 1
-mb = mb + (tonumber(ARGV[2]) - mb) / n
-mm = mm + (tonumber(ARGV[3]) - mm) / n
-local row = cjson.encode({n = n, mean_bytes_freed = mb, mean_ms = mm, last_ts = tonumber(ARGV[4])})
-redis.call('HSET', KEYS[1], ARGV[1], row)
-redis.call('HSETNX', KEYS[2], 'id', ARGV[5])
-redis.call('HSETNX', KEYS[2], 'created_ts', ARGV[4])
-redis.call('HSETNX', KEYS[2], 'first_ts', ARGV[4])
-redis.call('HSET', KEYS[2], 'last_ts', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
-return n
-"""
+LEARNED_LUA = _script("learned")
 
-# KEYS: 1 current-session string. ARGV: 1 candidate id. Every concurrent caller
-# that finds no current session agrees on the first candidate stored.
-CURRENT_LUA = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('GET', KEYS[1])
-"""
+CURRENT_LUA = _script("current")
 
 
 def _num(value: int | float) -> str:

@@ -283,8 +283,25 @@ def _machine_lines(machine: dict[str, Any]) -> list[str]:
     ]
 
 
+def _corpus_ok(results: BenchResults) -> dict[str, Any] | None:
+    c = results.phases.get("corpus")
+    return c if c and c.get("status") == "ok" else None
+
+
 def print_summary(results: BenchResults, console: Console) -> None:
-    """The summary table and machine info, for a terminal."""
+    """The corpus table (the headline), the seed report's table and machine info."""
+    from hivemind.swarm.bench.corpus_table import rich_table
+
+    corpus = _corpus_ok(results)
+    if corpus is not None:
+        plan = corpus["plan"]
+        console.print(
+            rich_table(
+                corpus["summaries"],
+                f"corpus: {plan['repeats']} repeat(s) x {plan['seconds']:g} s per side; "
+                f"swarm sides: {corpus['swarm']}",
+            )
+        )
     rows = summary_rows(results)
     table = Table(title=results.command, show_lines=False)
     for col in ("metric", "before", "after", "improvement", "report claimed", "verdict"):
@@ -326,7 +343,8 @@ def render_markdown(results: BenchResults) -> str:
     """``report.md``: a ``benchmarks/results/*.md`` section (## heading, ### parts)."""
     o, ph = results.options, results.phases
     out = [
-        f"## `hivemind bench`{' --quick' if o['quick'] else ''}: the seed report's figures",
+        f"## `hivemind bench`{' --quick' if o['quick'] else ''}: the corpus and the seed "
+        "report's figures",
         "",
         f"Command: `{results.command}`",
         "",
@@ -337,9 +355,9 @@ def render_markdown(results: BenchResults) -> str:
         "same run, alternating which goes first. Verdicts compare our median with the seed "
         "report's claim; we do not tune the workloads to flatter it.",
         "",
-        "### Summary vs the seed report",
-        "",
     ]
+    out += _md_corpus(ph.get("corpus"))
+    out += ["", "### Summary vs the seed report", ""]
     rows = summary_rows(results)
     out += _md_table(
         ["metric", "before", "after", "improvement", "report claimed", "verdict"],
@@ -415,6 +433,15 @@ def _md_guard(name: str, title: str, phase: dict[str, Any] | None) -> list[str]:
         rows,
     )
     return out
+
+
+def _md_corpus(phase: dict[str, Any] | None) -> list[str]:
+    from hivemind.swarm.bench.corpus_table import corpus_markdown
+
+    skipped = _skipped(phase)
+    if skipped or phase is None:
+        return ["### Corpus: apps we did not write, against the baselines", "", *(skipped or [])]
+    return corpus_markdown(phase)
 
 
 def _md_stress(phase: dict[str, Any] | None) -> list[str]:

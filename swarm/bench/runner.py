@@ -28,12 +28,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hivemind.swarm.errors import HivemindError, UsageError
+
+if TYPE_CHECKING:
+    from hivemind.swarm.bench.corpus import CorpusApp, Plan
 
 __all__ = [
     "PHASES",
@@ -45,7 +48,7 @@ __all__ = [
     "summarize_sides",
 ]
 
-PHASES: tuple[str, ...] = ("stress", "widgets", "gc", "memory", "workload", "swarm")
+PHASES: tuple[str, ...] = ("corpus", "stress", "widgets", "gc", "memory", "workload", "swarm")
 SWARM_NOT_AVAILABLE = "swarm loop: not available in this build"
 
 
@@ -81,6 +84,7 @@ class BenchOptions:
     repeats: int | None = None
     seconds: float | None = None
     phases: tuple[str, ...] = PHASES
+    corpus: tuple[str, ...] | None = None  # corpus apps to run (None: all)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.target_mb) and self.target_mb > 0):
@@ -92,6 +96,13 @@ class BenchOptions:
         unknown = [p for p in self.phases if p not in PHASES]
         if unknown or not self.phases:
             raise UsageError(f"--phases: unknown {unknown or 'empty'}; choose from {PHASES}")
+        if self.corpus is not None:
+            from hivemind.swarm.bench.corpus import CORPUS
+
+            names = [a.name for a in CORPUS]
+            bad = [c for c in self.corpus if c not in names]
+            if bad or not self.corpus:
+                raise UsageError(f"--corpus: unknown {bad or 'empty'}; choose from {names}")
 
     def command(self) -> str:
         """The command line that reproduces this run."""
@@ -105,6 +116,8 @@ class BenchOptions:
             parts += ["--seconds", f"{self.seconds:g}"]
         if tuple(self.phases) != PHASES:
             parts += ["--phases", ",".join(self.phases)]
+        if self.corpus is not None:
+            parts += ["--corpus", ",".join(self.corpus)]
         return shlex.join(parts)
 
 
@@ -196,6 +209,33 @@ def _run_record(r: RunLike) -> dict[str, Any]:
 # -- phases ----------------------------------------------------------------------
 
 Tick = Callable[[], None]
+
+
+def _corpus_plan(o: BenchOptions) -> Plan:
+    from dataclasses import replace
+
+    from hivemind.swarm.bench.corpus import FULL, QUICK
+
+    plan = QUICK if o.quick else FULL
+    if o.seconds is not None:
+        plan = replace(plan, seconds=o.seconds)
+    if o.repeats is not None:
+        plan = replace(plan, repeats=o.repeats)
+    if o.corpus is not None:
+        plan = replace(plan, skip=tuple(n for n in plan.skip if n not in o.corpus))
+    return plan
+
+
+def _corpus_apps(o: BenchOptions) -> tuple[CorpusApp, ...]:
+    from hivemind.swarm.bench.corpus import CORPUS
+
+    return tuple(a for a in CORPUS if o.corpus is None or a.name in o.corpus)
+
+
+def _phase_corpus(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
+    from hivemind.swarm.bench.corpus import corpus_phase
+
+    return corpus_phase(_corpus_plan(o), apps=_corpus_apps(o), tick=lambda _s: tick())
 
 
 def _phase_stress(o: BenchOptions, p: _Preset, tick: Tick) -> dict[str, Any]:
@@ -340,6 +380,7 @@ def swarm_phase_from_runs(
 
 
 _PHASES: dict[str, tuple[str, Callable[[BenchOptions, _Preset, Tick], dict[str, Any]]]] = {
+    "corpus": ("corpus apps vs unguarded, watchdog, hivemind", _phase_corpus),
     "stress": ("stress tests (report's three)", _phase_stress),
     "widgets": ("widget creation pooled vs unpooled, reuse, cache", _phase_widgets),
     "gc": ("GC profiles vs CPython defaults", _phase_gc),
@@ -351,9 +392,15 @@ _PHASES: dict[str, tuple[str, Callable[[BenchOptions, _Preset, Tick], dict[str, 
 
 def _steps(name: str, o: BenchOptions, p: _Preset) -> int | None:
     from hivemind.agents.gc_optimizer import GC_PROFILES
+    from hivemind.swarm.bench.corpus import sides_for
 
     r = o.repeats
+    plan = _corpus_plan(o)
+    corpus_runs = plan.repeats * sum(
+        len(sides_for(a)) for a in _corpus_apps(o) if a.name not in plan.skip
+    )
     return {
+        "corpus": corpus_runs,
         "stress": r or p.stress_repeats,
         "widgets": 2,
         "gc": (r or p.gc_repeats) * (len(GC_PROFILES) + 1),
@@ -401,6 +448,7 @@ def run_bench(options: BenchOptions, *, console: Console | None = None) -> Bench
             "repeats": options.repeats,
             "seconds": options.seconds,
             "phases": list(options.phases),
+            "corpus": list(options.corpus) if options.corpus is not None else None,
         },
         machine=machine_info(),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -201,10 +201,28 @@ def _print_status(st: SwarmStatus) -> None:
                 t.last_action,
             )
         out.print(targets)
+        _print_reclaim(st)
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
     if st.bus_errors:
         out.print(f"bus errors: {json.dumps(st.bus_errors)}")
+
+
+def _print_reclaim(st: SwarmStatus) -> None:
+    from hivemind.swarm.observe.reclaim_view import reclaim_tables
+
+    for t in st.targets:
+        r = t.reclaim
+        if not r:
+            continue
+        out.print(
+            f"{t.name}: {r.get('caches_found', 0)} caches found (scan {r.get('scan_ms', 0)} ms), "
+            f"~{int(r.get('reclaimable_bytes', 0)) / 2**20:.1f} MB reclaimable, "
+            f"{int(r.get('total_freed', 0)) / 2**20:.1f} MB given back so far",
+            highlight=False,
+        )
+        for table in reclaim_tables(t.name, r):
+            out.print(table)
 
 
 @app.command(
@@ -219,6 +237,30 @@ def run_command(
     name: Annotated[str | None, typer.Option("--name", help="Target name in status")] = None,
     state_dir: StateDirOpt = None,
     namespace: NamespaceOpt = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Do not guard: print the caches found, their sizes and hit rates, and the "
+            "C heap's fragmentation, at exit (slower: traces allocations)",
+        ),
+    ] = False,
+    explain_after: Annotated[
+        float | None,
+        typer.Option("--explain-after", help="With --explain: also print after SECONDS"),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Never clear caches matching this name pattern (repeat)"),
+    ] = None,
+    discover: Annotated[
+        bool | None,
+        typer.Option("--discover/--no-discover", help="Find and clear the app's lru caches"),
+    ] = None,
+    malloc_arena_max: Annotated[
+        int | None,
+        typer.Option("--malloc-arena-max", help="Set glibc's MALLOC_ARENA_MAX in the child"),
+    ] = None,
 ) -> None:
     """Run a Python program guarded by the swarm, with no change to its code."""
     from hivemind.swarm.target.launch import run_guarded
@@ -227,12 +269,21 @@ def run_command(
         load_settings(target_mb=target_mb)  # validates: one-line error, exit 2
     if namespace is not None:
         load_settings(namespace=namespace)
+    if malloc_arena_max is not None and not 1 <= malloc_arena_max <= 1024:
+        raise UsageError("--malloc-arena-max must be between 1 and 1024")
+    if explain_after is not None and not 0 < explain_after <= 86400:
+        raise UsageError("--explain-after must be between 0 and 86400 seconds")
     code = run_guarded(
         list(command or []),
         target_mb=target_mb,
         name=name,
         state_dir=state_dir.resolve() if state_dir else None,
         namespace=namespace,
+        explain=explain,
+        explain_after=explain_after,
+        keep=tuple(keep or ()),
+        discover=discover,
+        malloc_arena_max=malloc_arena_max,
     )
     raise typer.Exit(code)
 
@@ -255,8 +306,9 @@ def bench_command(
     repeats: Annotated[int | None, typer.Option("--repeats", hidden=True)] = None,
     seconds: Annotated[float | None, typer.Option("--seconds", hidden=True)] = None,
     phases: Annotated[str | None, typer.Option("--phases", hidden=True)] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", hidden=True)] = None,
 ) -> None:
-    """Measure the seed report's figures side by side on this machine; write a report."""
+    """Measure hivemind on the corpus of apps and the seed report's figures; write a report."""
     from hivemind.swarm.bench.report import run_bench_command
     from hivemind.swarm.bench.runner import PHASES, BenchOptions
 
@@ -268,6 +320,7 @@ def bench_command(
         repeats=repeats,
         seconds=seconds,
         phases=tuple(p.strip() for p in phases.split(",")) if phases else PHASES,
+        corpus=tuple(c.strip() for c in corpus.split(",")) if corpus else None,
     )
     run_bench_command(options, as_json=as_json)
 

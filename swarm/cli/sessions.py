@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -154,6 +154,8 @@ def _print_snapshot(snap: SessionSnapshot) -> None:
                 _when(e.last_ts),
             )
         out.print(table)
+    for target, report in sorted(snap.reclaim.items()):
+        _print_reclaim(target, report)
     if snap.recent:
         table = Table("time", "kind", "detail", box=None, title="latest events")
         for ev in reversed(snap.recent):
@@ -164,6 +166,14 @@ def _print_snapshot(snap: SessionSnapshot) -> None:
             if not detail:
                 detail = json.dumps(p)[:100]
             table.add_row(_when(ev.ts), ev.kind, str(detail)[:100])
+        out.print(table)
+
+
+def _print_reclaim(target: str, report: dict[str, Any]) -> None:
+    """The caches ``target`` found and what its last reclaims gave back."""
+    from hivemind.swarm.observe.reclaim_view import reclaim_tables
+
+    for table in reclaim_tables(target, report):
         out.print(table)
 
 

@@ -7,6 +7,7 @@ namespace, session and current pressure level.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class TargetStatus(BaseModel):
     level: str
     last_action: str
     alive: bool
+    reclaim: dict[str, Any] = {}  # caches found, last reclaims (swarm/target/planner.py)
 
 
 class RedisStatus(BaseModel):
@@ -134,6 +136,14 @@ def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float) -> list[AgentSt
     return out
 
 
+def _json_dict(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
     out = []
     for key in sorted(client.scan_iter(match=keys.target_pattern, count=500)):
@@ -149,6 +159,7 @@ def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
                 level=t.get("level", "conservative"),
                 last_action=t.get("last_action", ""),
                 alive=time.time() - float(t.get("last_seen", 0)) < 5.0,
+                reclaim=_json_dict(t.get("reclaim", "")),
             )
         )
     return out

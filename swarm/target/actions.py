@@ -18,6 +18,7 @@ from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.agents.pool import trim_all_pools
 from hivemind.agents.render_cache import evict_all_caches
 from hivemind.swarm.messages import Action, ActionKind, ActionResult
+from hivemind.swarm.target.planner import Reclaimer
 from hivemind.swarm.target.reclaim import ReclaimRegistry
 
 __all__ = ["apply_actions"]
@@ -25,7 +26,9 @@ __all__ = ["apply_actions"]
 log = logging.getLogger(__name__)
 
 
-def _run_one(action: Action, registry: ReclaimRegistry, target_mb: float) -> None:
+def _run_one(
+    action: Action, registry: ReclaimRegistry, target_mb: float, reclaimer: Reclaimer | None
+) -> None:
     kind = action.kind
     if kind is ActionKind.GC_PROFILE:
         apply_gc_profile(action.profile.value if action.profile else "balanced")
@@ -38,20 +41,30 @@ def _run_one(action: Action, registry: ReclaimRegistry, target_mb: float) -> Non
     elif kind is ActionKind.MALLOC_TRIM:
         malloc_trim()
     elif kind is ActionKind.RECLAIM:
+        if reclaimer is not None:  # a registered action or a discovered cache, guarded
+            out = reclaimer.run(action.name or "")
+            if not out.ok:
+                raise RuntimeError(out.error)
+            return
         fn = registry.get(action.name or "")
         if fn is None:
             raise LookupError(f"no reclaim action named {action.name!r}")
         fn()
     elif kind is ActionKind.EMERGENCY:
-        for name in registry.names():
-            fn = registry.get(name)
-            if fn is not None:
-                fn()
+        if reclaimer is not None:  # everything not marked keep, best first, guarded
+            reclaimer.reclaim(1 << 62, max_actions=16)
+        else:
+            for spec in registry.specs():
+                if not spec.keep:
+                    spec.fn()
         emergency_optimize(target_mb=target_mb)
 
 
 def apply_actions(
-    actions: tuple[Action, ...], registry: ReclaimRegistry, target_mb: float
+    actions: tuple[Action, ...],
+    registry: ReclaimRegistry,
+    target_mb: float,
+    reclaimer: Reclaimer | None = None,
 ) -> list[ActionResult]:
     """Run ``actions`` in order; return what each freed (RSS before minus after) and took."""
     results = []
@@ -60,7 +73,7 @@ def apply_actions(
         t0 = time.perf_counter()
         error = ""
         try:
-            _run_one(action, registry, target_mb)
+            _run_one(action, registry, target_mb, reclaimer)
         except Exception as exc:  # a user's reclaim action must not take the runtime down
             error = f"{type(exc).__name__}: {exc}"
             log.warning("hivemind: action %s failed: %s", action.kind.value, error)
@@ -72,6 +85,7 @@ def apply_actions(
                 bytes_freed=before - current_rss_bytes(),
                 duration_ms=ms,
                 ok=not error,
+                error=error[:256],
             )
         )
     return results

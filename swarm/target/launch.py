@@ -31,8 +31,19 @@ def guarded_env(
     namespace: str | None = None,
     sample_hz: float | None = None,
     base: dict[str, str] | None = None,
+    explain: bool = False,
+    explain_after: float | None = None,
+    keep: tuple[str, ...] = (),
+    discover: bool | None = None,
+    malloc_arena_max: int | None = None,
 ) -> dict[str, str]:
-    """The environment that makes a Python child guard itself at start."""
+    """The environment that makes a Python child guard itself at start.
+
+    ``explain`` makes it print what would be reclaimable instead (no guard);
+    ``keep`` names caches never to clear (``HIVEMIND_KEEP``); ``discover``
+    switches cache discovery (``HIVEMIND_DISCOVER``); ``malloc_arena_max``
+    sets glibc's ``MALLOC_ARENA_MAX`` for the child.
+    """
     env = dict(os.environ if base is None else base)
     current = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = bootstrap_dir() + (os.pathsep + current if current else "")
@@ -43,9 +54,15 @@ def guarded_env(
         ("HIVEMIND_STATE_DIR", state_dir),
         ("HIVEMIND_NAMESPACE", namespace),
         ("HIVEMIND_SAMPLE_HZ", sample_hz),
+        ("HIVEMIND_EXPLAIN_AFTER", explain_after),
+        ("HIVEMIND_KEEP", ",".join(keep) if keep else None),
+        ("HIVEMIND_DISCOVER", None if discover is None else int(discover)),
+        ("MALLOC_ARENA_MAX", malloc_arena_max),
     ):
         if value is not None:
             env[var] = str(value)
+    if explain:
+        env["HIVEMIND_EXPLAIN"] = "1"
     return env
 
 

@@ -1,57 +1,318 @@
-"""A guarded process's own reclaim actions, registered by name.
+"""Reclaim actions a guarded process offers: the plug-in API, with costs.
 
-This is the extension point for "drop my app's image cache": subclass
-:class:`ReclaimAction` (a class of no-op hooks, like dramatiq's
-``Middleware``) or pass a plain callable, and register it on the runtime.
-The swarm calls it by name under pressure; no code ever travels on the wire.
+Three ways in, all landing in one :class:`ReclaimRegistry`:
+
+* ``hivemind.register_reclaim(name, fn, cost=..., keep=False)`` (or the
+  :func:`reclaim_action` decorator, or a :class:`ReclaimAction` subclass):
+  ``fn()`` frees memory and returns the bytes it freed, or ``None`` to let
+  the runtime measure RSS before and after.
+* ``hivemind.reclaimable(cache_like)``: a dict or ``cachetools`` cache the app
+  owns; the runtime estimates its size by sampling and calls ``clear()``.
+* Entry points in the group ``hivemind.reclaim`` (:func:`load_entry_points`),
+  so an installed library ships its own actions; each entry point names a
+  function or a :class:`ReclaimAction` (class or instance).
+
+``cost`` is the expected cost of rebuilding what the action frees, on the
+scale the planner also uses for discovered caches: 0 = free (idle buffers),
+1 = a cache the app uses now and then (the default), 10 = something every
+request needs. ``keep=True`` lists the action (and its size) but never runs it
+automatically. Every call goes through :func:`call_guarded`: an action that
+raises is reported, one that hangs is abandoned after a timeout and not
+called again until it returns; neither ever raises into the app.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-__all__ = ["ReclaimAction", "ReclaimFn", "ReclaimRegistry"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ReclaimAction",
+    "ReclaimFn",
+    "ReclaimRegistry",
+    "ReclaimSpec",
+    "call_guarded",
+    "default_registry",
+    "load_entry_points",
+    "reclaim_action",
+    "reclaimable",
+    "register_reclaim",
+]
+
+ENTRY_POINT_GROUP = "hivemind.reclaim"
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/-")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ReclaimAction:
     """Extension point: subclass and override :meth:`reclaim` to free your app's memory.
 
-    Register an instance (or a plain callable) with
-    ``runtime.register_reclaim("drop-image-cache", action)``; the swarm
-    calls it by name under pressure. Return the bytes you believe you freed,
-    or ``None`` to let the runtime measure RSS.
+    Class attributes ``cost`` and ``keep`` set the registration's defaults;
+    :meth:`estimate` may return the bytes a call would free (``None``: unknown).
+    Register an instance with ``hivemind.register_reclaim("drop-images", action)``.
     """
 
+    cost: float = 1.0
+    keep: bool = False
+
     def reclaim(self) -> int | None:
+        """Free memory; return the bytes freed, or ``None`` to have RSS measured."""
+        return None
+
+    def estimate(self) -> int | None:
+        """Bytes a call would free, if the action knows; ``None`` otherwise."""
         return None
 
 
 ReclaimFn = Callable[[], int | None]
 
 
+@dataclass(frozen=True, slots=True)
+class ReclaimSpec:
+    """One registered action: what to call, its expected cost, and whether to keep it."""
+
+    name: str
+    fn: ReclaimFn
+    cost: float = 1.0
+    keep: bool = False
+    estimate: Callable[[], int | None] | None = None
+    source: str = "api"  # "api", "reclaimable" or "entry_point"
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name or not set(name) <= _NAME_OK or len(name) > 100:
+        raise ValueError(f"reclaim action name {name!r}: use letters, digits, _ . : @ / -")
+    return name
+
+
 class ReclaimRegistry:
-    """The user's named reclaim actions, safe to change from any thread."""
+    """Named reclaim actions, safe to change from any thread.
 
-    def __init__(self) -> None:
+    A registry made with a ``parent`` also offers the parent's actions (its
+    own win on a name clash): a runtime's registry sees the process-wide one.
+    """
+
+    def __init__(self, parent: ReclaimRegistry | None = None) -> None:
         self._lock = threading.Lock()
-        self._actions: dict[str, ReclaimFn] = {}
+        self._specs: dict[str, ReclaimSpec] = {}
+        self._parent = parent
 
-    def register(self, name: str, action: ReclaimFn | ReclaimAction) -> None:
-        fn = action.reclaim if isinstance(action, ReclaimAction) else action
+    def register(
+        self,
+        name: str,
+        action: ReclaimFn | ReclaimAction,
+        *,
+        cost: float | None = None,
+        keep: bool | None = None,
+        estimate: Callable[[], int | None] | None = None,
+        source: str = "api",
+    ) -> ReclaimSpec:
+        """Add (or replace) ``name``; returns the stored spec. Raises on a bad name or cost."""
+        _check_name(name)
+        if isinstance(action, ReclaimAction):
+            fn: Any = action.reclaim
+            cost = action.cost if cost is None else cost
+            keep = action.keep if keep is None else keep
+            estimate = estimate or action.estimate
+        else:
+            fn = action
         if not callable(fn):
             raise TypeError(f"reclaim action {name!r} is not callable")
+        cost = 1.0 if cost is None else float(cost)
+        if not 0.0 <= cost <= 1e6:
+            raise ValueError(f"reclaim action {name!r}: cost must be >= 0, got {cost}")
+        spec = ReclaimSpec(name, fn, cost, bool(keep), estimate, source)
         with self._lock:
-            self._actions[name] = fn
+            self._specs[name] = spec
+        return spec
 
     def unregister(self, name: str) -> bool:
         with self._lock:
-            return self._actions.pop(name, None) is not None
+            return self._specs.pop(name, None) is not None
+
+    def specs(self) -> list[ReclaimSpec]:
+        """Every action (the parent's too), sorted by name."""
+        merged = {s.name: s for s in self._parent.specs()} if self._parent else {}
+        with self._lock:
+            merged.update(self._specs)
+        return [merged[k] for k in sorted(merged)]
 
     def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.specs())
+
+    def spec(self, name: str) -> ReclaimSpec | None:
         with self._lock:
-            return tuple(sorted(self._actions))
+            found = self._specs.get(name)
+        if found is None and self._parent is not None:
+            return self._parent.spec(name)
+        return found
 
     def get(self, name: str) -> ReclaimFn | None:
-        with self._lock:
-            return self._actions.get(name)
+        spec = self.spec(name)
+        return spec.fn if spec else None
+
+
+_DEFAULT = ReclaimRegistry()
+
+
+def default_registry() -> ReclaimRegistry:
+    """The process-wide registry that ``hivemind.register_reclaim`` fills."""
+    return _DEFAULT
+
+
+def register_reclaim(
+    name: str,
+    fn: ReclaimFn | ReclaimAction,
+    *,
+    cost: float | None = None,
+    keep: bool | None = None,
+    estimate: Callable[[], int | None] | None = None,
+) -> ReclaimSpec:
+    """Offer ``fn`` to the guard as reclaim action ``name`` (see the module docstring)."""
+    return _DEFAULT.register(name, fn, cost=cost, keep=keep, estimate=estimate)
+
+
+def reclaim_action(
+    name: str | None = None, *, cost: float = 1.0, keep: bool = False
+) -> Callable[[F], F]:
+    """Decorator form of :func:`register_reclaim`; the name defaults to the function's."""
+
+    def wrap(fn: F) -> F:
+        raw = name or f"{fn.__module__}.{fn.__qualname__}"
+        safe = "".join(c if c in _NAME_OK else "_" for c in raw)[:100]
+        _DEFAULT.register(safe, fn, cost=cost, keep=keep)
+        return fn
+
+    return wrap
+
+
+C = TypeVar("C")
+
+
+def reclaimable(
+    cache_like: C, name: str | None = None, *, cost: float = 0.5, keep: bool = False
+) -> C:
+    """Let the guard clear ``cache_like`` (anything with ``clear()`` and ``len()``).
+
+    Its size is estimated by sampling entries; returns ``cache_like`` so you
+    can write ``CACHE = hivemind.reclaimable({})``. The registry keeps a
+    reference to it: call ``default_registry().unregister(name)`` to drop it.
+    """
+    clear = getattr(cache_like, "clear", None)
+    if not callable(clear):
+        raise TypeError(f"{type(cache_like).__name__} has no clear(): not reclaimable")
+    label = name or f"mapping:{type(cache_like).__name__}@{id(cache_like):x}"
+
+    def estimate() -> int:
+        from hivemind.swarm.target.discover import estimate_mapping_bytes
+
+        return estimate_mapping_bytes(cache_like)
+
+    def run() -> None:
+        clear()
+
+    _DEFAULT.register(label, run, cost=cost, keep=keep, estimate=estimate, source="reclaimable")
+    return cache_like
+
+
+# --- running an action, guarded -------------------------------------------------
+
+
+@dataclass(slots=True)
+class Guarded:
+    """What :func:`call_guarded` saw: the value returned, or why there is none."""
+
+    value: Any = None
+    error: str = ""
+    ms: float = 0.0
+    timed_out: bool = False
+
+
+_hung: dict[str, float] = {}
+_hung_lock = threading.Lock()
+
+
+def call_guarded(name: str, fn: Callable[[], Any], timeout_s: float) -> Guarded:
+    """Call ``fn`` in a helper thread; give up waiting after ``timeout_s``.
+
+    Never raises. An action still running from an earlier timed-out call is
+    not called again (``error`` says so). A hung thread cannot be killed in
+    Python: it is left to finish on its own, as a daemon.
+    """
+    with _hung_lock:
+        since = _hung.get(name)
+    if since is not None:
+        return Guarded(error=f"still running after a timeout {time.monotonic() - since:.1f}s ago")
+    box = Guarded()
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box.value = fn()
+        except BaseException as exc:  # never let an action's failure escape
+            box.error = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            done.set()
+            with _hung_lock:
+                _hung.pop(name, None)
+
+    t0 = time.perf_counter()
+    worker = threading.Thread(target=target, name=f"hivemind-reclaim-{name}"[:60], daemon=True)
+    worker.start()
+    if not done.wait(timeout_s):
+        with _hung_lock:
+            if not done.is_set():
+                _hung[name] = time.monotonic()
+        box.timed_out = True
+        box.error = f"timed out after {timeout_s:g}s"
+    box.ms = (time.perf_counter() - t0) * 1000
+    return box
+
+
+# --- entry points ---------------------------------------------------------------
+
+
+def load_entry_points(
+    registry: ReclaimRegistry | None = None, group: str = ENTRY_POINT_GROUP
+) -> tuple[list[str], list[str]]:
+    """Register every ``group`` entry point installed; return (loaded names, errors).
+
+    An entry point names a function (registered under the entry point's
+    name, with optional ``cost``/``keep`` attributes) or a
+    :class:`ReclaimAction` subclass or instance. A broken one is reported in
+    the errors, never raised.
+    """
+    from importlib.metadata import entry_points
+
+    reg = registry or _DEFAULT
+    loaded: list[str] = []
+    errors: list[str] = []
+    try:
+        eps = list(entry_points(group=group))
+    except Exception as exc:
+        return loaded, [f"entry points unreadable: {exc!r}"]
+    for ep in eps:
+        name = "".join(c if c in _NAME_OK else "_" for c in f"ep:{ep.name}")[:100]
+        try:
+            obj = ep.load()
+            if isinstance(obj, type) and issubclass(obj, ReclaimAction):
+                obj = obj()
+            if isinstance(obj, ReclaimAction):
+                reg.register(name, obj, source="entry_point")
+            else:
+                reg.register(
+                    name,
+                    obj,
+                    cost=float(getattr(obj, "cost", 1.0)),
+                    keep=bool(getattr(obj, "keep", False)),
+                    source="entry_point",
+                )
+            loaded.append(name)
+        except Exception as exc:
+            errors.append(f"{ep.name}: {type(exc).__name__}: {exc}"[:200])
+    return loaded, errors

@@ -42,7 +42,8 @@ from hivemind.agents.gc_profiles import apply_gc_profile, level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.resp import Connection, RespError, open_connection
-from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry
+from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
+from hivemind.swarm.target.wiring import ReclaimHook
 
 if TYPE_CHECKING:
     from hivemind.swarm.signing import Verifier
@@ -79,7 +80,8 @@ class Runtime:
         self.config = config
         self.name = config.name
         self.target_bytes = int(config.target_mb * MB)
-        self.reclaim = ReclaimRegistry()
+        self.reclaim = ReclaimRegistry(parent=default_registry())
+        self.reclaim_hook = ReclaimHook(self.reclaim, self.target_bytes, self.name)
         self.stats: Counter[str] = Counter()
         self.level = "conservative"
         self.last_action = ""
@@ -122,11 +124,18 @@ class Runtime:
                 self._client.call("DEL", self._keys.target(self.name))
         self._disconnect()
 
-    def register_reclaim(self, name: str, action: Callable[[], int | None] | ReclaimAction) -> None:
-        """Register a named reclaim action the swarm may call under pressure."""
+    def register_reclaim(
+        self,
+        name: str,
+        action: Callable[[], int | None] | ReclaimAction,
+        *,
+        cost: float | None = None,
+        keep: bool | None = None,
+    ) -> None:
+        """Register a named reclaim action (see :mod:`hivemind.swarm.target.reclaim`)."""
         if not name or not set(name) <= _NAME_OK or len(name) > 128:
             raise ValueError(f"reclaim action name {name!r}: use letters, digits, _ . : @ / -")
-        self.reclaim.register(name, action)
+        self.reclaim.register(name, action, cost=cost, keep=keep)
         self._reclaim_names = self.reclaim.names()
 
     # --- the loop ---------------------------------------------------------
@@ -164,6 +173,16 @@ class Runtime:
         self.level = level_with_hysteresis(previous, rss / MB, self.config.target_mb)
         if self.config.local_gc and self.level != previous:
             apply_gc_profile(self.level)
+        # --- reclaim hook (issue 12): finds caches as pressure rises, reclaims over target ---
+        reclaimed = self.reclaim_hook.on_sample(rss)
+        if reclaimed:
+            self.stats["local_reclaims"] += 1
+            self.last_action = "reclaim"
+            self._outbox.append(self._seal(self.reclaim_hook.local_ack(reclaimed, time.time())))
+            rss = current_rss_bytes()
+            if self._client is not None:
+                self._flush()
+        # --- end of the reclaim hook ---
         if self._client is None:
             self._protect_locally(rss)
             return
@@ -180,7 +199,8 @@ class Runtime:
             "seq": self._seq,
             "rss_bytes": rss,
             "target_bytes": self.target_bytes,
-            "reclaim_actions": self._reclaim_names,
+            "reclaim_actions": self._reclaim_names[:32],
+            **self.reclaim_hook.sample_fields(),
         }
         self._client.call("PUBLISH", self._keys.samples, self._seal(json.dumps(sample)))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
@@ -200,6 +220,7 @@ class Runtime:
                 "level", self.level,
                 "last_action", self.last_action,
                 "last_seen", time.time(),
+                "reclaim", self.reclaim_hook.status_json(),
             )  # fmt: skip
             self._client.call("PEXPIRE", key, 5000)
 
@@ -248,7 +269,9 @@ class Runtime:
             self._outbox.append(self._seal(refusal.model_dump_json()))
             self._flush()
             return
-        results = apply_actions(cmd.actions, self.reclaim, self.config.target_mb)
+        results = apply_actions(
+            cmd.actions, self.reclaim, self.config.target_mb, self.reclaim_hook.reclaimer
+        )
         applied = time.time()
         freed = sum(r.bytes_freed for r in results)
         self.last_action = "+".join(r.kind.value for r in results)
@@ -264,6 +287,7 @@ class Runtime:
             received_ts=received,
             sample_ts=cmd.sample_ts,
             results=tuple(results),
+            caches=tuple(self.reclaim_hook.reclaimer.report()["caches"][:16]),
         )
         self._outbox.append(self._seal(ack.model_dump_json()))
         self._flush()

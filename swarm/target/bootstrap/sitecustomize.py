@@ -35,6 +35,15 @@ def _hivemind_boot() -> None:
         sys.path[:] = saved
         if ours is not None:
             sys.modules["sitecustomize"] = ours
+    if os.environ.pop("HIVEMIND_EXPLAIN", "") == "1":  # hivemind run --explain: report only
+        os.environ.pop("HIVEMIND_ATTACH", None)
+        try:
+            from hivemind.swarm.target.explain import install
+
+            install()
+        except Exception as exc:
+            print(f"hivemind: could not explain this process: {exc!r}", file=sys.stderr)
+        return
     if os.environ.pop("HIVEMIND_ATTACH", "") != "1":
         return
     try:

@@ -1,0 +1,88 @@
+"""The corpus of apps we did not write, against every baseline (issue 11).
+
+Run: ``.venv/bin/python -m benchmarks.bench_corpus [--quick]``. Starts its
+own swarm (real local Ray, embedded redis-server) in a temporary state
+folder unless one is running in the project, runs every corpus app
+(:mod:`hivemind.swarm.bench.corpus`) unguarded, under the ten-line watchdog,
+under hivemind's in-process guard with no swarm, and guarded by the swarm
+(plus collector-only vs discovered caches for the memo-cache and
+fragmentation apps), alternating, and writes ``benchmarks/results/corpus.md``
+(and the raw runs to ``corpus.json``). The full mode takes about 12-15
+minutes on a 2-core machine; ``--quick`` (1 repeat of 2 s, no mypy) about
+two and does not overwrite an existing full result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hivemind.swarm.bench.corpus import FULL, QUICK, corpus_phase
+from hivemind.swarm.bench.corpus_table import corpus_markdown
+from hivemind.swarm.bench.measure import machine_info
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "corpus.md"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 repeat of 2 s per side, no mypy")
+    ap.add_argument("--out", type=Path, default=RESULTS, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    load_before = os.getloadavg()
+    started = time.monotonic()
+
+    def tick(what: str) -> None:
+        print(f"  {time.monotonic() - started:6.0f} s  {what}", file=sys.stderr, flush=True)
+
+    record = corpus_phase(plan, tick=tick)
+    load_after = os.getloadavg()
+    m = machine_info()
+    cmd = ".venv/bin/python -m benchmarks.bench_corpus" + (" --quick" if args.quick else "")
+    lines = [
+        "## Corpus: apps we did not write (issue 11)",
+        "",
+        f"Command: `{cmd}` · commit {_commit()} · {time.strftime('%Y-%m-%d %H:%M %Z')} · "
+        f"took {record['took_s']:.0f} s",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, "
+        f"ray {m['versions']['ray']}. Measured while the machine was shared (load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on 2 cores): work figures "
+        "are noisy, read the spread.",
+        "",
+        *corpus_markdown(record, heading="###"),
+        "",
+    ]
+    text = "\n".join(lines)
+    if not args.quick or not args.out.exists():
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

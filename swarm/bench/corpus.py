@@ -1,0 +1,435 @@
+"""The corpus benchmark: every corpus app against every baseline, in the same run.
+
+:data:`CORPUS` fixes each app's target and whether the target can be held
+(its live data fits) *before* anything runs; :data:`FULL` and :data:`QUICK`
+fix durations and repeats. :func:`run_corpus` runs, for every repeat and
+every app, each side in a fresh child interpreter, rotating the order of the
+sides every repeat (so drift on a shared machine spreads over all of them):
+
+* ``unguarded``: no guard at all.
+* ``watchdog``: the ten-line thread of :mod:`hivemind.swarm.bench.watchdog`.
+* ``hivemind-local``: hivemind's in-process guard with no swarm running
+  (``hivemind run`` / ``hivemind.attach`` against an empty state folder).
+* ``hivemind-swarm``: guarded by a running swarm, exactly as ``hivemind run``
+  starts an app.
+* for apps with ``discovery``: ``collector-only`` and ``discovered-caches``,
+  the swarm side with ``HIVEMIND_DISCOVER=0`` and ``=1``.
+
+Each child reports what :func:`hivemind.swarm.bench.corpus_child.measure`
+measures; :func:`summarize` turns the runs into per-side medians and spreads
+and :func:`verdict` judges hivemind's sides against the bar of issue 11.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BASELINES",
+    "CORPUS",
+    "DISCOVERY_SIDES",
+    "FULL",
+    "HIVEMIND_SIDES",
+    "QUICK",
+    "SIDES",
+    "CorpusApp",
+    "Plan",
+    "SideEnv",
+    "corpus_phase",
+    "run_corpus",
+    "run_side",
+    "side_env",
+    "sides_for",
+    "summarize",
+    "verdict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusApp:
+    """One corpus app, its target, and what the bar expects of it."""
+
+    name: str  # the function in corpus_apps
+    label: str
+    target_mb: float
+    feasible: bool
+    what: str
+    discovery: bool = False  # also run collector-only vs discovered caches
+    whole_run: bool = False  # runs to completion (seconds ignored); work = 1 / wall time
+
+
+CORPUS: tuple[CorpusApp, ...] = (
+    CorpusApp(
+        "tui", "TUI widget trees", 60, True,
+        "widget trees with parent/child links, thresholds (50000, 20, 20); ~80 MB unguarded",
+    ),
+    CorpusApp(
+        "batch", "batch, gc.disable()", 300, True,
+        "gc.disable(), reference cycles left behind at ~250 MB/s; unguarded ~0.8-1.2 GB "
+        "(the job collects itself above 1.2 GB)",
+    ),
+    CorpusApp(
+        "fragment", "C-heap fragmentation", 80, True,
+        "4 worker threads, mid-size strings freed around scattered survivors; ~115 MB unguarded",
+        discovery=True,
+    ),
+    CorpusApp(
+        "memo", "memo cache", 45, True,
+        "module-level lru_cache(maxsize=None) growing ~12 MB/s; ~72 MB unguarded in 5 s; "
+        "only clearing the cache can hold it",
+        discovery=True,
+    ),
+    CorpusApp(
+        "growth", "live data growth", 60, False,
+        "live rows growing ~20 MB/s past the target; nothing to reclaim",
+    ),
+    CorpusApp(
+        "bursty", "bursty working sets", 55, True,
+        "4 bursts a second of a 120k-node cyclic graph, default thresholds; ~62 MB unguarded",
+    ),
+    CorpusApp(
+        "cpu", "CPU-bound loop", 40, True,
+        "arithmetic, no garbage, ~18 MB flat: the target is above it, so any cost is overhead",
+    ),
+    CorpusApp(
+        "mypy_tool", "mypy (real tool)", 120, False,
+        "mypy --strict over swarm/redis, swarm/keys.py, swarm/errors.py; ~200 MB peak, its live "
+        "data mostly; one whole check per run",
+        whole_run=True,
+    ),
+)  # fmt: skip
+
+BASELINES: tuple[str, ...] = ("unguarded", "watchdog")
+HIVEMIND_SIDES: tuple[str, ...] = ("hivemind-local", "hivemind-swarm")
+SIDES: tuple[str, ...] = (*BASELINES, *HIVEMIND_SIDES)
+DISCOVERY_SIDES: tuple[str, ...] = ("collector-only", "discovered-caches")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Durations and repeats, fixed before the runs."""
+
+    seconds: float
+    repeats: int
+    whole_run_cap_s: float  # a whole-run app (mypy) is stopped after this and counted as such
+    skip: tuple[str, ...] = ()
+
+
+FULL = Plan(seconds=4.0, repeats=3, whole_run_cap_s=40.0)
+QUICK = Plan(seconds=2.0, repeats=1, whole_run_cap_s=40.0, skip=("mypy_tool",))
+
+
+def sides_for(app: CorpusApp) -> tuple[str, ...]:
+    """The sides ``app`` runs: :data:`SIDES`, plus :data:`DISCOVERY_SIDES` if it asks."""
+    return SIDES + (DISCOVERY_SIDES if app.discovery else ())
+
+
+@dataclass(frozen=True, slots=True)
+class SideEnv:
+    """Where the hivemind sides find (or do not find) a swarm."""
+
+    swarm_state_dir: Path | None  # None: no swarm, the swarm sides are not run
+    empty_state_dir: Path
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+
+
+def _side_env(side: str, app: CorpusApp, where: SideEnv) -> tuple[dict[str, str], str]:
+    from hivemind.swarm.target.launch import guarded_env
+
+    base = _clean_env()
+    if side == "unguarded":
+        return base, "none"
+    if side == "watchdog":
+        return base, "watchdog"
+    name = f"corpus-{app.name}-{uuid.uuid4().hex[:6]}"
+    if side == "hivemind-local":
+        state = where.empty_state_dir
+    else:
+        if where.swarm_state_dir is None:
+            raise RuntimeError("no swarm for the swarm sides")
+        state = where.swarm_state_dir
+    env = guarded_env(target_mb=app.target_mb, name=name, state_dir=state, base=base)
+    if side == "collector-only":
+        env["HIVEMIND_DISCOVER"] = "0"
+    elif side == "discovered-caches":
+        env["HIVEMIND_DISCOVER"] = "1"
+    return env, "none"
+
+
+def run_side(
+    app: CorpusApp, side: str, seconds: float, where: SideEnv, cap_s: float
+) -> dict[str, Any]:
+    """One child run of ``app`` on ``side``; its measurements plus ``side`` and ``timed_out``.
+
+    A crash comes back as ``error``, never raised. A whole-run app still
+    running at ``cap_s`` is killed and recorded as timed out (units 0).
+    """
+    env, mode = _side_env(side, app, where)
+    cmd = [
+        sys.executable, "-m", "hivemind.swarm.bench.corpus_child",
+        app.name, f"{seconds}", f"{app.target_mb}", mode,
+    ]  # fmt: skip
+    timeout = cap_s if app.whole_run else seconds * 4 + 30
+    t = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "side": side, "timed_out": True, "units": 0, "duration_s": time.monotonic() - t,
+            "error": None if app.whole_run else f"did not finish within {timeout:g} s",
+        }  # fmt: skip
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"side": side, "error": f"child died (exit {proc.returncode}): {tail}"[:300]}
+    data: dict[str, Any] = json.loads(lines[-1])
+    data["side"] = side
+    data["timed_out"] = False
+    return data
+
+
+@contextmanager
+def side_env(swarm: bool, state_dir: Path | None = None) -> Iterator[SideEnv]:
+    """An empty state folder for ``hivemind-local`` and, if ``swarm``, a running swarm
+    (the one on ``state_dir``/the project's, or a temporary one stopped on exit)."""
+    with tempfile.TemporaryDirectory(prefix="hm-corpus-") as empty:
+        folder = Path(empty) / ".hivemind"
+        folder.mkdir()
+        if not swarm:
+            yield SideEnv(None, folder)
+            return
+        from hivemind.swarm.bench.effect import swarm_for
+
+        with swarm_for(state_dir) as handle:
+            yield SideEnv(handle.state_dir, folder)
+
+
+def run_corpus(
+    plan: Plan,
+    where: SideEnv,
+    *,
+    apps: tuple[CorpusApp, ...] = CORPUS,
+    sides: tuple[str, ...] | None = None,
+    tick: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every app x side x repeat, sides rotated every repeat; the raw runs, each with ``app``.
+
+    ``sides`` restricts the sides (default: all of :func:`sides_for`); without a
+    swarm in ``where`` only the first three run.
+    """
+    runs: list[dict[str, Any]] = []
+    chosen = [a for a in apps if a.name not in plan.skip]
+    for r in range(plan.repeats):
+        for app in chosen:
+            sides_ = [
+                s
+                for s in sides_for(app)
+                if (where.swarm_state_dir is not None or s in SIDES[:3])
+                and (sides is None or s in sides)
+            ]
+            k = r % len(sides_)
+            for side in sides_[k:] + sides_[:k]:
+                run = run_side(app, side, plan.seconds, where, plan.whole_run_cap_s)
+                run["app"] = app.name
+                runs.append(run)
+                if tick is not None:
+                    tick(f"{app.name}/{side}")
+    return runs
+
+
+# -- summaries and the bar ------------------------------------------------------------
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"median": 0.0, "min": 0.0, "max": 0.0, "n": 0}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def _rate(run: dict[str, Any]) -> float:
+    d = float(run.get("duration_s") or 0.0)
+    return float(run.get("units") or 0) / d if d > 0 else 0.0
+
+
+def summarize(app: CorpusApp, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per side of ``app``: medians and spreads, work relative to unguarded, errors."""
+    mine = [r for r in runs if r.get("app") == app.name]
+    sides: dict[str, Any] = {}
+    for side in sides_for(app):
+        rs = [r for r in mine if r["side"] == side]
+        if not rs:
+            continue
+        ok = [r for r in rs if not r.get("error")]
+        finished = [r for r in ok if not r.get("timed_out")]
+        flagged = [r.get("flagged_after_s") for r in finished]
+        sides[side] = {
+            "repeats": len(rs),
+            "errors": [r["error"] for r in rs if r.get("error")],
+            "timed_out": sum(1 for r in ok if r.get("timed_out")),
+            "peak_rss_mb": _spread([r["peak_rss_mb"] for r in finished]),
+            "time_over_target_s": _spread([r["time_over_target_s"] for r in finished]),
+            "units_per_s": _spread([_rate(r) for r in ok]),
+            "duration_s": _spread([float(r["duration_s"]) for r in ok]),
+            "gc_pause_p99_ms": _spread([r["gc_pause_p99_ms"] for r in finished]),
+            "gc_pause_ms_total": _spread([r["gc_pause_ms_total"] for r in finished]),
+            "guard_cpu_pct": _spread([r["guard_cpu_pct"] for r in finished]),
+            "reaction_ms": _spread([x for r in finished for x in r.get("reaction_ms", [])]),
+            "reaction_p99_ms": _p99([x for r in finished for x in r.get("reaction_ms", [])]),
+            "unanswered": sum(int(r.get("unanswered", 0)) for r in finished),
+            "flagged_after_s": _spread([float(f) for f in flagged if f is not None]),
+            "flagged_runs": sum(1 for f in flagged if f is not None),
+        }
+    base = sides.get("unguarded", {}).get("units_per_s", {}).get("median", 0.0)
+    for s in sides.values():
+        u = s["units_per_s"]
+        s["work_rel"] = {k: (u[k] / base if base else 0.0) for k in ("median", "min", "max")}
+    return {
+        "app": app.name,
+        "label": app.label,
+        "target_mb": app.target_mb,
+        "feasible": app.feasible,
+        "what": app.what,
+        "sides": sides,
+        "verdicts": {s: verdict(app, sides, s) for s in sides if s not in BASELINES},
+    }
+
+
+def _p99(values: list[float]) -> float:
+    from hivemind.swarm.bench.corpus_child import percentile
+
+    return percentile(values, 0.99)
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["min"] <= b["max"] and b["min"] <= a["max"]
+
+
+def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
+    """``meets the bar``, or ``fails: <why>``, for one of hivemind's sides.
+
+    Feasible: median peak <= target, and work >= 95 % of the best baseline
+    that also holds the target, and not below the watchdog (a difference
+    whose repeats overlap is "within noise" and does not fail). Infeasible:
+    flagged within 5 s in every run, and work >= 97 % of unguarded (or
+    within noise of it).
+    """
+    s = sides.get(side)
+    if s is None or s["errors"] or not s["units_per_s"]["n"]:
+        return "fails: " + (s["errors"][0] if s and s["errors"] else "no runs")
+    work = s["units_per_s"]
+    why: list[str] = []
+    if app.feasible:
+        if s["peak_rss_mb"]["median"] > app.target_mb:
+            why.append(f"peak {s['peak_rss_mb']['median']:.0f} > {app.target_mb:g} MB")
+        holding = [
+            sides[b]
+            for b in BASELINES
+            if b in sides
+            and sides[b]["peak_rss_mb"]["n"]
+            and sides[b]["peak_rss_mb"]["median"] <= app.target_mb
+        ]
+        if holding:
+            best = max(holding, key=lambda b: b["units_per_s"]["median"])
+            bar = 0.95 * best["units_per_s"]["median"]
+            if work["median"] < bar and not _overlap(work, best["units_per_s"]):
+                why.append(f"work {work['median'] / best['units_per_s']['median']:.0%} of the best "
+                           "baseline holding the target (< 95 %)")  # fmt: skip
+        wd = sides.get("watchdog")
+        if (
+            wd
+            and work["median"] < wd["units_per_s"]["median"]
+            and not _overlap(work, wd["units_per_s"])
+        ):
+            why.append("below the watchdog")
+    else:
+        if s["flagged_runs"] < s["repeats"] or s["flagged_after_s"]["max"] > 5.0:
+            why.append(
+                f"flagged infeasible in {s['flagged_runs']}/{s['repeats']} runs"
+                + (f" (up to {s['flagged_after_s']['max']:.1f} s)" if s["flagged_runs"] else "")
+            )
+        u = sides.get("unguarded")
+        if (
+            u
+            and work["median"] < 0.97 * u["units_per_s"]["median"]
+            and not _overlap(work, u["units_per_s"])
+        ):
+            why.append(f"work {s['work_rel']['median']:.0%} of unguarded (< 97 %)")
+    return "meets the bar" if not why else "fails: " + "; ".join(why)
+
+
+def corpus_phase(
+    plan: Plan,
+    *,
+    apps: tuple[CorpusApp, ...] = CORPUS,
+    swarm: bool = True,
+    state_dir: Path | None = None,
+    tick: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the corpus under ``plan`` and return the JSON-ready record ``hivemind bench``
+    and ``benchmarks/bench_corpus.py`` report: the plan, the apps, where the swarm
+    was, per-app summaries with verdicts, and the raw runs (without timelines).
+
+    When a swarm cannot be started the swarm sides are left out and
+    ``swarm`` says why; everything else still runs.
+    """
+    started = time.monotonic()
+    swarm_note = "not requested"
+    try:
+        ctx = side_env(swarm, state_dir)
+        where = ctx.__enter__()
+        swarm_note = "a running swarm" if swarm else swarm_note
+    except Exception as exc:
+        ctx = side_env(False)
+        where = ctx.__enter__()
+        swarm_note = f"not available ({type(exc).__name__}: {exc})".splitlines()[0][:200]
+    try:
+        runs = run_corpus(plan, where, apps=apps, tick=tick)
+    finally:
+        ctx.__exit__(None, None, None)
+    chosen = tuple(a for a in apps if a.name not in plan.skip)
+    return {
+        "plan": {
+            "seconds": plan.seconds,
+            "repeats": plan.repeats,
+            "whole_run_cap_s": plan.whole_run_cap_s,
+            "skipped": [a.name for a in apps if a.name in plan.skip],
+        },
+        "swarm": swarm_note,
+        "apps": [_app_record(a) for a in chosen],
+        "summaries": [summarize(a, runs) for a in chosen],
+        "runs": [{k: v for k, v in r.items() if k != "timeline"} for r in runs],
+        "took_s": round(time.monotonic() - started, 1),
+    }
+
+
+def _app_record(a: CorpusApp) -> dict[str, Any]:
+    return {
+        "name": a.name,
+        "label": a.label,
+        "target_mb": a.target_mb,
+        "feasible": a.feasible,
+        "what": a.what,
+        "sides": list(sides_for(a)),
+    }

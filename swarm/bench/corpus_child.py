@@ -1,0 +1,246 @@
+"""One corpus run, inside the child interpreter that runs the app.
+
+``python -m hivemind.swarm.bench.corpus_child NAME SECONDS TARGET_MB MODE``
+runs corpus workload ``NAME`` (see :mod:`hivemind.swarm.bench.corpus_apps`)
+and prints one JSON line (:func:`measure` documents its keys). ``MODE`` is
+``none`` or ``watchdog`` (start :func:`~hivemind.swarm.bench.watchdog.start_watchdog`
+first); hivemind's own guard, when wanted, is already attached at
+interpreter start by the environment ``hivemind run`` sets.
+
+What is measured, here in the app's process:
+
+* RSS every 50 ms (``/proc/self/statm``): timeline, seconds over target;
+  the peak is ``VmHWM`` (the kernel's high-water mark, reset at the start
+  of the run), so a spike between two samples still counts.
+* Every collection's pause (``gc.callbacks``): count, total, p99.
+* The CPU time of the guard's own threads (``/proc/self/task/TID/stat``
+  of threads named ``hivemind*`` or ``watchdog``) over the run.
+* Reaction latency: for each upward crossing of the target, from the app's
+  last allocation before the sample that saw it (the workload records when
+  it allocates) to the start of the next full collection, whoever ran it.
+* When the guard flagged the run infeasible (a runtime attribute
+  ``infeasible`` that turns truthy), in seconds after RSS first went over.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import gc
+import json
+import os
+import sys
+import threading
+import time
+from array import array
+from typing import Any
+
+__all__ = ["guard_cpu_s", "measure", "percentile"]
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0-1) of ``values`` by nearest rank; 0.0 if empty."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE_MB
+
+
+def _hwm_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_hwm() -> None:
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _is_guard(name: str) -> bool:
+    from hivemind.swarm.bench.watchdog import WATCHDOG_THREAD
+
+    if name == WATCHDOG_THREAD:
+        return True
+    return name.startswith("hivemind") and name != "hivemind-bench-sampler"
+
+
+def guard_cpu_s() -> float:
+    """CPU seconds used so far by the guard's threads in this process."""
+    total = 0
+    for t in threading.enumerate():
+        if t.native_id is None or not _is_guard(t.name):
+            continue
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / _TICK
+
+
+def _flagged() -> bool:
+    try:
+        from hivemind.swarm.target.runtime import current_runtime
+    except ImportError:
+        return False
+    rt = current_runtime()
+    if rt is None:
+        return False
+    flag = getattr(rt, "infeasible", None)
+    if callable(flag):
+        flag = flag()
+    return bool(flag)
+
+
+class _Probe:
+    """The sampler thread and the GC callback."""
+
+    def __init__(self, target_mb: float) -> None:
+        self.target_mb = target_mb
+        self.t0 = time.monotonic()
+        self.timeline: list[tuple[float, float]] = []
+        self.over_s = 0.0
+        self.first_over: float | None = None
+        self.flagged_at: float | None = None
+        self.pauses_ms = array("d")
+        self.full_starts = array("d")
+        self._gc_start = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hivemind-bench-sampler")
+        self._thread.daemon = True
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_start = now
+            if info.get("generation") == 2:
+                self.full_starts.append(time.monotonic())
+        else:
+            self.pauses_ms.append((now - self._gc_start) * 1000)
+
+    def __enter__(self) -> _Probe:
+        gc.callbacks.append(self._on_gc)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            rss = _rss_mb()
+            if self.timeline and rss > self.target_mb:
+                self.over_s += now - self.t0 - self.timeline[-1][0]
+            if rss > self.target_mb and self.first_over is None:
+                self.first_over = now
+            if self.flagged_at is None and _flagged():
+                self.flagged_at = now
+            self.timeline.append((round(now - self.t0, 3), round(rss, 2)))
+
+
+def _reactions(probe: _Probe, allocs: array[float]) -> tuple[list[float], int]:
+    """Upward crossings of the target: (latencies ms to the next full collection, unanswered)."""
+    latencies: list[float] = []
+    unanswered = 0
+    prev = 0.0
+    for t, rss in probe.timeline:
+        if rss > probe.target_mb >= prev:
+            seen = probe.t0 + t
+            i = bisect.bisect_right(allocs, seen) - 1
+            if i >= 0:
+                cause = allocs[i]
+                j = bisect.bisect_left(probe.full_starts, cause)
+                if j < len(probe.full_starts):
+                    latencies.append((probe.full_starts[j] - cause) * 1000)
+                else:
+                    unanswered += 1
+        prev = rss
+    return latencies, unanswered
+
+
+def measure(name: str, seconds: float, target_mb: float, mode: str) -> dict[str, Any]:
+    """Run corpus workload ``name`` once and return what was measured.
+
+    Keys: ``units``, ``duration_s``, ``start_rss_mb``, ``peak_rss_mb``,
+    ``time_over_target_s``, ``gc_collections``, ``gc_pause_ms_total``,
+    ``gc_pause_p99_ms``, ``guard_cpu_s``, ``guard_cpu_pct`` (of one core),
+    ``reaction_ms`` (list), ``unanswered``, ``flagged_after_s`` (or None),
+    ``timeline``, ``error`` (or None).
+    """
+    from hivemind.swarm.bench import corpus_apps
+
+    fn = getattr(corpus_apps, name, None)
+    if fn is None or name.startswith("_"):
+        return {"error": f"no corpus workload {name!r}"}
+    if mode == "watchdog":
+        from hivemind.swarm.bench.watchdog import start_watchdog
+
+        start_watchdog(target_mb)
+    elif mode != "none":
+        return {"error": f"unknown mode {mode!r}"}
+    gc.collect()
+    start_rss = _rss_mb()
+    cpu0 = guard_cpu_s()
+    _reset_hwm()
+    error: str | None = None
+    units: object = 0
+    with _Probe(target_mb) as probe:
+        t = time.monotonic()
+        try:
+            units = fn(seconds, lambda n: None)
+        except Exception as exc:
+            error = f"{name} raised {type(exc).__name__}: {exc}".splitlines()[0][:300]
+        duration = time.monotonic() - t
+    peak = max(_hwm_mb(), max((m for _, m in probe.timeline), default=0.0))
+    cpu = guard_cpu_s() - cpu0
+    latencies, unanswered = _reactions(probe, corpus_apps.ALLOC_TIMES)
+    flagged = None
+    if probe.flagged_at is not None:
+        flagged = probe.flagged_at - (probe.first_over or probe.flagged_at)
+    return {
+        "units": units if isinstance(units, int) else 0,
+        "duration_s": duration,
+        "start_rss_mb": start_rss,
+        "peak_rss_mb": peak,
+        "time_over_target_s": probe.over_s,
+        "gc_collections": len(probe.pauses_ms),
+        "gc_pause_ms_total": sum(probe.pauses_ms),
+        "gc_pause_p99_ms": percentile(list(probe.pauses_ms), 0.99),
+        "guard_cpu_s": cpu,
+        "guard_cpu_pct": 100.0 * cpu / duration if duration > 0 else 0.0,
+        "reaction_ms": latencies,
+        "unanswered": unanswered,
+        "flagged_after_s": flagged,
+        "timeline": probe.timeline,
+        "error": error,
+    }
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 4:
+        print("usage: python -m hivemind.swarm.bench.corpus_child NAME SECONDS TARGET_MB MODE")
+        return 2
+    out = measure(argv[0], float(argv[1]), float(argv[2]), argv[3])
+    with contextlib.suppress(BrokenPipeError):
+        print(json.dumps(out), flush=True)
+    return 0 if out.get("error") is None else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

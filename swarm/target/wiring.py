@@ -1,0 +1,91 @@
+"""The reclaim hook the runtime calls: discovery on pressure, reclaims over the target.
+
+One object, :class:`ReclaimHook`, is all ``runtime.py`` knows of reclaiming:
+it calls :meth:`ReclaimHook.on_sample` with each RSS reading (an O(1) check
+unless pressure just rose or modules loaded) and publishes what it returns
+as an ack of its own (:meth:`ReclaimHook.local_ack`). The swarm's controller
+may instead drive :class:`~hivemind.swarm.target.planner.Reclaimer` directly
+through :meth:`ReclaimHook.actions` (name, expected bytes, expected cost) and
+:meth:`Reclaimer.run`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from hivemind.swarm.target.planner import Outcome, Reclaimer, trim_outcome
+from hivemind.swarm.target.reclaim import ReclaimRegistry
+
+__all__ = ["ReclaimHook"]
+
+PRESSURE_AT = 0.7  # of the target: discovery runs when RSS first crosses this
+RECLAIM_AT = 1.0  # of the target: reclaims run above this ...
+RECLAIM_TO = 0.9  # ... until RSS is back under this share of it
+COOLDOWN_S = 1.0
+
+
+class ReclaimHook:
+    """Discovery and local reclaims for one guarded process; never raises."""
+
+    def __init__(self, registry: ReclaimRegistry, target_bytes: int, name: str) -> None:
+        self.reclaimer = Reclaimer(registry)
+        self.target_bytes = target_bytes
+        self.name = name
+        self.errors = 0
+        self._last = 0.0
+        self._seq = 0
+
+    def on_sample(self, rss: int, now: float | None = None) -> list[Outcome]:
+        """Look for caches when pressure rises; above the target, reclaim (cooldown 1 s)."""
+        now = time.monotonic() if now is None else now
+        try:
+            self.reclaimer.observe(rss >= PRESSURE_AT * self.target_bytes, now)
+            if rss <= RECLAIM_AT * self.target_bytes or now - self._last < COOLDOWN_S:
+                return []
+            self._last = now
+            need = rss - int(RECLAIM_TO * self.target_bytes)
+            done = self.reclaimer.reclaim(need)
+            if done:
+                done.append(trim_outcome())
+            return done
+        except Exception:  # never into the app
+            self.errors += 1
+            return []
+
+    def actions(self) -> list[tuple[str, int, float]]:
+        """What a controller may choose from: (name, expected bytes, expected cost), best first."""
+        return [(c.name, c.expected_bytes, c.cost) for c in self.reclaimer.eligible()]
+
+    def sample_fields(self) -> dict[str, int]:
+        """Two numbers every sample carries (read from the last scan; no work here)."""
+        found, reclaimable = self.reclaimer.summary
+        return {"caches_found": found, "reclaimable_bytes": reclaimable}
+
+    def status_json(self) -> str:
+        """The ``reclaim`` field of the target's status hash (``swarm status`` reads it)."""
+        return json.dumps(self.reclaimer.report(), separators=(",", ":"))
+
+    def local_ack(self, outcomes: list[Outcome], sample_ts: float) -> str:
+        """An ack (plain JSON, no pydantic) reporting reclaims the target chose itself."""
+        self._seq += 1
+        report = self.reclaimer.report()
+        now = time.time()
+        ack: dict[str, Any] = {
+            "v": 1,
+            "ts": now,
+            "kind": "ack",
+            "command_id": f"local-{self._seq}",
+            "decision_id": "",
+            "target": self.name,
+            "ok": all(o.ok for o in outcomes if o.name != "malloc_trim"),
+            "bytes_freed": sum(o.bytes_freed for o in outcomes),
+            "duration_ms": round(sum(max(0.0, o.duration_ms) for o in outcomes), 3),
+            "applied_ts": now,
+            "received_ts": sample_ts,
+            "sample_ts": sample_ts,
+            "results": [o.as_result() for o in outcomes][:32],
+            "caches": report["caches"][:16],
+        }
+        return json.dumps(ack, separators=(",", ":"))

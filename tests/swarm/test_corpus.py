@@ -1,0 +1,251 @@
+"""The corpus (issue 11): the apps, the watchdog baseline, the harness and its verdicts.
+
+End to end: every corpus app (mypy aside: see the module doc of
+``benchmarks/bench_corpus.py``) runs guarded by one real swarm shared by the
+module, next to an unguarded run of the same app, with generous bounds:
+peak at or under the target plus slack, work not collapsed. No timing claim.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hivemind.swarm.bench import watchdog
+from hivemind.swarm.bench.corpus import (
+    CORPUS,
+    DISCOVERY_SIDES,
+    SIDES,
+    CorpusApp,
+    Plan,
+    SideEnv,
+    run_corpus,
+    run_side,
+    sides_for,
+    summarize,
+    verdict,
+)
+from hivemind.swarm.bench.corpus_child import percentile
+from hivemind.swarm.bench.corpus_table import WATCHDOG_SOURCE, corpus_markdown, markdown_table
+from hivemind.swarm.bench.runner import BenchOptions
+from hivemind.swarm.errors import UsageError
+
+APPS = {a.name: a for a in CORPUS}
+SECONDS = 2.0
+
+
+# -- pure: the bar, the summaries, the table ---------------------------------------------
+
+
+def _spread(med: float, lo: float | None = None, hi: float | None = None) -> dict[str, float]:
+    return {"median": med, "min": lo if lo is not None else med, "max": hi or med, "n": 3}
+
+
+def _side(peak: float, rate: float, lo: float | None = None, hi: float | None = None,
+          flagged: int = 0, flag_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    return {
+        "repeats": 3,
+        "errors": [],
+        "peak_rss_mb": _spread(peak),
+        "units_per_s": _spread(rate, lo, hi),
+        "work_rel": {"median": rate / 100, "min": rate / 100, "max": rate / 100},
+        "flagged_runs": flagged,
+        "flagged_after_s": _spread(flag_s) if flagged else {"n": 0, "max": 0.0},
+    }
+
+
+FEASIBLE = CorpusApp("x", "x", 100, True, "")
+INFEASIBLE = CorpusApp("y", "y", 100, False, "")
+
+
+@pytest.mark.parametrize(
+    ("sides", "expected"),
+    [
+        # holds, as fast as the watchdog (which also holds)
+        ({"unguarded": _side(150, 100), "watchdog": _side(90, 90), "h": _side(95, 92)}, "meets"),
+        # over the target
+        ({"unguarded": _side(150, 100), "watchdog": _side(90, 90), "h": _side(105, 99)}, "peak"),
+        # holds but slower than the watchdog, beyond the noise
+        (
+            {
+                "unguarded": _side(150, 100),
+                "watchdog": _side(90, 90, 88, 92),
+                "h": _side(95, 60, 58, 62),
+            },
+            "95 %",
+        ),
+        # slower than the watchdog but the repeats overlap: within noise
+        (
+            {
+                "unguarded": _side(150, 100),
+                "watchdog": _side(90, 90, 80, 95),
+                "h": _side(95, 84, 82, 91),
+            },
+            "meets",
+        ),
+        # unguarded holds too (nothing to do): must keep 95 % of it
+        (
+            {
+                "unguarded": _side(60, 100, 99, 101),
+                "watchdog": _side(60, 99),
+                "h": _side(60, 90, 89, 91),
+            },
+            "95 %",
+        ),
+    ],
+)
+def test_verdict_on_a_feasible_app(sides: dict[str, Any], expected: str) -> None:
+    v = verdict(FEASIBLE, sides, "h")
+    assert (v == "meets the bar") if expected == "meets" else (expected in v and "fails" in v)
+
+
+def test_verdict_on_an_infeasible_app() -> None:
+    u = _side(300, 100, 99, 101)
+    assert verdict(INFEASIBLE, {"unguarded": u, "h": _side(300, 99, 98, 100, 3, 2.0)}, "h") == (
+        "meets the bar"
+    )
+    not_flagged = verdict(INFEASIBLE, {"unguarded": u, "h": _side(300, 99, 98, 100)}, "h")
+    assert "flagged infeasible in 0/3" in not_flagged
+    late = verdict(INFEASIBLE, {"unguarded": u, "h": _side(300, 99, 98, 100, 3, 7.5)}, "h")
+    assert "up to 7.5 s" in late
+    slow = verdict(INFEASIBLE, {"unguarded": u, "h": _side(300, 50, 45, 55, 3, 1.0)}, "h")
+    assert "of unguarded (< 97 %)" in slow
+
+
+def test_summaries_and_table_from_raw_runs() -> None:
+    app = APPS["memo"]
+
+    def run(side: str, units: int, peak: float) -> dict[str, Any]:
+        return {
+            "app": "memo", "side": side, "units": units, "duration_s": 2.0, "peak_rss_mb": peak,
+            "time_over_target_s": 0.5, "gc_pause_p99_ms": 1.0, "gc_pause_ms_total": 3.0,
+            "guard_cpu_pct": 0.5, "reaction_ms": [12.0], "unanswered": 0,
+            "flagged_after_s": None, "error": None, "timed_out": False,
+        }  # fmt: skip
+
+    runs = [run(s, 1000 + i, 40.0) for s in sides_for(app) for i in range(3)]
+    sm = summarize(app, runs)
+    assert set(sm["sides"]) == set(SIDES + DISCOVERY_SIDES)
+    assert sm["sides"]["watchdog"]["work_rel"]["median"] == pytest.approx(1.0)
+    assert set(sm["verdicts"]) == set(sides_for(app)) - {"unguarded", "watchdog"}
+    lines = markdown_table([sm])
+    assert lines[0].startswith("| app (target) | side | peak RSS MB")
+    assert len(lines) == 2 + len(sides_for(app))
+    record = {
+        "plan": {"seconds": 2.0, "repeats": 3, "whole_run_cap_s": 45.0, "skipped": []},
+        "swarm": "a running swarm",
+        "apps": [
+            {
+                "name": "memo",
+                "label": app.label,
+                "target_mb": 45,
+                "feasible": True,
+                "what": app.what,
+            }
+        ],
+        "summaries": [sm],
+    }
+    md = "\n".join(corpus_markdown(record))
+    assert "start_watchdog" in md and "HIVEMIND_DISCOVER" in md
+
+
+def test_the_corpus_fixes_its_choices_before_any_run() -> None:
+    assert {"tui", "batch", "fragment", "memo", "growth", "bursty", "cpu", "mypy_tool"} <= set(APPS)
+    assert not APPS["growth"].feasible and not APPS["mypy_tool"].feasible
+    assert APPS["memo"].discovery and APPS["fragment"].discovery
+    assert APPS["tui"].target_mb == 60 and APPS["batch"].target_mb == 300
+    assert percentile([1.0, 2.0, 3.0], 0.99) == 3.0 and percentile([], 0.5) == 0.0
+
+
+def test_bench_options_validate_corpus_names() -> None:
+    o = BenchOptions(corpus=("tui", "cpu"))
+    assert "--corpus tui,cpu" in o.command()
+    with pytest.raises(UsageError, match="--corpus"):
+        BenchOptions(corpus=("nope",))
+
+
+def test_the_documented_watchdog_is_the_one_that_runs() -> None:
+    source = inspect.getsource(watchdog.start_watchdog)
+    for line in ("if rss_mb > 0.8 * target_mb:", "gc.collect()", "time.sleep(every_s)"):
+        assert line in source and line in WATCHDOG_SOURCE
+    body = [ln for ln in WATCHDOG_SOURCE.splitlines() if ln.strip()]
+    assert len(body) <= 12
+
+
+# -- real runs -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def where(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SideEnv]:
+    """One real swarm for the module, and an empty state folder for the local guard."""
+    from hivemind.swarm.lifecycle.supervisor import Swarm
+    from hivemind.swarm.settings import load_settings
+
+    state = tmp_path_factory.mktemp("corpus") / ".hivemind"
+    empty = tmp_path_factory.mktemp("corpus-empty") / ".hivemind"
+    empty.mkdir()
+    ns = f"corpus{uuid.uuid4().hex[:6]}"
+    s = Swarm(load_settings(state_dir=state, namespace=ns, heartbeat_s=0.2))
+    s.start()
+    try:
+        yield SideEnv(state, empty)
+    finally:
+        s.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_watchdog_holds_a_batch_job_that_unguarded_does_not(tmp_path: Path) -> None:
+    # A target well under what the batch job reaches in 3 s even on a loaded machine
+    # (its garbage comes at up to 250 MB/s, less when it gets little CPU).
+    app = CorpusApp("batch", "batch", 80, True, "")
+    env = SideEnv(None, tmp_path)
+    u = run_side(app, "unguarded", 3.0, env, 30)
+    w = run_side(app, "watchdog", 3.0, env, 30)
+    assert u["error"] is None and w["error"] is None, (u, w)
+    assert u["peak_rss_mb"] > app.target_mb * 1.25  # the app does need guarding
+    assert w["peak_rss_mb"] <= app.target_mb * 1.15
+    assert w["guard_cpu_s"] > 0 and w["gc_collections"] > 0
+    assert w["units"] > 0.3 * u["units"]
+
+
+# Slack over the target for the swarm-guarded run: generous (2 s runs on a loaded
+# 2-core machine). None: no bound on the peak yet, because today's guard does not hold
+# that app (the measured table in benchmarks/results/corpus.md says by how much).
+SLACK: dict[str, float | None] = {
+    "tui": 1.2,
+    "batch": 1.3,
+    "fragment": None,
+    "memo": None,
+    "bursty": 1.4,
+    "cpu": 1.0,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_every_corpus_app_guarded_by_a_real_swarm(where: SideEnv) -> None:
+    apps = tuple(a for a in CORPUS if not a.whole_run)
+    runs = run_corpus(
+        Plan(SECONDS, 1, 45.0), where, apps=apps, sides=("unguarded", "hivemind-swarm")
+    )
+    by = {(r["app"], r["side"]): r for r in runs}
+    problems = []
+    for app in apps:
+        u, g = by[(app.name, "unguarded")], by[(app.name, "hivemind-swarm")]
+        if u["error"] is not None or g["error"] is not None:
+            problems.append((app.name, u["error"], g["error"]))
+            continue
+        if g["units"] <= 0.3 * u["units"] * g["duration_s"] / u["duration_s"]:
+            problems.append((app.name, "work collapsed", g["units"], u["units"]))
+        slack = SLACK.get(app.name)
+        if app.feasible and slack is not None and g["peak_rss_mb"] > app.target_mb * slack:
+            problems.append((app.name, "peak", g["peak_rss_mb"], app.target_mb * slack))
+        if not app.feasible and g["peak_rss_mb"] <= app.target_mb:
+            problems.append((app.name, "an infeasible app held its target?", g["peak_rss_mb"]))
+    assert not problems, problems
