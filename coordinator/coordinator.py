@@ -49,6 +49,7 @@ from hivemind.swarm.messages import (
     owner_of,
 )
 from hivemind.swarm.redis.bus import publish
+from hivemind.swarm.target.controller import CTL_T0_SETTING
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
 
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 5.0
 LATENCY_KEEP = 20_000
+COST_RECORD_EVERY_S = 5.0
 
 
 def _text(raw: bytes | str | None) -> str:
@@ -89,6 +91,9 @@ class CoordinatorCore(AgentCore):
         self.events_seen = 0
         self.session_id = ""
         self.learned: dict[str, LearnedStat] = {}
+        self._cost_recorded: dict[str, float] = {}
+        self._infeasible: dict[str, bool] = {}
+        self._held_t0: dict[str, int] = {}
         self._reclaims: dict[str, deque[dict[str, Any]]] = {}  # target -> its last reclaims
         self._own_acks: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=120.0)
         current = self.redis.hget(self.keys.swarm, "session_id")
@@ -129,6 +134,9 @@ class CoordinatorCore(AgentCore):
         """Start, resume or restore ``session_id`` (a new one when ``None``)."""
         sid, created = self.store.ensure(session_id, {"source": "swarm", "namespace": self.keys.ns})
         self.session_id = sid
+        self._cost_recorded.clear()  # record cost and state afresh in this session
+        self._infeasible.clear()
+        self._held_t0.clear()
         self.learned = {
             k: LearnedStat(n=e.n, bytes_freed=e.mean_bytes_freed, duration_ms=e.mean_ms)
             for k, e in self.store.learned_table(sid).items()
@@ -154,6 +162,8 @@ class CoordinatorCore(AgentCore):
         """Decide for ``event``'s target; publish and record the decision if any."""
         self.events_seen += 1
         self._seen(event.target)
+        if event.cost is not None:
+            self._record_cost(event)
         t0 = time.perf_counter()
         history = self.histories.get(event.target, TargetHistory())
         decision, new = decide(
@@ -195,6 +205,41 @@ class CoordinatorCore(AgentCore):
         )
         return decision
 
+    def _record_cost(self, event: PressureEvent) -> None:
+        """Cost, infeasibility and the cheapest holding setting, into the session."""
+        cost = event.cost
+        assert cost is not None
+        target = event.target
+        infeasible = cost.controller == "infeasible"
+        if infeasible != self._infeasible.get(target, False):
+            self._infeasible[target] = infeasible
+            over_mb = round(cost.live_over_bytes / 2**20, 1)
+            self.store.append(
+                self.session_id,
+                "infeasible" if infeasible else "feasible",
+                {
+                    "target": target,
+                    "live_over_mb": over_mb if infeasible else 0.0,
+                    "rss_mb": round(event.rss_bytes / 2**20, 1),
+                    "target_mb": round(event.target_bytes / 2**20, 1),
+                    "message": f"infeasible: live ~{over_mb:g} MB over target"
+                    if infeasible
+                    else "feasible again",
+                },
+            )
+        if cost.held_t0 and cost.held_t0 != self._held_t0.get(target):
+            self._held_t0[target] = cost.held_t0
+            self.store.set_settings(self.session_id, {CTL_T0_SETTING + target: cost.held_t0})
+        now = time.monotonic()
+        if now - self._cost_recorded.get(target, -1e9) >= COST_RECORD_EVERY_S:
+            self._cost_recorded[target] = now
+            self.store.append(
+                self.session_id,
+                "cost",
+                {"target": target, "rss_mb": round(event.rss_bytes / 2**20, 1)}
+                | cost.model_dump(mode="json"),
+            )
+
     def handle_ack(self, ack: Ack) -> None:
         """Record what a command freed; learn from it; time the reaction.
 
@@ -206,6 +251,22 @@ class CoordinatorCore(AgentCore):
         ``error``) is the optimizer's to report; it teaches nothing.
         """
         if ack.error:
+            return
+        if ack.phase == "effect":  # a command's cost to the app, measured after it (once)
+            self.store.append(
+                self.session_id,
+                "effect",
+                {
+                    "command_id": ack.command_id,
+                    "decision_id": ack.decision_id,
+                    "target": ack.target,
+                    "bytes_freed": ack.bytes_freed,
+                    "duration_ms": round(ack.duration_ms, 3),
+                    "gc_ms_per_s_before": ack.gc_ms_per_s_before,
+                    "gc_ms_per_s_after": ack.gc_ms_per_s_after,
+                },
+                dedup_key=f"effect:{ack.command_id}",
+            )
             return
         decision: Decision | None = None
         if ack.decision_id:
@@ -268,6 +329,7 @@ class CoordinatorCore(AgentCore):
                 "latency_ms": round(total_ms, 3),
                 "results": [r.model_dump(mode="json") for r in ack.results],
                 "error": ack.error,
+                "gc_ms_per_s_before": ack.gc_ms_per_s_before,
             },
             dedup_key=f"ack:{ack.command_id}",
             counters={"bytes_freed": max(0, ack.bytes_freed)},

@@ -18,6 +18,14 @@ of cases and runs at well over 10k decisions a second.
 - **Backoff.** At the top rung, each decision that again frees too little
   doubles the cooldown (up to ``max_backoff_s``), so a target that simply
   needs more memory than its target is not collected to death.
+- **In-target controller.** A target whose event says its own controller
+  runs (``cost.controller`` other than ``off``) steers its collector,
+  full collections and ``malloc_trim`` itself, without a round trip; the
+  swarm then only sends what the target cannot choose alone: cache and pool
+  eviction and the app's registered reclaim actions (:data:`IN_TARGET_KINDS`
+  are left out). A target that reports itself infeasible (live data over
+  its target) gets no decision at all: nothing would help, and every
+  action would cost the app.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from hivemind.swarm.messages import Action, ActionKind, Decision, Level, Pressur
 from hivemind.swarm.vocab import MB, classify
 
 __all__ = [
+    "IN_TARGET_KINDS",
     "LADDER",
     "LearnedStat",
     "PolicyConfig",
@@ -117,6 +126,17 @@ LADDER: Mapping[Level, tuple[tuple[Action, ...], ...]] = {
 }
 
 
+IN_TARGET_KINDS = frozenset(
+    {
+        ActionKind.GC_PROFILE,
+        ActionKind.COLLECT,
+        ActionKind.MALLOC_TRIM,
+        ActionKind.EMERGENCY,
+    }
+)
+"""What a target's own controller does itself: never sent to a target that runs one."""
+
+
 def learned_key(target: str, action: Action) -> str:
     """The learned-table key for ``action`` on ``target`` (``"{target}|{kind}[:{arg}]"``)."""
     arg = action.name or (action.profile.value if action.profile else "")
@@ -166,6 +186,9 @@ def decide(
     """
     config = config or PolicyConfig()
     learned = learned or {}
+    in_target = event.cost is not None and event.cost.controller != "off"
+    if in_target and event.cost is not None and event.cost.controller == "infeasible":
+        return None, history
     level = event.level
     need = max(0, event.rss_bytes - int(event.target_bytes * config.relief_ratio))
     same = level == history.level
@@ -198,6 +221,10 @@ def decide(
     candidates = [a for r in ladder[: rung + 1] for a in r]
     if level is Level.EMERGENCY or (level is Level.AGGRESSIVE and rung == len(ladder) - 1):
         candidates += [_a(ActionKind.RECLAIM, name=n) for n in event.reclaim_actions]
+    if in_target:
+        candidates = [a for a in candidates if a.kind not in IN_TARGET_KINDS]
+        if not candidates:
+            return None, history
     actions = _choose(event.target, candidates, need, learned, config)
     decision = Decision(
         session_id=session_id,

@@ -130,7 +130,7 @@ def read_stdin_json(
         return StdinPayload("empty")
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
         return StdinPayload("malformed")
     if not isinstance(data, dict):
         return StdinPayload("not_object")

@@ -160,19 +160,33 @@ def parse_args(argv: list[str]) -> tuple[HookArgs, list[str]]:
 def _log(state_dir: Path | None, lines: list[str]) -> None:
     """Append to ``<state>/hooks.log`` (truncated past 1 MiB); never raises."""
     try:
-        from hivemind.swarm.paths import default_state_dir, ensure_private_dir
+        from hivemind.swarm.paths import default_state_dir, ensure_state_dir, open_private
 
-        folder = ensure_private_dir(state_dir or default_state_dir())
+        folder = ensure_state_dir(state_dir or default_state_dir())  # a planted one raises
         log = folder / "hooks.log"
-        if log.exists() and log.stat().st_size > LOG_MAX_BYTES:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        fd = open_private(log, flags)  # O_NOFOLLOW: a planted symlink is refused
+        if os.fstat(fd).st_size > LOG_MAX_BYTES:
+            os.close(fd)
             log.unlink()
+            fd = open_private(log, flags)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
             for line in lines:
                 fh.write(f"{stamp} pid {os.getpid()} {line}\n")
     except Exception:
         pass
+
+
+def _explain(exc: Exception) -> str:
+    """One line for a hook failure; a full Redis is named as such, with the way out."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if text.startswith("OOM") or "maxmemory" in text:
+        return (
+            "Redis is full (maxmemory reached), nothing was recorded: delete old sessions, "
+            "or raise HIVEMIND_REDIS_MAXMEMORY_MB (embedded server, default 512) and restart it"
+        )
+    return f"{type(exc).__name__}: {text}"
 
 
 def _install(args: HookArgs) -> int:
@@ -254,7 +268,7 @@ def main(argv: list[str]) -> int:
     try:
         out = run_hook(args, state_dir=state_dir, driver=args.flag("driver") or "auto")
     except Exception as exc:
-        line = f"{args.command} failed: {type(exc).__name__}: {exc}"
+        line = f"{args.command} failed: {_explain(exc)}"
         print(f"hivemind hooks: error: {line}", file=sys.stderr)
         if args.truthy("debug"):
             traceback.print_exc()

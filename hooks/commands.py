@@ -29,6 +29,8 @@ from typing import Any
 from hivemind.coordinator.sessions.store import (
     SessionView,
     new_session_id,
+    open_export,
+    printable,
     read_view,
     record,
     resolve_current,
@@ -44,6 +46,9 @@ from hivemind.swarm.redis.resp import Connection, open_connection
 __all__ = ["HANDLERS", "HookArgs", "Outcome", "format_view", "run_hook"]
 
 DEDUP_BUCKET_S = 5.0
+# A hook field (description, file, results...) is cut past this many characters,
+# so one hook cannot put megabytes into a session (stdin alone may hold 8 MiB).
+MAX_FIELD_CHARS = 16 * 1024
 # Compare-and-delete: end the current session only if it is still this one.
 _CLEAR_CURRENT_LUA = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -183,6 +188,13 @@ class Ctx:
             parts.append(str(int(time.time() // DEDUP_BUCKET_S)))
         return f"{kind}:{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:32]}"
 
+    def _cap(self, fields: dict[str, Any]) -> None:
+        """Cut every string field past :data:`MAX_FIELD_CHARS`, with a warning."""
+        for name, value in list(fields.items()):
+            if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+                fields[name] = value[:MAX_FIELD_CHARS]
+                self.warn(f"{name} cut to {MAX_FIELD_CHARS} characters (was {len(value)})")
+
     def record(
         self,
         kind: str,
@@ -201,14 +213,20 @@ class Ctx:
         claude_sid = self.stdin("session_id")
         if claude_sid and claude_sid != sid:
             payload["claude_session_id"] = claude_sid
+        self._cap(payload)
         mem: tuple[str, str, str] | None = None
         if memory is not None:
             memory[2]["session_id"] = sid
-            mem = (memory[0], memory[1], json.dumps(memory[2], separators=(",", ":")))
+            self._cap(memory[2])
+            mem = (
+                memory[0][:MAX_FIELD_CHARS],
+                memory[1][:MAX_FIELD_CHARS],
+                json.dumps(memory[2], separators=(",", ":")),
+            )
         meta = {"source": "claude-code" if self.args.stdin.status == "ok" else "hooks"}
         cwd = self.stdin("cwd")
         if cwd:
-            meta["cwd"] = cwd
+            meta["cwd"] = cwd[:MAX_FIELD_CHARS]
         added, created = record(
             self.conn,
             self.keys,
@@ -441,14 +459,18 @@ def session_end(ctx: Ctx) -> None:
 def _export(ctx: Ctx, sid: str, where: str | None) -> str:
     """Write the session export (JSON) through the full SessionStore; rare, so heavy is fine."""
     from hivemind.coordinator.sessions.recorder import SessionStore
+    from hivemind.swarm.paths import ensure_private_dir
     from hivemind.swarm.redis.connection import connect
 
     assert ctx.target is not None
     path = Path(where) if where else ctx.target.state_dir / "exports" / f"{sid}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if where:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        ensure_private_dir(path.parent, "exports folder")
     client = connect(ctx.target.url)
     try:
-        with path.open("w", encoding="utf-8") as fh:
+        with open_export(path) as fh:  # never through a symlink
             SessionStore(client, ctx.keys).export(sid, "json", fh)
     finally:
         client.close()
@@ -480,7 +502,16 @@ def view_json(view: SessionView) -> dict[str, Any]:
 
 
 def format_view(view: SessionView) -> str:
-    """A few human lines: what a session holds."""
+    """A few human lines: what a session holds (control characters shown, not sent)."""
+    return printable_lines(_format_view(view))
+
+
+def printable_lines(text: str) -> str:
+    """Every line of ``text`` through :func:`printable` (the line breaks stay)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _format_view(view: SessionView) -> str:
     c = view.counters
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k != "events") or "none"
     lines = [
@@ -501,7 +532,7 @@ def format_view(view: SessionView) -> str:
         )
     for e in view.recent:
         detail = e.data.get("description") or e.data.get("file") or e.data.get("message") or ""
-        lines.append(f"  {_iso(e.ts)} {e.kind} {str(detail)[:80]}".rstrip())
+        lines.append(f"  {_iso(e.ts)} {printable(e.kind)} {printable(detail)[:80]}".rstrip())
     return "\n".join(lines)
 
 

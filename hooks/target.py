@@ -1,7 +1,8 @@
 """Which Redis a hook (or a ``session`` command) talks to, and in which namespace.
 
 In order: the running swarm's Redis and namespace (``swarm.json`` while its
-supervisor holds ``swarm.lock``); else ``HIVEMIND_REDIS_URL``; else the
+supervisor holds ``swarm.lock``); else ``HIVEMIND_REDIS_URL`` (or the 0600
+file ``HIVEMIND_REDIS_URL_FILE`` names); else the
 embedded server of the state folder, leased for the duration of the block
 (started if needed, stopped when its last user leaves). The namespace is
 the swarm's, else ``HIVEMIND_NAMESPACE``, else ``default``.
@@ -18,7 +19,7 @@ from typing import Literal
 from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import validate_namespace
-from hivemind.swarm.paths import default_state_dir
+from hivemind.swarm.paths import default_state_dir, env_redis_url
 from hivemind.swarm.state import SwarmInfo, running_swarm
 
 __all__ = ["RedisTarget", "redis_target"]
@@ -59,7 +60,7 @@ def redis_target(
         yield RedisTarget(info.redis_url, namespace or info.namespace, folder, "swarm", info)
         return
     ns = _namespace(namespace)
-    url = env_str("redis_url")
+    url = env_redis_url()
     if url:
         yield RedisTarget(url, ns, folder, "external")
         return

@@ -132,6 +132,14 @@ class Keys:
     def session_learned(self, session_id: str) -> str:
         return f"hm:{self.ns}:session:{session_id}:learned"
 
+    def session_memory(self, session_id: str) -> str:
+        """Stream: the session's memory series, one entry every few seconds.
+
+        Fields ``ts`` and ``data``: JSON ``{target: [peak rss MB, target MB, level rank]}``
+        over the interval (written by the benchmarker, read by ``session plot``).
+        """
+        return f"hm:{self.ns}:session:{session_id}:memory"
+
     def session_reclaim(self, session_id: str) -> str:
         """Hash: target -> JSON of the caches it found and what its last reclaims freed."""
         return f"hm:{self.ns}:session:{session_id}:reclaim"

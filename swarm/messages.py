@@ -30,6 +30,7 @@ __all__ = [
     "Command",
     "Control",
     "Decision",
+    "GuardCost",
     "Level",
     "MemorySample",
     "Message",
@@ -69,8 +70,36 @@ class _Msg(BaseModel):
 _Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/-]+$")]
 
 
+class GuardCost(BaseModel):
+    """What guarding costs a target, and its in-target controller's state.
+
+    Measured inside the target (:mod:`hivemind.swarm.target.cost`):
+    ``gc_ms_per_s`` is the app's own time inside the collector per second,
+    ``pause_p50_ms``/``pause_p99_ms`` its collection pauses, ``guard_cpu_pct``
+    the runtime thread's CPU (% of one core, its own collections included).
+    ``controller`` is ``idle``, ``engaged`` or ``infeasible``; ``threshold0``
+    the gen-0 threshold in force (0: collector disabled); ``held_t0`` the
+    least aggressive one that held the target; ``collections`` and
+    ``freed_bytes`` the guard's own full collections and what they freed;
+    ``live_over_bytes`` how far live data exceeds the target when infeasible.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    gc_ms_per_s: float = Field(0.0, ge=0, le=1e6)
+    pause_p50_ms: float = Field(0.0, ge=0, le=1e7)
+    pause_p99_ms: float = Field(0.0, ge=0, le=1e7)
+    guard_cpu_pct: float = Field(0.0, ge=0, le=1e5)
+    controller: Literal["off", "idle", "engaged", "infeasible"] = "off"
+    threshold0: int = Field(0, ge=0, le=2**31)
+    held_t0: int = Field(0, ge=0, le=2**31)
+    collections: int = Field(0, ge=0, le=2**53)
+    freed_bytes: int = Field(0, ge=0, le=2**53)
+    live_over_bytes: int = Field(0, ge=0, le=2**53)
+
+
 class MemorySample(_Msg):
-    """One reading of a guarded process's memory."""
+    """One reading of a guarded process's memory (``cost``: see :class:`GuardCost`)."""
 
     kind: Literal["sample"] = "sample"
     target: _Name
@@ -79,6 +108,7 @@ class MemorySample(_Msg):
     rss_bytes: _Bytes
     target_bytes: Annotated[int, Field(gt=0, le=MAX_BYTES)]
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)  # what the target advertises
+    cost: GuardCost | None = None
     caches_found: int = Field(0, ge=0, le=2**31)  # memo caches the target discovered in itself
     reclaimable_bytes: _Bytes = 0  # their estimated size plus the other actions'
 
@@ -94,6 +124,7 @@ class PressureEvent(_Msg):
     target_bytes: Annotated[int, Field(gt=0, le=MAX_BYTES)]
     sample_ts: _Ts
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)  # from the target's sample
+    cost: GuardCost | None = None  # the sample's, passed on by the benchmarker
 
 
 class Action(BaseModel):
@@ -184,7 +215,13 @@ class CacheReport(BaseModel):
 
 
 class Ack(_Msg):
-    """A target's report of a command it carried out (or refused)."""
+    """A target's report of a command it carried out (or refused).
+
+    ``phase="applied"`` is sent as soon as the actions ran; a second ack with
+    ``phase="effect"`` follows a few seconds later with the app's collector
+    time per second before (``gc_ms_per_s_before``) and after
+    (``gc_ms_per_s_after``) the command: what the action cost the app.
+    """
 
     kind: Literal["ack"] = "ack"
     command_id: str = Field(max_length=64)
@@ -198,6 +235,9 @@ class Ack(_Msg):
     sample_ts: _Ts = 0.0
     results: tuple[ActionResult, ...] = Field((), max_length=32)
     error: str = Field("", max_length=512)  # why the target refused the command (ok=False)
+    phase: Literal["applied", "effect"] = "applied"
+    gc_ms_per_s_before: float = Field(0.0, ge=0, le=1e6)
+    gc_ms_per_s_after: float | None = Field(None, ge=0, le=1e6)
     caches: tuple[CacheReport, ...] = Field((), max_length=16)  # what the target found
 
 

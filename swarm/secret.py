@@ -1,47 +1,87 @@
 """The HMAC key that signs commands to guarded processes.
 
-From ``HIVEMIND_SECRET`` when set, else from ``<state folder>/secret``
-(32 random bytes, hex, mode 0600, created on first use). A key file that
-others can read is refused. The key is never logged or printed.
+From ``HIVEMIND_SECRET`` when set (at least 32 bytes, else refused), else
+from ``<state folder>/secret`` (32 random bytes as 64 hex characters, mode
+0600). The file is created without a race: the key is written to a private
+temporary file and ``link``-ed into place, which fails if another process
+got there first; every process then reads the one file that won, so six
+processes starting on a fresh folder all end up with the same key. A key
+file that others can read, that is a symlink, or that is not ours is
+refused. The key is never logged or printed.
 """
 
 from __future__ import annotations
 
-import stat
+import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hivemind.swarm.env import env_str
-from hivemind.swarm.errors import StateFolderError
-from hivemind.swarm.paths import ensure_private_dir, write_private_file
+from hivemind.swarm.errors import ConfigError, StateFolderError
+from hivemind.swarm.paths import ensure_state_dir, read_private_text
 
 if TYPE_CHECKING:
     from hivemind.swarm.settings import Settings
 
-__all__ = ["SECRET_FILE", "load_secret", "read_secret"]
+__all__ = ["MIN_SECRET_BYTES", "SECRET_FILE", "check_secret", "load_secret", "read_secret"]
 
 SECRET_FILE = "secret"
+MIN_SECRET_BYTES = 32
+
+
+def check_secret(value: str, where: str = "HIVEMIND_SECRET") -> bytes:
+    """Return ``value`` as key bytes; raise :class:`ConfigError` if shorter than 32 bytes."""
+    key = value.encode()
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{where} must be at least {MIN_SECRET_BYTES} bytes (it is {len(key)}); make one "
+            "with `python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
+    return key
+
+
+def _create(path: Path) -> None:
+    """Put a fresh key at ``path`` unless someone already did (exclusive, via ``link``)."""
+    import secrets
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # atomic and exclusive: the loser reads the winner's key
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def read_secret(state_dir: Path, env_value: str | None = None) -> bytes:
-    """Return the key: ``env_value`` if given, else the state folder's file (made if missing)."""
+    """Return the key: ``env_value`` if given, else the state folder's file (made if missing).
+
+    Raises :class:`ConfigError` for a short ``env_value`` and
+    :class:`StateFolderError` for a state folder or key file we cannot trust.
+    """
     if env_value:
-        return env_value.encode()
-    ensure_private_dir(state_dir)
+        return check_secret(env_value)
+    ensure_state_dir(state_dir)
     path = state_dir / SECRET_FILE
     try:
-        info = path.stat()
+        text = read_private_text(path, max_bytes=4096, secret=True)
     except FileNotFoundError:
-        import secrets
-
-        write_private_file(path, secrets.token_hex(32))
-        info = path.stat()
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        _create(path)
+        text = read_private_text(path, max_bytes=4096, secret=True)
+    key = text.strip().encode()
+    if len(key) < MIN_SECRET_BYTES:
         raise StateFolderError(
-            f"secret file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):o}); "
-            f"run `chmod 600 {path}`"
+            f"secret file {path} holds {len(key)} bytes, fewer than {MIN_SECRET_BYTES}; "
+            "delete it and hivemind makes a new one"
         )
-    return path.read_text(encoding="ascii").strip().encode()
+    return key
 
 
 def load_secret(settings: Settings) -> bytes:

@@ -11,18 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hivemind.swarm.env import ENV_PREFIX
 from hivemind.swarm.errors import ConfigError
 from hivemind.swarm.keys import validate_namespace
-from hivemind.swarm.paths import default_state_dir
+from hivemind.swarm.paths import default_state_dir, read_url_file
 from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = ["Settings", "load_settings"]
 
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _check_url(v: str | None) -> str | None:
+    if v is None or v == "":
+        return None
+    if not v.startswith(_URL_SCHEMES):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return v
 
 
 class Settings(BaseSettings):
@@ -38,6 +46,12 @@ class Settings(BaseSettings):
     )
     namespace: str = Field("default", description="prefix of every Redis key: hm:{namespace}:")
     redis_url: str | None = Field(None, description="external Redis; None = embedded server")
+    redis_url_file: Path | None = Field(
+        None, description="file (ours, mode 0600) holding the Redis URL: no password in `ps`"
+    )
+    redis_maxmemory_mb: int = Field(
+        512, ge=8, le=1024 * 1024, description="memory cap of the embedded redis-server"
+    )
     ray_address: str | None = Field(None, description="Ray cluster address; None = local Ray")
     state_dir: Path = Field(default_factory=default_state_dir)
     session_id: str | None = None
@@ -58,11 +72,20 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: str | None) -> str | None:
-        if v is None or v == "":
-            return None
-        if not v.startswith(_URL_SCHEMES):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        return _check_url(v)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and 0 < len(v.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
         return v
+
+    @model_validator(mode="after")
+    def _url_from_file(self) -> Settings:
+        if self.redis_url is None and self.redis_url_file is not None:
+            self.redis_url = _check_url(read_url_file(self.redis_url_file))
+        return self
 
     @field_validator("state_dir")
     @classmethod

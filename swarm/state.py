@@ -4,7 +4,11 @@ The supervisor (the ``swarm up`` process) holds an exclusive ``flock`` on
 ``swarm.lock`` for its whole life, so a crash releases it and a stale
 ``swarm.json`` is recognised without guessing from pids alone.
 ``swarm.json`` (mode 0600: it may hold an external Redis URL with its
-password) tells ``status``, ``down`` and the hooks where the swarm is.
+password) tells ``status``, ``down`` and the hooks where the swarm is. Both
+are read only from a state folder hivemind made, never through a symlink,
+and only if they are ours (:mod:`hivemind.swarm.paths`); ``swarm.json``
+records the supervisor's start time next to its pid, so ``swarm down``
+never signals a pid that was reused.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ from pathlib import Path
 from typing import Literal
 
 from hivemind.swarm.errors import AlreadyRunningError
-from hivemind.swarm.paths import ensure_private_dir, write_private_file
+from hivemind.swarm.paths import (
+    ensure_state_dir,
+    open_private,
+    read_private_text,
+    verify_state_dir,
+    write_private_file,
+)
 from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
 __all__ = [
@@ -49,6 +59,7 @@ class SwarmInfo:
     target_mb: float = DEFAULT_TARGET_MB
     started_at: float = field(default_factory=time.time)
     redis_pid: int | None = None
+    pid_start: int | None = None  # the supervisor's start time (clock ticks), see procs
 
 
 def write_info(state_dir: Path, info: SwarmInfo) -> None:
@@ -57,9 +68,15 @@ def write_info(state_dir: Path, info: SwarmInfo) -> None:
 
 
 def read_info(state_dir: Path) -> SwarmInfo | None:
-    """Return the recorded swarm, or ``None`` if there is none or it is unreadable."""
+    """Return the recorded swarm, or ``None`` if there is none or it is unreadable.
+
+    Raises :class:`~hivemind.swarm.errors.StateFolderError` when the state
+    folder or ``swarm.json`` is not one hivemind made (planted by someone).
+    """
+    if not verify_state_dir(state_dir):
+        return None
     try:
-        raw = json.loads((state_dir / INFO_FILE).read_text(encoding="utf-8"))
+        raw = json.loads(read_private_text(state_dir / INFO_FILE))
         return SwarmInfo(**raw)
     except (OSError, ValueError, TypeError):
         return None
@@ -80,8 +97,8 @@ class SupervisorLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`AlreadyRunningError` naming the holder."""
-        ensure_private_dir(self.state_dir)
-        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        ensure_state_dir(self.state_dir)
+        fd = open_private(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -102,9 +119,11 @@ class SupervisorLock:
     @staticmethod
     def held(state_dir: Path) -> bool:
         """True when some live process holds the lock (a swarm is up)."""
+        if not verify_state_dir(state_dir):
+            return False
         try:
-            fd = os.open(state_dir / LOCK_FILE, os.O_RDWR)
-        except OSError:
+            fd = open_private(state_dir / LOCK_FILE, os.O_RDWR)
+        except OSError:  # missing or unreadable; a planted one raises StateFolderError
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

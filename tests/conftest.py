@@ -68,6 +68,21 @@ def password_server(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, str]]:
         server.stop()
 
 
+def redis_config(server: EmbeddedRedis, client: redis.Redis, *args: object) -> object:
+    """Run ``CONFIG *args`` on an embedded server (it answers only to its renamed name)."""
+    return client.execute_command(server.config_command(), *args)
+
+
+def redis_config_get(server: EmbeddedRedis, client: redis.Redis, name: str) -> str:
+    """``CONFIG GET name`` on an embedded server, as one string."""
+    reply = redis_config(server, client, "GET", name)
+    if isinstance(reply, dict):
+        reply = [*next(iter(reply.items()))]
+    assert isinstance(reply, list) and len(reply) == 2, reply
+    value = reply[1]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def kill_redis(server: EmbeddedRedis) -> int:
     """SIGKILL ``server`` (as a crash would) and wait until it is gone; return its pid."""
     import signal

@@ -7,12 +7,16 @@ each target with the seed's rule plus hysteresis
 it publishes a sealed :class:`PressureEvent` at once; while a target stays
 at ``balanced`` or above it repeats the event every ``repeat_s`` so the
 coordinator can escalate. Each event carries the reclaim action names the
-target advertised in its sample. Samples and events are counted swarm-wide
-and per target (``hivemind_target_{samples,events}_total``).
+target advertised in its sample, and its guard cost. Samples and events
+are counted swarm-wide and per target (``hivemind_target_{samples,events}_total``).
+Every ``series_every_s`` it adds each target's peak RSS, target and level
+over that interval to the session's memory series
+(``hm:{ns}:session:{id}:memory``, capped), which ``hivemind session plot`` draws.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -33,6 +37,9 @@ class _Target:
     level: Level
     last_event: float
     last_seen: float
+    peak_rss: int = 0  # since the last memory-series entry
+    peak_rank: int = 0
+    target_bytes: int = 0
 
 
 class BenchmarkerCore(AgentCore):
@@ -42,12 +49,15 @@ class BenchmarkerCore(AgentCore):
     repeat_s: ClassVar[float] = 0.2
     forget_after_s: ClassVar[float] = 10.0
     max_targets: ClassVar[int] = 10_000
+    series_every_s: ClassVar[float] = 2.0
+    series_budget: ClassVar[int] = 200_000  # target-points kept per session (~5 MB)
 
     def on_start(self) -> None:
         self.targets: dict[str, _Target] = {}
         self.samples_seen = 0
         self.events_sent = 0
         self._flushed = 0.0
+        self._series_ts = 0.0
         self._counts: Counter[tuple[str, str]] = Counter()  # (target, field) not yet in Redis
         self.spawn(
             "samples",
@@ -72,9 +82,12 @@ class BenchmarkerCore(AgentCore):
                 self._forget(now, 0.0)  # bounded: the quietest go first
             state = self.targets[sample.target] = _Target(previous, 0.0, now)
         state.last_seen = now
+        state.peak_rss = max(state.peak_rss, sample.rss_bytes)
+        state.target_bytes = sample.target_bytes
         changed = level is not previous
         repeat = level is not Level.CONSERVATIVE and now - state.last_event >= self.repeat_s
         state.level = level
+        state.peak_rank = max(state.peak_rank, level.rank)
         if not (changed or repeat):
             return None
         state.last_event = now
@@ -86,6 +99,7 @@ class BenchmarkerCore(AgentCore):
             target_bytes=sample.target_bytes,
             sample_ts=sample.ts,
             reclaim_actions=sample.reclaim_actions,
+            cost=sample.cost,
         )
 
     def _on_message(self, channel: str, sample: BaseModel) -> None:
@@ -114,11 +128,45 @@ class BenchmarkerCore(AgentCore):
             return
         self._flushed = now
         self._forget(now, self.forget_after_s)
-        if not self._counts:
-            return
-        counts, self._counts = self._counts, Counter()
-        pipe = self.redis.pipeline(transaction=False)
-        for (target, field), n in counts.items():
-            pipe.hincrby(self.keys.counters, field, n)
-            pipe.hincrby(self.keys.target_counters(target), field, n)
-        pipe.execute()
+        if self._counts:
+            counts, self._counts = self._counts, Counter()
+            totals: Counter[str] = Counter()
+            pipe = self.redis.pipeline(transaction=False)
+            for (target, field), n in counts.items():
+                totals[field] += n
+                pipe.hincrby(self.keys.target_counters(target), field, n)
+            for field, n in totals.items():
+                pipe.hincrby(self.keys.counters, field, n)
+            pipe.execute()
+        if now - self._series_ts >= self.series_every_s:
+            self._series_ts = now
+            self.record_series()
+
+    def record_series(self) -> int:
+        """Add one memory-series entry to the current session; return targets in it.
+
+        Each target's peak RSS and level since the last entry, and its
+        target. The stream keeps ``series_budget`` target-points (at least
+        600 entries), so it stays small however many targets there are.
+        """
+        points = {
+            name: [round(t.peak_rss / 2**20, 1), round(t.target_bytes / 2**20, 1), t.peak_rank]
+            for name, t in self.targets.items()
+            if t.peak_rss
+        }
+        for t in self.targets.values():
+            t.peak_rss, t.peak_rank = 0, t.level.rank
+        if not points:
+            return 0
+        sid = self.redis.hget(self.keys.swarm, "session_id")
+        if not sid:
+            return 0
+        session = sid.decode() if isinstance(sid, bytes) else str(sid)
+        maxlen = max(600, self.series_budget // len(points))
+        self.redis.xadd(
+            self.keys.session_memory(session),
+            {"ts": repr(time.time()), "data": json.dumps(points, separators=(",", ":"))},
+            maxlen=maxlen,
+            approximate=True,
+        )
+        return len(points)

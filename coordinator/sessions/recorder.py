@@ -33,6 +33,7 @@ from hivemind.coordinator.sessions.store import (
     decode_learned,
     decode_session_hash,
     new_session_id,
+    open_export,
     pairs,
     stream_maxlen,
     valid_session_id,
@@ -130,7 +131,7 @@ def _reclaim_reports(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
 def _check_id(session_id: str) -> str:
     if not valid_session_id(session_id):
         raise UsageError(
-            f"invalid session id {session_id!r}: use 1-128 letters, digits and _ . : @ -"
+            f"invalid session id {session_id!r}: use 1-128 letters, digits and _ . @ -"
         )
     return session_id
 
@@ -365,7 +366,7 @@ class SessionStore:
             raise UsageError(f"unknown export format {fmt!r}: use json or csv")
         snap = self.snapshot(session_id, recent=0)
         if isinstance(out, str | Path):
-            with Path(out).open("w", encoding="utf-8", newline="") as fh:
+            with open_export(out) as fh:  # never through a symlink
                 return self._export(snap, fmt, fh)
         return self._export(snap, fmt, out)
 

@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hivemind.swarm.env import env_str
+from hivemind.swarm.errors import HivemindError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.resp import Connection
 
@@ -54,7 +56,9 @@ __all__ = [
     "decode_learned",
     "decode_session_hash",
     "new_session_id",
+    "open_export",
     "pairs",
+    "printable",
     "read_view",
     "record",
     "resolve_current",
@@ -63,7 +67,9 @@ __all__ = [
 ]
 
 DEFAULT_STREAM_MAXLEN = 100_000
-SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+# No ':' (a session "a:events" would be session "a"'s event stream), no '*?[' (globs).
+SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 META = "meta."
 COUNT = "count."
@@ -91,8 +97,40 @@ def new_session_id(now: float | None = None) -> str:
 
 
 def valid_session_id(session_id: str) -> bool:
-    """True for 1-128 characters of letters, digits and ``_ . : @ -``."""
+    """True for 1-128 characters of letters, digits and ``_ . @ -`` (no ``:``)."""
     return bool(SESSION_ID_PATTERN.match(session_id))
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences, bidi
+    overrides, newlines) shown as ``\\xNN``/``\\uNNNN`` instead of acting.
+
+    Session data is written by hooks and agents; printing it raw would let a
+    stored value move the cursor, retitle the terminal or hide text.
+    """
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
+def open_export(path: Path | str) -> IO[str]:
+    """Open ``path`` to write an export (mode 0600 if new), never through a symlink.
+
+    ``--out``/``--export`` name a file the user chose; a symlink there (say
+    one planted in a shared folder, pointing at ``~/.bashrc``) is refused
+    with :class:`HivemindError` instead of being followed, and so is
+    anything that is not a regular file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise HivemindError(f"{path} is a symlink; refusing to write through it") from None
+        raise HivemindError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise HivemindError(f"{path} is not a regular file; refusing to write to it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
 
 
 ENSURE_LUA = _script("ensure")

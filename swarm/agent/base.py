@@ -42,7 +42,7 @@ class AgentConfig:
     """What an agent needs to run; passed to the actor at creation and on restart."""
 
     namespace: str
-    redis_url: str
+    redis_url: str = field(repr=False)  # may hold a password: never in a repr or a log
     target_mb: float = DEFAULT_TARGET_MB
     heartbeat_s: float = 1.0
     session_id: str = ""

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
@@ -52,6 +53,13 @@ def swarm_up(
             "--redis-url", help="External Redis (redis://, rediss://, unix://); default: embedded"
         ),
     ] = None,
+    redis_url_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--redis-url-file",
+            help="Read the Redis URL from this file (yours, mode 0600): no password in `ps`",
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Join this Ray cluster; default: local Ray")
     ] = None,
@@ -77,6 +85,7 @@ def swarm_up(
     settings = load_settings(
         namespace=namespace,
         redis_url=redis_url,
+        redis_url_file=redis_url_file,
         ray_address=ray_address,
         target_mb=target_mb,
         session_id=session_id,
@@ -131,7 +140,9 @@ def _status_line(settings: Settings) -> str:
     try:
         st = collect_status(settings.state_dir, settings.heartbeat_s)
     except HivemindError as exc:
-        return f"[red]●[/] {exc}"
+        return f"[red]●[/] {escape(str(exc))}"
+    except Exception as exc:  # a status tick never stops a foreground swarm
+        return f"[red]●[/] status failed: {escape(type(exc).__name__)}: {escape(str(exc))}"
     alive = sum(a.alive for a in st.agents)
     colour = {"conservative": "green", "balanced": "yellow", "aggressive": "orange3"}.get(
         st.level, "red"
@@ -201,6 +212,9 @@ def _print_status(st: SwarmStatus) -> None:
                 t.last_action,
             )
         out.print(targets)
+        for t in st.targets:
+            if t.guard:
+                out.print(f"  {t.name}: {t.guard}", markup=False, highlight=False)
         _print_reclaim(st)
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")

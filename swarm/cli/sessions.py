@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hivemind.coordinator.sessions.recorder import (
@@ -25,6 +26,7 @@ from hivemind.coordinator.sessions.recorder import (
     SessionStore,
     request_restore,
 )
+from hivemind.coordinator.sessions.store import printable
 from hivemind.hooks.memory import MemoryEntry, memory_get, memory_list, memory_search
 from hivemind.hooks.target import RedisTarget, redis_target
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
@@ -78,6 +80,11 @@ def _raw(state_dir: Path | None) -> Iterator[tuple[Connection, Keys]]:
             conn.close()
 
 
+def _e(value: object) -> str:
+    """Session data made inert for rich: no markup, no control characters."""
+    return escape(printable(value))
+
+
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -103,7 +110,12 @@ def session_list(
     table = Table("session", "last activity", "started", "events", "level", "source", box=None)
     for r in rows:
         table.add_row(
-            r.session_id, _when(r.last_ts), _when(r.first_ts), str(r.events), r.level, r.source
+            _e(r.session_id),
+            _when(r.last_ts),
+            _when(r.first_ts),
+            str(r.events),
+            _e(r.level),
+            _e(r.source),
         )
     out.print(table)
 
@@ -128,7 +140,7 @@ def session_show(
 def _print_snapshot(snap: SessionSnapshot) -> None:
     c = snap.counters
     out.print(
-        f"[bold]session {snap.session_id}[/] · level [bold]{snap.level}[/] · "
+        f"[bold]session {_e(snap.session_id)}[/] · level [bold]{_e(snap.level)}[/] · "
         f"{snap.event_count} events ({snap.stream_len} kept) · "
         f"{_when(snap.first_ts)} → {_when(snap.last_ts)}"
     )
@@ -137,17 +149,18 @@ def _print_snapshot(snap: SessionSnapshot) -> None:
         f"bytes freed {float(c.get('bytes_freed', 0)) / 1e6:.1f} MB"
     )
     if snap.meta:
-        out.print("meta: " + ", ".join(f"{k}={v}" for k, v in sorted(snap.meta.items())))
+        out.print("meta: " + ", ".join(f"{_e(k)}={_e(v)}" for k, v in sorted(snap.meta.items())))
     if snap.settings:
-        out.print("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(snap.settings.items())))
+        pairs = sorted(snap.settings.items())
+        out.print("settings: " + ", ".join(f"{_e(k)}={_e(v)}" for k, v in pairs))
     other = {k: v for k, v in c.items() if k not in ("events", "decision", "ack", "bytes_freed")}
     if other:
-        out.print("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(other.items())))
+        out.print("counters: " + ", ".join(f"{_e(k)} {v}" for k, v in sorted(other.items())))
     if snap.learned:
         table = Table("action", "n", "mean freed MB", "mean ms", "last", box=None, title="learned")
         for key, e in sorted(snap.learned.items(), key=lambda kv: -kv[1].mean_bytes_freed):
             table.add_row(
-                key,
+                _e(key),
                 str(e.n),
                 f"{e.mean_bytes_freed / 1e6:.2f}",
                 f"{e.mean_ms:.1f}",
@@ -165,8 +178,39 @@ def _print_snapshot(snap: SessionSnapshot) -> None:
             )
             if not detail:
                 detail = json.dumps(p)[:100]
-            table.add_row(_when(ev.ts), ev.kind, str(detail)[:100])
+            table.add_row(_when(ev.ts), _e(ev.kind), _e(str(detail)[:100]))
         out.print(table)
+    out.print(
+        f"memory against target over time: `hivemind session plot {snap.session_id} "
+        f"--out {snap.session_id}.png`",
+        highlight=False,
+    )
+
+
+@session_app.command("plot")
+def session_plot(
+    session_id: SessionArg,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write")],
+    max_targets: Annotated[
+        int, typer.Option("--max-targets", min=1, max=50, help="Panels for the highest peaks")
+    ] = 12,
+    namespace: NamespaceOpt = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Memory against target for each target over the session, decisions and acks marked."""
+    from hivemind.swarm.cli.session_plot import build_figure, load_plot_data, save_png
+
+    if out_file.suffix.lower() != ".png":
+        raise typer.BadParameter("the plot is a PNG: give a FILE.png", param_hint="--out")
+    with open_store(state_dir, namespace) as (store, _):
+        data = load_plot_data(store.client, store.keys, session_id)
+    fig = build_figure(data, max_targets=max_targets)
+    size = save_png(fig, out_file)
+    shown = min(len(data.targets), max_targets)
+    print(
+        f"wrote {out_file} ({size / 1024:.0f} KB): {shown} of {len(data.targets)} targets",
+        file=sys.stderr,
+    )
 
 
 def _print_reclaim(target: str, report: dict[str, Any]) -> None:
@@ -240,13 +284,15 @@ def session_restore(
     if as_json:
         return
     if taken:
-        out.print(f"session {session_id} restored into the running swarm at level {snap.level}")
+        out.print(f"session {session_id} restored into the running swarm at level {_e(snap.level)}")
         return
     out.print(f"no swarm running; restoring {session_id} would bring back:")
     settings = json.dumps(snap.settings)
-    out.print(f"  level {snap.level}, {len(snap.learned)} learned actions, settings {settings}")
+    out.print(
+        f"  level {_e(snap.level)}, {len(snap.learned)} learned actions, settings {_e(settings)}"
+    )
     for key, e in sorted(snap.learned.items(), key=lambda kv: -kv[1].mean_bytes_freed)[:10]:
-        out.print(f"  {key}: n={e.n}, ~{e.mean_bytes_freed / 1e6:.2f} MB in {e.mean_ms:.1f} ms")
+        out.print(f"  {_e(key)}: n={e.n}, ~{e.mean_bytes_freed / 1e6:.2f} MB in {e.mean_ms:.1f} ms")
     out.print(f"start it with `hivemind swarm up --session-id {session_id}`")
 
 
@@ -259,7 +305,7 @@ def _print_entries(entries: list[MemoryEntry], as_json: bool) -> None:
         return
     table = Table("namespace", "key", "value", box=None)
     for e in entries:
-        table.add_row(e.namespace, e.key, json.dumps(e.value))
+        table.add_row(_e(e.namespace), _e(e.key), _e(json.dumps(e.value)))
     out.print(table)
 
 

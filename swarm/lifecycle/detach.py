@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from hivemind.swarm.errors import NotRunningError, SwarmStartError
+from hivemind.swarm.errors import HivemindError, NotRunningError, SwarmStartError
+from hivemind.swarm.paths import open_private
+from hivemind.swarm.procs import same_process
 from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
 from hivemind.swarm.settings import Settings
 from hivemind.swarm.state import (
@@ -52,7 +54,7 @@ def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
     probe.release()
     log_path = settings.state_dir / LOG_FILE
     env = {**os.environ, **settings_env(settings)}
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     with os.fdopen(fd, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "hivemind.swarm.lifecycle.supervisor"],
@@ -78,27 +80,34 @@ def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
 
 def _last_line(path: Path) -> str:
     try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
+        fd = open_private(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            fh.seek(max(0, os.fstat(fd).st_size - 65536))
+            text = fh.read().decode("utf-8", "replace")
+    except (OSError, HivemindError):
         return "no log"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if line.startswith("hivemind: "):
             return line.removeprefix("hivemind: ")
     return lines[-1] if lines else "no log"
 
 
-def stop_swarm(state_dir: Path, timeout_s: float = 60.0) -> SwarmInfo:
+def stop_swarm(state_dir: Path, timeout_s: float = 60.0, *, identify_s: float = 10.0) -> SwarmInfo:
     """Stop the swarm recorded in ``state_dir``; return what was stopped.
 
     Raises :class:`NotRunningError` when none is up (after clearing what a
     crashed one left behind: a stale ``swarm.json`` or an orphan embedded
-    ``redis-server``).
+    ``redis-server``). A pid is signalled only once ``swarm.json`` names the
+    live process that wrote it (start time matches), waiting up to
+    ``identify_s`` for a supervisor that is still starting.
     """
     info = running_swarm(state_dir)
     if info is None:
         EmbeddedRedis(state_dir).stop()  # an orphan from a killed supervisor
         remove_info(state_dir)
         raise NotRunningError(f"no swarm is running on {state_dir}")
+    info = _identified(state_dir, info, identify_s)
     with contextlib.suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -106,7 +115,33 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0) -> SwarmInfo:
         if not SupervisorLock.held(state_dir) and not pid_alive(info.pid):
             return info
         time.sleep(0.05)
-    os.kill(info.pid, signal.SIGKILL)
+    if same_process(info.pid, info.pid_start):
+        os.kill(info.pid, signal.SIGKILL)
     EmbeddedRedis(state_dir).stop()
     remove_info(state_dir)
     return info
+
+
+def _identified(state_dir: Path, info: SwarmInfo, wait_s: float = 10.0) -> SwarmInfo:
+    """The recorded supervisor, once ``swarm.json`` names the live process that wrote it.
+
+    A ``swarm.json`` left by an earlier supervisor, read while a new one is
+    starting (it holds the lock but has not written its own yet), names a
+    pid that may now be anyone's: its start time does not match, so we wait
+    for the new record instead of signalling it. Raises
+    :class:`HivemindError` if no record checks out within ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        if same_process(info.pid, info.pid_start, needle=None if info.pid_start else b"hivemind"):
+            return info
+        if time.monotonic() >= deadline:
+            raise HivemindError(
+                f"{state_dir / 'swarm.json'} names pid {info.pid}, which is not the running "
+                "supervisor (a stale record, or a swarm still starting); nothing was signalled"
+            )
+        time.sleep(0.05)
+        fresh = running_swarm(state_dir)
+        if fresh is None:
+            raise NotRunningError(f"no swarm is running on {state_dir}")
+        info = fresh

@@ -25,6 +25,7 @@ from hivemind.swarm.agent.base import AgentConfig
 from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.errors import HivemindError, SwarmStartError
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.procs import start_ticks
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import load_secret
@@ -146,6 +147,7 @@ class Swarm:
         )
         self.info = SwarmInfo(
             pid=_own_pid(),
+            pid_start=start_ticks(_own_pid()),
             namespace=s.namespace,
             redis_url=self.redis_url,
             embedded=s.embedded,

@@ -14,10 +14,15 @@ Exported (every series carries ``namespace``):
   ``hivemind_freed_bytes_total``: swarm-wide counters;
 * ``hivemind_reaction_latency_seconds``: histogram, sample crossing -> command applied;
 * ``hivemind_bus_errors_total{channel}``: malformed messages dropped;
+* ``hivemind_bad_values_total``: fields in Redis that did not parse (read as 0);
 * per target (label ``target``): ``hivemind_target_rss_bytes``,
   ``hivemind_target_memory_target_bytes``, ``hivemind_target_level{level}``,
   ``hivemind_target_last_seen_timestamp_seconds``, ``hivemind_target_info{pid,
-  last_action}`` and ``hivemind_target_{samples,...}_total``.
+  last_action}`` and ``hivemind_target_{samples,...}_total``;
+  what guarding costs it, measured in the target: ``hivemind_target_gc_seconds_per_second``,
+  ``hivemind_target_gc_pause_p99_seconds``, ``hivemind_target_guard_cpu_ratio``, and
+  ``hivemind_target_infeasible_over_bytes`` (live data over the target when the target
+  cannot be met, "infeasible: live ~N MB over target"; 0 otherwise).
 
 :func:`start_metrics_server` serves them over HTTP (127.0.0.1 by default).
 """
@@ -61,12 +66,13 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
-def _num(v: Any) -> float:
+def _parse(v: Any) -> float | None:
+    """``v`` as a finite float, or ``None`` when it does not parse."""
     try:
         x = float(_text(v))
     except ValueError:
-        return 0.0
-    return x if math.isfinite(x) else 0.0
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _hash(raw: dict[Any, Any] | None) -> dict[str, str]:
@@ -80,6 +86,15 @@ class SwarmCollector(Collector):
         self.client = client
         self.keys = Keys(validate_namespace(namespace))
         self.namespace = namespace
+        self.bad_values = 0  # fields in Redis that did not parse, over all scrapes
+
+    def _num(self, v: Any) -> float:
+        """``v`` as a number; a value that does not parse is 0 and counted."""
+        x = _parse(v)
+        if x is None:
+            self.bad_values += 1
+            return 0.0
+        return x
 
     def describe(self) -> list[Metric]:
         """Nothing up front: registering must not touch Redis."""
@@ -109,7 +124,7 @@ class SwarmCollector(Collector):
 
         for fld, (name, help_) in COUNTER_FIELDS.items():
             c = CounterMetricFamily(f"hivemind_{name}", help_, labels=["namespace"])
-            c.add_metric([ns], _num(counters.get(fld, 0)))
+            c.add_metric([ns], self._num(counters.get(fld, 0)))
             yield c
 
         yield self._latency(latency)
@@ -118,10 +133,18 @@ class SwarmCollector(Collector):
             "hivemind_bus_errors", "Malformed bus messages dropped", labels=["namespace", "channel"]
         )
         for channel, count in sorted(bus.items()):
-            be.add_metric([ns, channel], _num(count))
+            be.add_metric([ns, channel], self._num(count))
         yield be
 
         yield from self._targets(targets)
+
+        bad = CounterMetricFamily(
+            "hivemind_bad_values",
+            "Fields in Redis that did not parse (read as 0), over all scrapes",
+            labels=["namespace"],
+        )
+        bad.add_metric([ns], self.bad_values)
+        yield bad
 
     def _read(
         self,
@@ -160,17 +183,17 @@ class SwarmCollector(Collector):
         buckets: list[tuple[str, float]] = []
         cumulative = 0.0
         for bound in LATENCY_BUCKETS_MS:
-            cumulative += _num(h.get(f"le_{bound:g}", 0))
+            cumulative += self._num(h.get(f"le_{bound:g}", 0))
             buckets.append((f"{bound / 1000:g}", cumulative))
-        cumulative += _num(h.get("le_inf", 0))
+        cumulative += self._num(h.get("le_inf", 0))
         # count is the writer's own total; keep +Inf consistent with the buckets we saw.
-        buckets.append(("+Inf", max(cumulative, _num(h.get("count", 0)))))
+        buckets.append(("+Inf", max(cumulative, self._num(h.get("count", 0)))))
         hist = HistogramMetricFamily(
             "hivemind_reaction_latency_seconds",
             "Reaction latency: sample crossing a level -> command applied in the target",
             labels=["namespace"],
         )
-        hist.add_metric([self.namespace], buckets, sum_value=_num(h.get("sum_ms", 0)) / 1000)
+        hist.add_metric([self.namespace], buckets, sum_value=self._num(h.get("sum_ms", 0)) / 1000)
         return hist
 
     def _targets(
@@ -197,20 +220,36 @@ class SwarmCollector(Collector):
             "Target pid and last action",
             labels=[*lab, "pid", "last_action"],
         )
+        gauges = {
+            fld: (GaugeMetricFamily(name, help_, labels=lab), scale)
+            for fld, name, help_, scale in (
+                ("gc_ms_per_s", "hivemind_target_gc_seconds_per_second",
+                 "Time the app spends in the collector per second", 1e-3),
+                ("pause_p99_ms", "hivemind_target_gc_pause_p99_seconds",
+                 "Collection pause p99 in the target", 1e-3),
+                ("guard_cpu_pct", "hivemind_target_guard_cpu_ratio",
+                 "The guard thread's CPU, share of one core", 1e-2),
+                ("live_over_bytes", "hivemind_target_infeasible_over_bytes",
+                 "Infeasible: live data over the target (0 when feasible)", 1.0),
+            )
+        }  # fmt: skip
         counters = {
             fld: CounterMetricFamily(f"hivemind_target_{name}", f"{help_}, per target", labels=lab)
             for fld, (name, help_) in COUNTER_FIELDS.items()
         }
         for name, state, tc in targets:
-            rss.add_metric([ns, name], _num(state.get("rss_bytes", 0)))
-            tgt.add_metric([ns, name], _num(state.get("target_bytes", 0)))
-            seen.add_metric([ns, name], _num(state.get("last_seen", 0)))
+            rss.add_metric([ns, name], self._num(state.get("rss_bytes", 0)))
+            tgt.add_metric([ns, name], self._num(state.get("target_bytes", 0)))
+            seen.add_metric([ns, name], self._num(state.get("last_seen", 0)))
             for lvl in LEVELS:
                 level.add_metric([ns, name, lvl], 1.0 if state.get("level") == lvl else 0.0)
             info.add_metric([ns, name, state.get("pid", ""), state.get("last_action", "")], 1)
             for fld, c in counters.items():
-                c.add_metric([ns, name], _num(tc.get(fld, 0)))
-        yield from (rss, tgt, seen, level, info, *counters.values())
+                c.add_metric([ns, name], self._num(tc.get(fld, 0)))
+            for fld, (g, scale) in gauges.items():
+                g.add_metric([ns, name], self._num(state.get(fld, 0)) * scale)
+        yield from (rss, tgt, seen, level, info, *(g for g, _ in gauges.values()))
+        yield from counters.values()
 
 
 @dataclass(slots=True)

@@ -2,12 +2,17 @@
 
 :func:`collect_status` returns a :class:`SwarmStatus`: each agent (name,
 role, pid, alive, restarts), each guarded target, the Redis in use, the
-namespace, session and current pressure level.
+namespace, session and current pressure level. Whatever is in Redis is
+data, not trusted structure: a field that does not parse (say ``HSET
+hm:ns:target:x pid abc``) is shown as unknown and counted in
+``bad_values``, never raised, so one malformed hash cannot stop the
+status tick of a foreground ``swarm up``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,8 @@ class TargetStatus(BaseModel):
     level: str
     last_action: str
     alive: bool
+    guard: str = ""  # in-target controller and what guarding costs (see _guard_line)
+    infeasible_over_mb: float = 0.0
     reclaim: dict[str, Any] = {}  # caches found, last reclaims (swarm/target/planner.py)
 
 
@@ -68,14 +75,59 @@ class SwarmStatus(BaseModel):
     targets: list[TargetStatus]
     bus_errors: dict[str, int]
     counters: dict[str, int]
+    bad_values: int = 0  # fields in Redis that did not parse (shown as unknown)
 
 
 def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _hash(client: redis.Redis, key: str) -> dict[str, str]:
     return {_s(k): _s(v) for k, v in client.hgetall(key).items()}
+
+
+class _Reader:
+    """Parses fields read from Redis; a value that does not parse counts as bad."""
+
+    def __init__(self) -> None:
+        self.bad = 0
+
+    def num(self, raw: str | None, default: float | None = 0.0) -> float | None:
+        if raw is None or raw == "":
+            return default
+        try:
+            x = float(raw)
+        except ValueError:
+            self.bad += 1
+            return default
+        if not math.isfinite(x):
+            self.bad += 1
+            return default
+        return x
+
+    def integer(self, raw: str | None, default: int | None = 0) -> int | None:
+        x = self.num(raw, None)
+        if x is None:
+            return default
+        if not -(2**63) <= x < 2**63:
+            self.bad += 1
+            return default
+        return int(x)
+
+    def pid(self, raw: str | None) -> int | None:
+        pid = self.integer(raw, None)
+        if pid is not None and not 0 < pid < 2**31:
+            self.bad += 1
+            return None
+        return pid
+
+    def counts(self, h: dict[str, str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for k, v in h.items():
+            n = self.integer(v, None)
+            if n is not None:
+                out[k] = n
+        return out
 
 
 def _redis_status(client: redis.Redis, info: SwarmInfo) -> RedisStatus:
@@ -114,22 +166,22 @@ def _redis_error(memory: dict[str, Any], persistence: dict[str, Any]) -> str:
     return "; ".join(problems)
 
 
-def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float) -> list[AgentStatus]:
+def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float, r: _Reader) -> list[AgentStatus]:
     now = time.time()
     restarts = _hash(client, keys.agent_restarts)
     out = []
     for role in AGENT_ROLES:
         name = f"{keys.ns}.{role}"
         beat = _hash(client, keys.agent(name))
-        last = float(beat["last_seen"]) if "last_seen" in beat else None
+        last = r.num(beat.get("last_seen"), None)
         age = now - last if last is not None else None
         out.append(
             AgentStatus(
                 name=name,
                 role=role,
-                pid=int(beat["pid"]) if "pid" in beat else None,
+                pid=r.pid(beat.get("pid")),
                 alive=age is not None and age < 3 * heartbeat_s + 1.0,
-                restarts=int(restarts.get(name, beat.get("restarts", 0))),
+                restarts=r.integer(restarts.get(name, beat.get("restarts"))) or 0,
                 last_seen_s=round(age, 2) if age is not None else None,
             )
         )
@@ -144,25 +196,52 @@ def _json_dict(raw: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _targets(client: redis.Redis, keys: Keys) -> list[TargetStatus]:
+def _targets(client: redis.Redis, keys: Keys, r: _Reader) -> list[TargetStatus]:
     out = []
     for key in sorted(client.scan_iter(match=keys.target_pattern, count=500)):
         t = _hash(client, _s(key))
         if not t:
             continue
+        last_seen = r.num(t.get("last_seen")) or 0.0
         out.append(
             TargetStatus(
-                name=t.get("name", _s(key).rsplit(":", 1)[-1]),
-                pid=int(t["pid"]) if t.get("pid") else None,
-                rss_mb=round(int(t.get("rss_bytes", 0)) / 2**20, 1),
-                target_mb=round(int(t.get("target_bytes", 0)) / 2**20, 1),
-                level=t.get("level", "conservative"),
-                last_action=t.get("last_action", ""),
-                alive=time.time() - float(t.get("last_seen", 0)) < 5.0,
+                name=t.get("name", _s(key).rsplit(":", 1)[-1])[:128],
+                pid=r.pid(t.get("pid")),
+                rss_mb=round((r.num(t.get("rss_bytes")) or 0.0) / 2**20, 1),
+                target_mb=round((r.num(t.get("target_bytes")) or 0.0) / 2**20, 1),
+                level=t.get("level", "conservative")[:32],
+                last_action=t.get("last_action", "")[:128],
+                alive=time.time() - last_seen < 5.0,
+                guard=_guard_line(t),
+                infeasible_over_mb=round((r.num(t.get("live_over_bytes")) or 0.0) / 2**20, 1),
                 reclaim=_json_dict(t.get("reclaim", "")),
             )
         )
     return out
+
+
+def _f(raw: str | None) -> float:
+    try:
+        return float(raw or 0)
+    except ValueError:
+        return 0.0
+
+
+def _guard_line(t: dict[str, str]) -> str:
+    """``engaged t0=500 · gc 12.0 ms/s · pause p50/p99 0.3/4.1 ms · guard 0.4 % cpu``."""
+    if "controller" not in t:
+        return ""
+    state = t["controller"]
+    if state == "infeasible":
+        state = f"infeasible: live ~{_f(t.get('live_over_bytes')) / 2**20:.0f} MB over target"
+    elif state == "engaged":
+        state += f" t0={t.get('threshold0', '?')[:12]}"
+    return (
+        f"{state} · gc {_f(t.get('gc_ms_per_s')):.1f} ms/s · pause p50/p99 "
+        f"{_f(t.get('pause_p50_ms')):.1f}/{_f(t.get('pause_p99_ms')):.1f} ms · "
+        f"guard {_f(t.get('guard_cpu_pct')):.2f} % cpu, "
+        f"{t.get('guard_collections', '0')[:12]} collections"
+    )
 
 
 def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
@@ -180,6 +259,11 @@ def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
     try:
         keys = Keys(info.namespace)
         swarm = _hash(client, keys.swarm)
+        r = _Reader()
+        agents = _agents(client, keys, heartbeat_s, r)
+        targets = _targets(client, keys, r)
+        bus_errors = r.counts(_hash(client, keys.bus_errors))
+        counters = r.counts(_hash(client, keys.counters))
         return SwarmStatus(
             running=True,
             state=swarm.get("state", info.state),
@@ -191,10 +275,11 @@ def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
             target_mb=info.target_mb,
             uptime_s=round(time.time() - info.started_at, 1),
             redis=_redis_status(client, info),
-            agents=_agents(client, keys, heartbeat_s),
-            targets=_targets(client, keys),
-            bus_errors={k: int(v) for k, v in _hash(client, keys.bus_errors).items()},
-            counters={k: int(float(v)) for k, v in _hash(client, keys.counters).items()},
+            agents=agents,
+            targets=targets,
+            bus_errors=bus_errors,
+            counters=counters,
+            bad_values=r.bad,
         )
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis of the swarm failed: {exc}") from None

@@ -7,7 +7,7 @@ server is the embedded one or an external one.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 
@@ -17,15 +17,27 @@ __all__ = ["connect", "redact_url"]
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe to print)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Return ``url`` with any password replaced by ``***`` (safe to print).
+
+    Both places redis-py takes a password from are covered: the userinfo
+    (``redis://user:pw@host``) and a ``password=`` query parameter.
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            user = parts.username or ""
+            host = netloc.rpartition("@")[2]
+            netloc = f"{user}:***@{host}"
+    except ValueError:  # a malformed port, say: show nothing after the scheme
+        return url.split("://", 1)[0] + "://***"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" and eq else f"{k}{eq}{v}"
+        for k, eq, v in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def connect(url: str, *, timeout_s: float = 2.0, check: bool = True) -> redis.Redis:

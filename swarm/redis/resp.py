@@ -142,6 +142,11 @@ class RespConnection:
             reply = self._read()
         return reply
 
+    @property
+    def sock(self) -> socket.socket:
+        """The underlying socket (the target runtime reads its command channel from it)."""
+        return self._sock
+
     def close(self) -> None:
         self._sock.close()
 

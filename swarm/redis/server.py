@@ -5,6 +5,15 @@ unix socket only (``port 0``) in a 0700 folder, with AOF on
 (``appendfsync everysec``) and its data in the state folder, so sessions
 survive ``swarm down``/``up`` and a crash. A stale pid file or socket left
 by a crash is detected and cleared before the next start.
+
+Hardening: ``MODULE`` and ``DEBUG`` are renamed away (an AOF that calls
+them cannot load), ``CONFIG`` is renamed to a random name kept in the 0600
+file ``redis/config-command`` (tests and operators only; hivemind itself
+never needs it), memory is capped (``maxmemory``, default 512 MB,
+``HIVEMIND_REDIS_MAXMEMORY_MB``; writes past it fail with an ``OOM`` error
+that ``swarm status`` names), the pid file records the server's start
+time, and a pid is signalled only if its start time and command line (our
+socket path) still match.
 """
 
 from __future__ import annotations
@@ -20,10 +29,37 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from hivemind.swarm.errors import RedisUnavailableError
-from hivemind.swarm.paths import ensure_private_dir, short_socket_dir
+from hivemind.swarm.env import env_str
+from hivemind.swarm.errors import RedisUnavailableError, StateFolderError
+from hivemind.swarm.paths import (
+    ensure_private_dir,
+    ensure_state_dir,
+    open_private,
+    read_private_text,
+    short_socket_dir,
+    write_private_file,
+)
+from hivemind.swarm.procs import same_process, start_ticks
 
-__all__ = ["EmbeddedRedis", "pid_alive", "redis_server_binary", "server_args"]
+__all__ = [
+    "DEFAULT_MAXMEMORY_MB",
+    "EmbeddedRedis",
+    "maxmemory_mb",
+    "pid_alive",
+    "redis_server_binary",
+    "server_args",
+]
+
+DEFAULT_MAXMEMORY_MB = 512
+
+
+def maxmemory_mb() -> int:
+    """The embedded server's memory cap: ``HIVEMIND_REDIS_MAXMEMORY_MB`` or 512."""
+    raw = env_str("redis_maxmemory_mb")
+    try:
+        return max(8, int(raw)) if raw else DEFAULT_MAXMEMORY_MB
+    except ValueError:
+        return DEFAULT_MAXMEMORY_MB
 
 
 def redis_server_binary() -> Path:
@@ -38,9 +74,21 @@ def redis_server_binary() -> Path:
 
 
 def server_args(
-    socket_path: Path, data_dir: Path, log_file: Path, extra: tuple[str, ...] = ()
+    socket_path: Path,
+    data_dir: Path,
+    log_file: Path,
+    extra: tuple[str, ...] = (),
+    *,
+    config_command: str = "",
+    maxmemory: int | None = None,
 ) -> list[str]:
-    """The ``redis-server`` command line: unix socket only, AOF everysec, no RDB."""
+    """The ``redis-server`` command line: unix socket only, AOF everysec, no RDB.
+
+    ``MODULE`` and ``DEBUG`` are disabled, ``CONFIG`` is renamed to
+    ``config_command`` (disabled if empty), memory is capped at
+    ``maxmemory`` MB (default :func:`maxmemory_mb`) with no eviction.
+    """
+    mb = maxmemory if maxmemory is not None else maxmemory_mb()
     return [
         str(redis_server_binary()),
         "--port", "0",
@@ -53,6 +101,11 @@ def server_args(
         "--daemonize", "no",
         "--logfile", str(log_file),
         "--loglevel", "warning",
+        "--rename-command", "MODULE", "",
+        "--rename-command", "DEBUG", "",
+        "--rename-command", "CONFIG", config_command,
+        "--maxmemory", f"{mb}mb",
+        "--maxmemory-policy", "noeviction",
         *extra,
     ]  # fmt: skip
 
@@ -117,6 +170,7 @@ class EmbeddedRedis:
         self.socket_path = self.socket_dir / "redis.sock"
         self.pid_file = self.data_dir / "redis.pid"
         self.log_file = self.data_dir / "redis.log"
+        self.config_file = self.data_dir / "config-command"
         self.extra_args = extra_args
 
     @property
@@ -126,26 +180,37 @@ class EmbeddedRedis:
 
     def pid(self) -> int | None:
         """Return the pid of our live, answering server, or ``None``."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if not pid_alive(pid) or not self._is_redis(pid):
+        pid = self._recorded_pid()
+        if pid is None:
             return None
         return pid if _ping_socket(self.socket_path) else None
 
-    @staticmethod
-    def _is_redis(pid: int) -> bool:
+    def _recorded_pid(self) -> int | None:
+        """The pid in our pid file if that process is still our server, else ``None``.
+
+        The pid file holds ``pid start-ticks``; the process must have the
+        same start time and our socket path on its command line, so a pid
+        reused after a reboot (another project's Redis, anything) is never
+        taken for ours, nor signalled.
+        """
         try:
-            return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return True  # no /proc: trust the pid file
+            fields = read_private_text(self.pid_file, max_bytes=256).split()
+            pid = int(fields[0])
+            start = int(fields[1]) if len(fields) > 1 else None
+        except (OSError, ValueError, IndexError):
+            return None
+        needle = str(self.socket_path).encode()
+        return pid if same_process(pid, start, needle=needle) else None
+
+    def config_command(self) -> str:
+        """The name ``CONFIG`` answers to on this server (random per start; tests, operators)."""
+        return read_private_text(self.config_file, max_bytes=256, secret=True).strip()
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        ensure_private_dir(self.state_dir)
+        ensure_state_dir(self.state_dir)
         ensure_private_dir(self.data_dir)
-        fd = os.open(self.data_dir / "start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(self.data_dir / "start.lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -163,9 +228,9 @@ class EmbeddedRedis:
         a running swarm or another hook, and nothing is left running after
         the last user leaves.
         """
-        ensure_private_dir(self.state_dir)
+        ensure_state_dir(self.state_dir)
         ensure_private_dir(self.data_dir)
-        fd = os.open(self.data_dir / "users.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(self.data_dir / "users.lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             self.start()
@@ -202,8 +267,17 @@ class EmbeddedRedis:
                     time.sleep(0.005)
                 return pid, False
             self._clear_stale()
-            ensure_private_dir(self.socket_dir)
-            args = server_args(self.socket_path, self.data_dir, self.log_file, self.extra_args)
+            ensure_private_dir(self.socket_dir, "socket folder")
+            self._own_log()
+            config_name = f"config-{os.urandom(16).hex()}"
+            write_private_file(self.config_file, config_name + "\n")
+            args = server_args(
+                self.socket_path,
+                self.data_dir,
+                self.log_file,
+                self.extra_args,
+                config_command=config_name,
+            )
             # A new session, so a Ctrl-C aimed at our terminal does not reach
             # the server before the agents have flushed their writes.
             proc = subprocess.Popen(
@@ -213,8 +287,9 @@ class EmbeddedRedis:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
                 close_fds=True,
+                umask=0o077,
             )
-            self.pid_file.write_text(f"{proc.pid}\n")
+            write_private_file(self.pid_file, f"{proc.pid} {start_ticks(proc.pid) or ''}\n")
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
@@ -233,11 +308,10 @@ class EmbeddedRedis:
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop our server with its AOF flushed; return False if none was running."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+        if not self.pid_file.exists():
             return False
-        if not pid_alive(pid) or not self._is_redis(pid):
+        pid = self._recorded_pid()
+        if pid is None:
             self._clear_stale()
             return False
         # SHUTDOWN over the socket flushes the AOF and exits in ~1 ms; SIGTERM
@@ -257,9 +331,26 @@ class EmbeddedRedis:
         self._clear_stale()
         return True
 
+    def _own_log(self) -> None:
+        """Make ``redis.log`` a 0600 file of ours before the server appends to it.
+
+        redis-server opens its log itself, following symlinks; a log that
+        is a symlink or not ours is removed first (the folder is ours).
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            os.close(open_private(self.log_file, flags))
+        except StateFolderError:
+            self.log_file.unlink()
+            os.close(open_private(self.log_file, flags))
+
     def _last_log_line(self) -> str:
         try:
-            lines = [ln for ln in self.log_file.read_text(errors="replace").splitlines() if ln]
-        except OSError:
+            fd = open_private(self.log_file, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as fh:
+                fh.seek(max(0, os.fstat(fd).st_size - 16384))
+                text = fh.read().decode("utf-8", "replace")
+        except Exception:
             return "no log"
+        lines = [ln for ln in text.splitlines() if ln]
         return lines[-1] if lines else "no log"

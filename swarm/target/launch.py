@@ -70,6 +70,12 @@ def run_guarded(cmd: list[str], **settings: object) -> int:
     """Run ``cmd`` guarded; return its exit code (128+N if killed by signal N)."""
     if not cmd:
         raise UsageError("no command given; usage: hivemind run [OPTIONS] -- python app.py")
+    name = settings.get("name")
+    if name is not None:
+        from hivemind.swarm.target.runtime import valid_target_name
+
+        if not isinstance(name, str) or not valid_target_name(name):
+            raise UsageError(f"invalid --name {name!r}: use 1-128 letters, digits and _ . : @ / -")
     env = guarded_env(**settings)  # type: ignore[arg-type]
     try:
         child = subprocess.Popen(cmd, env=env)

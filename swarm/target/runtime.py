@@ -5,19 +5,28 @@
 sealed with the swarm's key (:mod:`hivemind.swarm.seal`), keeps its
 ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and carries out
 signed commands from ``hm:{ns}:cmd:{name}``, acking each (sealed) with what
-it freed, or with ``ok=False`` and the reason it refused it (bad signature,
-a reclaim name it never registered, ...). It imports no Ray, and no
-redis-py or pydantic until a command arrives: it speaks RESP through
-:mod:`hivemind.swarm.redis.resp` (cheaper per sample and in memory), and
-validates commands with the message models on first use.
+it freed, or with ``ok=False`` and the reason it refused an authentic one
+(stale, replayed, wrong target, a reclaim name it never registered). It
+imports no Ray, no redis-py and no pydantic, ever: it speaks RESP through
+:mod:`hivemind.swarm.redis.resp`, reads its command channel with a capped
+reader (:mod:`~hivemind.swarm.target.inbox`), checks each command's HMAC
+on the raw bytes before decoding anything
+(:mod:`~hivemind.swarm.target.envelope`) and builds samples and acks as
+plain dicts with the message models' fields.
+
+The fast loop lives here: at every sample the in-target
+:class:`~hivemind.swarm.target.controller.Controller` steers the
+collector's thresholds and the guard's own full collections from the
+headroom and the measured cost (:mod:`~hivemind.swarm.target.cost`), with
+no round trip; the swarm chooses strategy, reclaims caches and records.
 
 It never raises into, or blocks, the host application: every failure is
 logged once and counted. When Redis goes away it keeps acks in a bounded
-buffer, reconnects with exponential backoff, and meanwhile protects the
-process locally with the seed's adaptive GC rule (and, over the target, a
-rate-limited full collection and ``malloc_trim``). With no swarm running it
-keeps looking for one (``swarm.json`` in the state folder) and joins when
-it appears.
+buffer and reconnects with exponential backoff; the controller guards the
+process all along. With no swarm running it keeps looking for one
+(``swarm.json`` in the state folder) and joins when it appears. A forked
+child (pre-fork servers) drops the parent's connections and guards itself
+under its own name and pid.
 """
 
 from __future__ import annotations
@@ -38,23 +47,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hivemind.agents.gc_profiles import apply_gc_profile, level_with_hysteresis
+from hivemind.agents.gc_profiles import level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.redis.resp import Connection, RespError, open_connection
+from hivemind.swarm.redis.resp import Connection, RespConnection, RespError, open_connection
+from hivemind.swarm.target.controller import (
+    CTL_T0_SETTING,
+    Controller,
+    GCSettings,
+    Observation,
+    Plan,
+    ReclaimOption,
+)
+from hivemind.swarm.target.cost import CostMeter, EffectTracker
+from hivemind.swarm.target.inbox import TOO_LARGE, PushReader
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
 from hivemind.swarm.target.wiring import ReclaimHook
 
 if TYPE_CHECKING:
-    from hivemind.swarm.signing import Verifier
+    from hivemind.swarm.target.envelope import CommandVerifier
 
-SCHEMA_VERSION = 1  # of MemorySample; hivemind.swarm.messages is imported lazily
+SCHEMA_VERSION = 1  # of MemorySample/Ack; hivemind.swarm.messages is never imported here
+MAX_COMMAND_BYTES = 64 * 1024
 
-__all__ = ["Runtime", "RuntimeConfig", "attach", "current_runtime", "detach"]
+__all__ = [
+    "Runtime",
+    "RuntimeConfig",
+    "attach",
+    "current_runtime",
+    "detach",
+    "valid_target_name",
+]
 
 log = logging.getLogger("hivemind.runtime")
 MB = 1024 * 1024
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/-")
+
+
+def valid_target_name(name: str) -> bool:
+    """True if ``name`` can name a target: 1-128 of letters, digits and ``_ . : @ / -``."""
+    return 0 < len(name) <= 128 and set(name) <= _NAME_OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +108,7 @@ class RuntimeConfig:
 class Runtime:
     """The guard inside one process. Create it with :func:`attach`."""
 
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, *, app_gc: GCSettings | None = None) -> None:
         self.config = config
         self.name = config.name
         self.target_bytes = int(config.target_mb * MB)
@@ -93,7 +125,18 @@ class Runtime:
         self._pubsub: Connection | None = None
         self._redis_url = config.redis_url
         self._keys = Keys(config.namespace or "default")
-        self._verifier: Verifier | None = None  # built with the first command
+        self._verifier: CommandVerifier | None = None  # built with the first command
+        self._inbox: PushReader | None = None
+        self.meter = CostMeter()
+        self.effects = EffectTracker(self.meter)
+        self.controller = Controller()
+        self._app_gc = app_gc  # a forked child: the parent app's own settings
+        self.reclaim_options: list[ReclaimOption] = []
+        self.actions_log: deque[tuple[float, str]] = deque(maxlen=256)
+        self._cost: dict[str, object] = {"controller": "idle"}
+        self._last_cost = 0.0
+        self._last_learned_read = 0.0
+        self._infeasible_logged = False
         self._seq = 0
         self._backoff = 0.0
         self._next_connect = 0.0
@@ -109,6 +152,7 @@ class Runtime:
         """Start the sampling thread (idempotent)."""
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
+            self.meter.start()
             self._thread = threading.Thread(target=self._run, name="hivemind-runtime", daemon=True)
             self._thread.start()
         return self
@@ -118,6 +162,9 @@ class Runtime:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
+        self.meter.stop()
+        with contextlib.suppress(Exception):
+            self._release_gc()
         with contextlib.suppress(Exception):
             if self._client is not None:
                 self._flush()
@@ -138,6 +185,16 @@ class Runtime:
         self.reclaim.register(name, action, cost=cost, keep=keep)
         self._reclaim_names = self.reclaim.names()
 
+    def set_reclaim_options(self, options: list[ReclaimOption]) -> None:
+        """Offer registered reclaim actions to the in-target controller, with expectations.
+
+        Each :class:`ReclaimOption` names a registered action and what it is
+        expected to free and cost; the controller runs the ones cheaper than
+        a full collection first when memory must be freed (see
+        :mod:`hivemind.swarm.target.controller`). Safe from any thread.
+        """
+        self.reclaim_options = list(options)
+
     # --- the loop ---------------------------------------------------------
     def _run(self) -> None:
         period = 1.0 / self.config.sample_hz
@@ -153,10 +210,14 @@ class Runtime:
                     if next_sample < now:  # we fell behind (a long GC): do not burst
                         next_sample = now + period
                 wait = max(0.0, next_sample - time.monotonic())
-                if self._pubsub is not None:
+                msg = None
+                if self._inbox is not None:
+                    msg = self._inbox.read(wait)
+                elif self._pubsub is not None:
                     msg = self._pubsub.read_reply(wait)
+                if self._inbox is not None or self._pubsub is not None:
                     if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
-                        self._on_command(msg[2])
+                        self._on_command(msg[2] if isinstance(msg[2], bytes) else b"")
                 else:
                     self._stop.wait(wait)
             except (RespError, OSError) as exc:
@@ -169,10 +230,15 @@ class Runtime:
     def _sample(self) -> None:
         rss = current_rss_bytes()
         self.stats["samples"] += 1
-        previous = self.level
-        self.level = level_with_hysteresis(previous, rss / MB, self.config.target_mb)
-        if self.config.local_gc and self.level != previous:
-            apply_gc_profile(self.level)
+        now = time.monotonic()
+        self.level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
+        if now - self._last_cost >= 1.0:
+            self._last_cost = now
+            self._refresh_cost()
+        self.effects.observe(now)
+        if self.config.local_gc:
+            self._control(now, rss)
+        self._poll_effect(now)
         # --- reclaim hook (issue 12): finds caches as pressure rises, reclaims over target ---
         reclaimed = self.reclaim_hook.on_sample(rss)
         if reclaimed:
@@ -184,7 +250,6 @@ class Runtime:
                 self._flush()
         # --- end of the reclaim hook ---
         if self._client is None:
-            self._protect_locally(rss)
             return
         self._seq += 1
         # The hot path (20 times a second): a plain dict and one PUBLISH. The
@@ -201,6 +266,7 @@ class Runtime:
             "target_bytes": self.target_bytes,
             "reclaim_actions": self._reclaim_names[:32],
             **self.reclaim_hook.sample_fields(),
+            "cost": self._cost,
         }
         self._client.call("PUBLISH", self._keys.samples, self._seal(json.dumps(sample)))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
@@ -211,6 +277,7 @@ class Runtime:
                 raise RespError(f"the swarm (supervisor pid {self._swarm_pid}) is gone")
             self._reclaim_names = self.reclaim.names()
             key = self._keys.target(self.name)
+            cost = self._cost
             self._client.call(
                 "HSET", key,
                 "name", self.name,
@@ -221,75 +288,220 @@ class Runtime:
                 "last_action", self.last_action,
                 "last_seen", time.time(),
                 "reclaim", self.reclaim_hook.status_json(),
+                "controller", str(cost["controller"]),
+                "threshold0", str(cost.get("threshold0", 0)),
+                "gc_ms_per_s", str(cost.get("gc_ms_per_s", 0.0)),
+                "pause_p50_ms", str(cost.get("pause_p50_ms", 0.0)),
+                "pause_p99_ms", str(cost.get("pause_p99_ms", 0.0)),
+                "guard_cpu_pct", str(cost.get("guard_cpu_pct", 0.0)),
+                "guard_collections", str(cost.get("collections", 0)),
+                "live_over_bytes", str(cost.get("live_over_bytes", 0)),
             )  # fmt: skip
             self._client.call("PEXPIRE", key, 5000)
+            if now - self._last_learned_read >= 10.0 and not self.controller.engaged:
+                self._read_learned()
 
-    def _protect_locally(self, rss: int) -> None:
-        """With the swarm out of reach: the seed's rule already set the GC profile;
-        over the target, also collect and trim, at most once a second."""
-        now = time.monotonic()
-        if rss > self.target_bytes and now - self._last_local_collect > 1.0:
-            self._last_local_collect = now
-            gc.collect()
+    def _refresh_cost(self) -> None:
+        snap = self.meter.tick()
+        ctl = self.controller
+        cost: dict[str, object] = dict(snap.as_wire())
+        cost.update(
+            controller=ctl.state() if self.config.local_gc else "off",
+            threshold0=gc.get_threshold()[0] if gc.isenabled() else 0,
+            held_t0=ctl.held_t0,
+            collections=ctl.collections,
+            freed_bytes=ctl.freed_bytes,
+            live_over_bytes=ctl.live_over_bytes,
+        )
+        self._cost = cost
+        if ctl.infeasible and not self._infeasible_logged:
+            self._infeasible_logged = True
+            log.warning(
+                "hivemind: infeasible: live ~%.0f MB over the %.0f MB target; "
+                "futile collections stopped",
+                ctl.live_over_bytes / MB,
+                self.config.target_mb,
+            )
+        elif not ctl.infeasible:
+            self._infeasible_logged = False
+
+    # --- the in-target controller -------------------------------------------
+    def _control(self, now: float, rss: int) -> None:
+        ctl = self.controller
+        if self.reclaim_options:
+            ctl.set_reclaim_options(self.reclaim_options)
+        current = GCSettings(gc.get_threshold(), gc.isenabled())
+        if self._app_gc is not None and not ctl.engaged:
+            current, self._app_gc = self._app_gc, None
+        snap = self.meter.snapshot()
+        plan = ctl.step(Observation(now, rss, self.target_bytes, current, snap.gc_ms_per_s))
+        if plan.apply is not None:
+            _apply_settings(plan.apply)
+            self.actions_log.append((time.time(), "settings:" + plan.reason.split(";")[0]))
+        if plan.reclaim or plan.collect:
+            self._collect(now, rss, plan)
+
+    def _collect(self, now: float, rss: int, plan: Plan) -> None:
+        t0 = time.perf_counter()
+        for name in plan.reclaim:
+            fn = self.reclaim.get(name)
+            if fn is None:
+                continue
+            before, r0 = current_rss_bytes(), time.perf_counter()
+            try:
+                fn()
+            except Exception as exc:
+                self._log_once(f"reclaim_{name}", "hivemind: reclaim %s failed: %r", name, exc)
+            freed = before - current_rss_bytes()
+            self.controller.reclaimed(name, freed, (time.perf_counter() - r0) * 1000)
+        objects = 0
+        if plan.collect:
+            self.meter.ours(True)
+            try:
+                objects = gc.collect()
+            finally:
+                self.meter.ours(False)
             malloc_trim()
             self.stats["local_collections"] += 1
+        after = current_rss_bytes()
+        duration = time.perf_counter() - t0
+        if plan.collect:
+            self.controller.collected(now, rss - after, duration, after, self.target_bytes, objects)
+        self.last_action = "local:" + ("collect+trim" if plan.collect else "reclaim")
+        self.actions_log.append((time.time(), self.last_action))
+
+    def _release_gc(self) -> None:
+        """Give the app its own GC settings back (at stop, or in a forked child)."""
+        app = self.controller.app_settings
+        if self.controller.engaged and app is not None:
+            _apply_settings(app)
+
+    def _read_learned(self) -> None:
+        """Start the controller where this target's session learned it holds cheapest."""
+        self._last_learned_read = time.monotonic()
+        if self._client is None:
+            return
+        sid = self._client.call("HGET", self._keys.swarm, "session_id")
+        if not sid:
+            return
+        sid_text = sid.decode() if isinstance(sid, bytes) else str(sid)
+        raw = self._client.call(
+            "HGET", self._keys.session(sid_text), "setting." + CTL_T0_SETTING + self.name
+        )
+        try:
+            learned = int(raw) if raw else 0
+        except ValueError:
+            return
+        if 0 < learned <= 1 << 30:
+            self.controller.learned_t0 = learned
 
     def _on_command(self, raw: bytes) -> None:
         received = time.time()
-        from hivemind.swarm.messages import Ack, Command, MessageError, parse_message
-        from hivemind.swarm.signing import Verifier
+        if raw is TOO_LARGE or len(raw) > MAX_COMMAND_BYTES:
+            self._refuse("too_large")
+            return
+        if self._verifier is None:
+            from hivemind.swarm.target.envelope import CommandVerifier
+
+            self._verifier = CommandVerifier(self.config.key, self.config.name)
+        reason, cmd = self._verifier.check(raw)
+        if (
+            reason is None
+            and cmd is not None
+            and any(  # only names this target advertised
+                a["kind"] == "reclaim" and self.reclaim.get(a.get("name") or "") is None
+                for a in cmd["actions"]
+            )
+        ):
+            reason, self._verifier.refused = "unknown_reclaim", cmd
+        if reason is not None or cmd is None:
+            self._refuse(reason or "invalid")
+            self._ack_refusal(reason or "invalid", received)
+            return
         from hivemind.swarm.target.actions import apply_actions
 
-        if self._verifier is None:
-            self._verifier = Verifier(self.config.key, self.config.name)
-        try:
-            cmd = parse_message(raw)
-        except MessageError as exc:
-            self._refuse(f"malformed_{exc.reason}")
-            return
-        if not isinstance(cmd, Command):
-            self._refuse("unexpected")
-            return
-        reason = self._verifier.check(cmd)
-        if reason is None and any(  # only names this target advertised
-            a.kind.value == "reclaim" and self.reclaim.get(a.name or "") is None
-            for a in cmd.actions
-        ):
-            reason = "unknown_reclaim"
-        if reason is not None:
-            self._refuse(reason)
-            refusal = Ack(  # said to the sender, sealed: the optimizer reports why
-                command_id=cmd.id,
-                decision_id=cmd.decision_id,
-                target=self.name,
-                ok=False,
-                error=reason,
-                received_ts=received,
-            )
-            self._outbox.append(self._seal(refusal.model_dump_json()))
-            self._flush()
-            return
+        before_gc = self.meter.snapshot().gc_ms_per_s
         results = apply_actions(
-            cmd.actions, self.reclaim, self.config.target_mb, self.reclaim_hook.reclaimer
+            cmd["actions"],
+            self.reclaim,
+            self.config.target_mb,
+            self.controller.preset,
+            self.reclaim_hook.reclaimer,
         )
         applied = time.time()
-        freed = sum(r.bytes_freed for r in results)
-        self.last_action = "+".join(r.kind.value for r in results)
+        freed = sum(int(r["bytes_freed"]) for r in results)
+        self.last_action = "+".join(str(r["kind"]) for r in results)
+        self.actions_log.append((applied, "cmd:" + self.last_action))
         self.stats["commands"] += 1
-        ack = Ack(
-            command_id=cmd.id,
-            decision_id=cmd.decision_id,
-            target=self.name,
-            ok=all(r.ok for r in results),
-            bytes_freed=freed,
-            duration_ms=sum(r.duration_ms for r in results),
-            applied_ts=applied,
-            received_ts=received,
-            sample_ts=cmd.sample_ts,
-            results=tuple(results),
-            caches=tuple(self.reclaim_hook.reclaimer.report()["caches"][:16]),
+        duration_ms = sum(float(r["duration_ms"]) for r in results)
+        ack: dict[str, object] = {
+            "v": SCHEMA_VERSION,
+            "ts": applied,
+            "kind": "ack",
+            "command_id": cmd["id"],
+            "decision_id": cmd["decision_id"],
+            "target": self.name,
+            "ok": all(r["ok"] for r in results),
+            "bytes_freed": freed,
+            "duration_ms": duration_ms,
+            "applied_ts": applied,
+            "received_ts": received,
+            "sample_ts": float(cmd.get("sample_ts", 0.0)),
+            "results": results,
+            "caches": self.reclaim_hook.reclaimer.report()["caches"][:16],
+            "gc_ms_per_s_before": round(before_gc, 3),
+        }
+        self._outbox.append(self._seal(json.dumps(ack)))
+        previous = self.effects.begin(
+            self.last_action,
+            freed,
+            duration_ms,
+            time.monotonic(),
+            tag=ack,
         )
-        self._outbox.append(self._seal(ack.model_dump_json()))
+        if previous is not None:
+            self.stats["effects_cut_short"] += 1
+        self._flush()
+
+    def _poll_effect(self, now: float) -> None:
+        """Once a command's window has passed: a second ack with its cost to the app."""
+        tag = self.effects.pending_tag
+        effect = self.effects.poll(now)
+        if effect is None or not isinstance(tag, dict):
+            return
+        follow = dict(tag)
+        follow.update(
+            ts=time.time(),
+            phase="effect",
+            gc_ms_per_s_before=round(effect.gc_ms_per_s_before, 3),
+            gc_ms_per_s_after=round(effect.gc_ms_per_s_after, 3),
+        )
+        self._outbox.append(self._seal(json.dumps(follow)))
+        self.stats["effects"] += 1
+        if self._client is not None:
+            self._flush()
+
+    def _ack_refusal(self, reason: str, received: float) -> None:
+        """Tell the sender of an authentic command why it did not run (sealed ``ok=False``).
+
+        Only a command whose signature held has ids worth trusting; a forged
+        one is counted, never answered.
+        """
+        cmd = self._verifier.refused if self._verifier is not None else None
+        if cmd is None:
+            return
+        refusal = {
+            "v": SCHEMA_VERSION,
+            "ts": time.time(),
+            "kind": "ack",
+            "command_id": cmd["id"],
+            "decision_id": cmd["decision_id"],
+            "target": self.name,
+            "ok": False,
+            "received_ts": received,
+            "error": reason,
+        }
+        self._outbox.append(self._seal(json.dumps(refusal)))
         self._flush()
 
     def _seal(self, body: str) -> str | bytes:
@@ -351,11 +563,15 @@ class Runtime:
                 pubsub.close()
             raise
         self._client, self._pubsub = client, pubsub
+        if isinstance(pubsub, RespConnection):
+            self._inbox = PushReader(pubsub.sock, max_bulk=MAX_COMMAND_BYTES)
         self.connected = True
         self._backoff = 0.0
         self.stats["connects"] += 1
         if self.stats["connects"] > 1:
             log.info("hivemind: reconnected to the swarm")
+        with contextlib.suppress(RespError, OSError):
+            self._read_learned()
         self._flush()
 
     def _lost(self, exc: BaseException) -> None:
@@ -373,6 +589,7 @@ class Runtime:
         self.connected = False
         pubsub, client = self._pubsub, self._client
         self._pubsub = self._client = None
+        self._inbox = None
         with contextlib.suppress(Exception):
             if pubsub is not None:
                 pubsub.close()
@@ -386,8 +603,46 @@ class Runtime:
             log.warning(msg, *args)
 
 
+def _apply_settings(settings: GCSettings) -> None:
+    gc.set_threshold(*settings.thresholds)
+    if settings.enabled:
+        gc.enable()
+    else:
+        gc.disable()
+
+
 _current: Runtime | None = None
 _lock = threading.Lock()
+_fork_hook = False
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: drop the parent's sockets and guard the child under its own name."""
+    global _current, _lock
+    _lock = threading.Lock()  # another thread may have held it at fork time
+    parent = _current
+    if parent is None:
+        return
+    try:
+        _current = None
+        parent.meter.stop()
+        for conn in (parent._pubsub, parent._client):  # close our copies; the parent's live on
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        parent._pubsub = parent._client = None
+        parent._inbox = None
+        app_gc = parent.controller.app_settings if parent.controller.engaged else None
+        cfg = parent.config
+        pid = os.getpid()
+        name = _default_name() if cfg.name == _default_name(parent._pid) else f"{cfg.name}-{pid}"
+        from dataclasses import replace
+
+        child = Runtime(replace(cfg, name=name[:128]), app_gc=app_gc)
+        _current = child.start()
+        atexit.register(child.stop)
+    except Exception as exc:  # never raise into the app's fork()
+        log.warning("hivemind: could not guard the forked child (%r)", exc)
 
 
 def _supervisor_alive(pid: int) -> bool:
@@ -396,10 +651,10 @@ def _supervisor_alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-def _default_name() -> str:
+def _default_name(pid: int | None = None) -> str:
     script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
     clean = "".join(c if c in _NAME_OK else "-" for c in script)[:60] or "python"
-    return f"{clean}-{os.getpid()}"
+    return f"{clean}-{pid or os.getpid()}"
 
 
 def _env_float(name: str, default: float) -> float:
@@ -427,7 +682,7 @@ def attach(
     the runtime could not be built at all (logged; the host never sees an
     exception). Costs one daemon thread and ~1-2 MB.
     """
-    global _current
+    global _current, _fork_hook
     with _lock:
         if _current is not None:
             return _current
@@ -436,14 +691,24 @@ def attach(
             from hivemind.swarm.secret import read_secret
 
             folder = Path(state_dir) if state_dir else default_state_dir()
+            # Read once, then out of the app's environment: its children inherit it.
+            env_secret = os.environ.pop("HIVEMIND_SECRET", None)
             try:
-                key: bytes | None = read_secret(folder, os.environ.get("HIVEMIND_SECRET"))
+                key: bytes | None = read_secret(folder, env_secret)
             except Exception as exc:
                 log.warning("hivemind: no command key (%s); commands will be refused", exc)
                 key = None
             target = target_mb or _env_float("HIVEMIND_TARGET_MB", 1536.0)
+            chosen = name or os.environ.get("HIVEMIND_TARGET_NAME") or ""
+            if chosen and not valid_target_name(chosen):
+                log.warning(
+                    "hivemind: target name %r is not valid (1-128 of letters, digits, "
+                    "_ . : @ / -); using a default name",
+                    chosen,
+                )
+                chosen = ""
             config = RuntimeConfig(
-                name=name or os.environ.get("HIVEMIND_TARGET_NAME") or _default_name(),
+                name=chosen or _default_name(),
                 target_mb=float(target),
                 redis_url=redis_url or os.environ.get("HIVEMIND_REDIS_URL") or None,
                 namespace=namespace or os.environ.get("HIVEMIND_NAMESPACE") or None,
@@ -454,6 +719,9 @@ def attach(
             )
             _current = Runtime(config).start()
             atexit.register(_current.stop)
+            if not _fork_hook and hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_after_fork_in_child)
+                _fork_hook = True
         except Exception as exc:
             log.warning("hivemind: could not attach (%r); the app runs unguarded", exc)
             return None

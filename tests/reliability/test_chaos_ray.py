@@ -29,6 +29,7 @@ from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.lifecycle.supervisor import Swarm
 from hivemind.swarm.observe.status import AgentStatus, collect_status
+from hivemind.swarm.paths import ensure_state_dir
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.settings import load_settings
 from hivemind.swarm.state import read_info
@@ -372,15 +373,18 @@ def _degraded_then_recovered(
 def test_redis_full_is_shown_and_nothing_crash_loops(swarm: Swarm, state_dir: Path) -> None:
     assert swarm.redis is not None
     c, keys = swarm.redis, swarm.keys
+    assert swarm.embedded is not None
+    config = swarm.embedded.config_command()  # CONFIG is renamed on the embedded server
     proc = _guarded(state_dir, "full", 150.0, [LEAKY, "60", "40"])
     try:
         assert wait_for(lambda: _counter(c, keys.counters) >= 1, 20)
-        c.config_set("maxmemory-policy", "noeviction")
-        c.config_set("maxmemory", 1024 * 1024)  # 1 MB: below what the swarm already uses
+        c.execute_command(config, "SET", "maxmemory-policy", "noeviction")
+        # 1 MB: below what the swarm already uses
+        c.execute_command(config, "SET", "maxmemory", 1024 * 1024)
         assert int(c.info("memory")["used_memory"]) > 1024 * 1024
 
         def recover() -> None:
-            c.config_set("maxmemory", 0)
+            c.execute_command(config, "SET", "maxmemory", 0)
 
         shown_s, resumed_s = _degraded_then_recovered(
             swarm, state_dir, proc, "redis is full (maxmemory 1 MB reached): writes are refused",
@@ -393,7 +397,7 @@ def test_redis_full_is_shown_and_nothing_crash_loops(swarm: Swarm, state_dir: Pa
         )
     finally:
         with contextlib.suppress(redis.RedisError):
-            c.config_set("maxmemory", 0)
+            c.execute_command(config, "SET", "maxmemory", 0)
         _reap(proc)
 
 
@@ -401,8 +405,8 @@ def test_redis_full_is_shown_and_nothing_crash_loops(swarm: Swarm, state_dir: Pa
 def tiny_disk(state_dir: Path) -> Iterator[Path]:
     """``state_dir/redis`` (the AOF's folder) on an 8 MB tmpfs; skipped without mount rights."""
     data = state_dir / "redis"
-    data.mkdir(mode=0o700, parents=True)
-    state_dir.chmod(0o700)
+    ensure_state_dir(state_dir)
+    data.mkdir(mode=0o700)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(data)],
         capture_output=True, text=True, check=False,

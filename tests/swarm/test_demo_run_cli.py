@@ -80,6 +80,7 @@ def test_run_passes_exit_code_and_guards(tmp_path: Path) -> None:
         (["run"], 2, "no command given"),
         (["run", "--", "no-such-command-xyz"], 1, "command not found"),
         (["run", "--target-mb", "-1", "--", "true"], 2, "invalid target-mb"),
+        (["run", "--name", "no spaces", "--", "true"], 2, "invalid --name"),
         (["demo", "--seconds", "0"], 2, "--seconds"),
     ],
 )

@@ -10,16 +10,19 @@ from pathlib import Path
 import pytest
 
 from hivemind.swarm.errors import RedisUnavailableError, StateFolderError
+from hivemind.swarm.paths import ensure_state_dir
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
-from tests.conftest import kill_redis
+from tests.conftest import kill_redis, redis_config_get
 
 
 def test_start_binds_unix_socket_only_with_aof(embedded: EmbeddedRedis) -> None:
     c = connect(embedded.url)
-    assert c.config_get("port") == {"port": "0"}
-    assert c.config_get("appendonly") == {"appendonly": "yes"}
-    assert c.config_get("appendfsync") == {"appendfsync": "everysec"}
+    assert redis_config_get(embedded, c, "port") == "0"
+    assert redis_config_get(embedded, c, "appendonly") == "yes"
+    assert redis_config_get(embedded, c, "appendfsync") == "everysec"
+    assert redis_config_get(embedded, c, "maxmemory-policy") == "noeviction"
+    assert int(redis_config_get(embedded, c, "maxmemory")) == 512 * 2**20
     assert stat.S_IMODE(embedded.socket_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(embedded.state_dir.stat().st_mode) == 0o700
     pid = embedded.pid()
@@ -70,7 +73,8 @@ def test_data_survives_sigkill_through_aof(embedded: EmbeddedRedis) -> None:
 
 def test_stale_pid_file_of_unrelated_process_is_ignored(state_dir: Path) -> None:
     server = EmbeddedRedis(state_dir)
-    server.data_dir.mkdir(parents=True, mode=0o700)
+    ensure_state_dir(state_dir)
+    server.data_dir.mkdir(mode=0o700)
     server.pid_file.write_text(f"{os.getpid()}\n")  # alive, but not a redis-server
     server.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     server.socket_path.write_text("stale")  # a plain file where the socket should be

@@ -292,7 +292,7 @@ def test_in_a_real_terminal(
         text = ""
         while time.monotonic() < deadline:
             text = pane()
-            if "app-one" in text and "hivemind-top-" in text:
+            if "app-one" in text and "hivemind-top-" in text and "q quit" in text:
                 break
             time.sleep(0.2)
         assert "app-one" in text and "hivemind-top-" in text, text

@@ -27,8 +27,11 @@ def _hivemind_boot() -> None:
         import importlib
 
         importlib.import_module("sitecustomize")
-    except ImportError:
-        pass
+    except ImportError as exc:
+        # Only "there is no other sitecustomize" is expected; an ImportError
+        # raised inside the app's own sitecustomize is the app's, and shown.
+        if getattr(exc, "name", None) != "sitecustomize":
+            print(f"hivemind: the app's sitecustomize failed: {exc!r}", file=sys.stderr)
     except Exception as exc:  # the other sitecustomize failed: not ours to hide
         print(f"hivemind: the app's sitecustomize failed: {exc!r}", file=sys.stderr)
     finally:

@@ -1,0 +1,184 @@
+"""Security: every attack of issue 14 that the test suite performs, tried and refused, counted.
+
+Run: ``.venv/bin/python -m benchmarks.bench_security`` (full, ~1-2 min) or
+``--quick`` (the state-folder attacks only). It runs the security tests with
+pytest, with ``$HM_ATTACK_LOG`` set so each attack test records what it
+tried and how much was refused (:mod:`tests.reliability.attacks`), and with
+a JUnit XML report for each test's outcome; then it writes
+``benchmarks/results/security.md``. The test files are
+``tests/reliability/test_security.py`` and every ``tests/reliability/test_*.py``
+that records attacks (so message-authentication tests join by calling
+``record``). Ray-marked tests are left out (they are in the reliability
+section). There is no baseline to alternate with: an attack either got
+through or it did not, and every count comes from this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "security.md"
+TESTS = ROOT / "tests" / "reliability"
+QUICK = ["tests/reliability/test_host_state.py"]
+
+
+def test_files() -> list[str]:
+    """The security test files: ``test_security.py`` plus every file that records attacks."""
+    files = {"tests/reliability/test_security.py"}
+    for path in TESTS.glob("test_*.py"):
+        if "attacks import record" in path.read_text(encoding="utf-8", errors="replace"):
+            files.add(str(path.relative_to(ROOT)))
+    return sorted(f for f in files if (ROOT / f).exists())
+
+
+def _machine() -> str:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}) · Linux {platform.release()} · "
+        f"Python {platform.python_version()}"
+    )
+
+
+def _commit() -> str:
+    r = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    return (r.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def run_tests(files: list[str], log: Path, junit: Path) -> tuple[int, float]:
+    """Run pytest on ``files``; return (exit code, wall seconds)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    env["HM_ATTACK_LOG"] = str(log)  # not HIVEMIND_*: the tests' conftest clears those
+    cmd = [
+        sys.executable, "-m", "pytest", "-q", "-m", "not ray", "-p", "no:cacheprovider",
+        f"--junitxml={junit}", *files,
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    code = subprocess.call(cmd, cwd=ROOT, env=env)
+    return code, time.perf_counter() - t0
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    """``file::test`` -> passed / failed / skipped, from the JUnit XML."""
+    out: dict[str, str] = {}
+    if not junit.exists():
+        return out
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        module = case.get("classname", "").rsplit(".", 1)[-1]
+        name = f"{module}::{case.get('name', '')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            out[name] = "failed"
+        elif case.find("skipped") is not None:
+            out[name] = "skipped"
+        else:
+            out[name] = "passed"
+    return out
+
+
+def records(log: Path) -> list[dict[str, object]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _short(test: str) -> str:
+    """``tests/reliability/test_x.py::test_y[p]`` -> ``test_x::test_y[p]``."""
+    path, _, name = test.partition("::")
+    return f"{Path(path).stem}::{name}"
+
+
+def render(
+    rows: list[dict[str, object]], tests: dict[str, str], wall_s: float, files: list[str],
+    quick: bool,
+) -> str:  # fmt: skip
+    cmd = ".venv/bin/python -m benchmarks.bench_security" + (" --quick" if quick else "")
+    lines = [
+        "## Security",
+        "",
+        f"`{cmd}` · {time.strftime('%Y-%m-%d')} · commit {_commit()} · {_machine()} · "
+        "measured while the machine was shared with other engineers' test runs.",
+        "",
+        "Each row is an attack from issue 14 performed by a test against the real "
+        "embedded redis-server and the real CLI, with what it tried and how much was "
+        "refused; the test then asserts that nothing got through. Tests: "
+        + ", ".join(f"`{f}`" for f in files)
+        + f" ({len(tests)} tests, {wall_s:.0f} s wall, Ray-marked tests excluded). "
+        "No baseline: an attack either gets through or not.",
+        "",
+        "| finding | attack | tried | refused | got through | test |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    by_finding: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in sorted(rows, key=lambda r: (str(r["finding"]), str(r["attack"]))):
+        tried, refused = int(str(r["tried"])), int(str(r["refused"]))
+        outcome = tests.get(_short(str(r["test"])), "?")
+        by_finding[str(r["finding"])][0] += tried
+        by_finding[str(r["finding"])][1] += refused
+        lines.append(
+            f"| {r['finding']} | {r['attack']} | {tried} | {refused} | {tried - refused} "
+            f"| {outcome} |"
+        )
+    lines += ["", "| finding | tried | refused | got through |", "|---|---:|---:|---:|"]
+    for finding, (tried, refused) in sorted(by_finding.items()):
+        lines.append(f"| {finding} | {tried} | {refused} | {tried - refused} |")
+    recorded = {_short(str(r["test"])) for r in rows}
+    other = sorted(t for t in tests if t not in recorded)
+    counts = defaultdict(int)
+    for outcome in tests.values():
+        counts[outcome] += 1
+    lines += [
+        "",
+        f"Outcome of every test run: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped. Tests with no counted attack "
+        f"(forgery barrages and checks that assert on their own): {len(other)}"
+        + (": " + ", ".join(f"`{t}` {tests[t]}" for t in other) if other else "")
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    ap.add_argument("--quick", action="store_true", help="the state-folder attacks only")
+    ap.add_argument("--output", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    files = QUICK if args.quick else test_files()
+    with tempfile.TemporaryDirectory(prefix="hm-security-") as tmp:
+        log, junit = Path(tmp) / "attacks.jsonl", Path(tmp) / "junit.xml"
+        code, wall_s = run_tests(files, log, junit)
+        rows, tests = records(log), outcomes(junit)
+    text = render(rows, tests, wall_s, files, args.quick)
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"written to {args.output}", file=sys.stderr)
+    through = sum(int(str(r["tried"])) - int(str(r["refused"])) for r in rows)
+    return 1 if code != 0 or through else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

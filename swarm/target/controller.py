@@ -1,0 +1,392 @@
+"""The in-target GC controller: pure, table-tested, steered by headroom and measured cost.
+
+It runs in the guarded process's own runtime thread (no round trip) and
+owns three control variables, cheapest first:
+
+- **When to run a full collection (+ ``malloc_trim``)**: only when RSS is
+  at ``collect`` (85 %) of the target or above, and paced by cost: after a
+  collection that took ``d`` seconds, the next waits ``d / budget`` (10 % of
+  wall time at most, 25 % over the target), and every collection that frees
+  little halves the budget. A full collection of a big live heap is the
+  expensive thing; this never spends more than the budget on it, and the
+  app's own thresholds stay untouched while this alone holds the target.
+- **The gen-0 threshold** (with gen-1/2 capped at the seed's 10): the
+  collector's own incremental way to free young cyclic garbage, taken over
+  only when paced collections do not hold (RSS still reaches ``tighten``,
+  95 %, and rising): it starts from the session's learned setting, else the
+  report's ``balanced`` profile (a preset the coordinator may change), and
+  is then *halved* (fast) at most every ``tighten_every_s``, down to
+  ``floor_t0``; when headroom returns (RSS under ``relax`` for
+  ``relax_dwell_s``) it grows by ``relax_factor`` a step at a
+  time, never straight back above a setting that recently failed, and once
+  it reaches the app's own threshold the app's settings come back
+  untouched (AIMD-like: the settled state is the cheapest one that holds).
+  The app's collector time is measured: above ``gc_cost_ceiling_ms`` per
+  second with headroom left, it relaxes too.
+- **Infeasible**: over the target and ``infeasible_after`` collections in a
+  row freed (almost) nothing means live data alone exceeds the target. The
+  controller then says so (``live_over_bytes``), gives the app its own
+  settings back and probes at most every ``d / 1 %`` (>= ``probe_min_s``,
+  doubling up to ``probe_max_s``). It resumes when RSS falls under
+  ``feasible_again`` of the target or a probe frees memory again.
+
+An app that set its own thresholds or disabled its collector is still
+guarded (engaged means our thresholds with the collector enabled) and gets
+exactly its own settings back when pressure ends; if it changes them while
+engaged, those become the settings it gets back.
+
+**Extra reclaim actions** (the hook for app caches and discovered ones):
+:meth:`Controller.set_reclaim_options` takes :class:`ReclaimOption`
+``(name, expected_bytes, expected_cost_ms)``. When a full collection is due,
+options expected to cost less than the last full collection are planned
+first (``Plan.reclaim``, most bytes per millisecond first) until they cover
+what is needed; the runtime runs them by name and reports what each freed
+through :meth:`Controller.reclaimed`, which keeps the expectations current.
+
+No I/O, no clock reads: time is in each :class:`Observation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+__all__ = [
+    "CTL_T0_SETTING",
+    "PRESET_T0",
+    "Controller",
+    "ControllerConfig",
+    "GCSettings",
+    "Observation",
+    "Plan",
+    "ReclaimOption",
+]
+
+MB = 1024 * 1024
+
+CTL_T0_SETTING = "ctl_t0."
+"""Session setting ``setting.ctl_t0.<target>``: the gen-0 threshold that held that target
+cheapest; the coordinator records it, a target (re)connecting starts from it."""
+
+PRESET_T0 = {"conservative": 700, "balanced": 500, "aggressive": 300, "emergency": 100}
+"""The report's four GC profiles as gen-0 starting points (their full thresholds live in
+:mod:`hivemind.agents.gc_profiles`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GCSettings:
+    """The collector's settings: thresholds and whether it runs automatically."""
+
+    thresholds: tuple[int, int, int]
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    """Bands (shares of the target), steps, budgets. Defaults are the tuned ones."""
+
+    collect: float = 0.85
+    tighten: float = 0.95
+    relax: float = 0.70
+    relax_dwell_s: float = 2.0
+    tighten_every_s: float = 0.25
+    relax_factor: float = 1.5
+    floor_t0: int = 100
+    release_t0: int = 20_000  # relaxed this far, thresholds no longer matter: release
+    start_t0: int = PRESET_T0["balanced"]
+    max_t1: int = 10
+    max_t2: int = 10
+    collect_budget: float = 0.10
+    over_budget: float = 0.25
+    min_collect_gap_s: float = 0.05
+    futile_fraction: float = 0.01  # a collection freeing less than this share of the target...
+    futile_min_bytes: int = 1 * MB  # ...and less than this is futile
+    object_bytes: int = 64  # assumed size of an unreachable object a collection found
+    infeasible_after: int = 2
+    infeasible_budget: float = 0.01
+    probe_min_s: float = 5.0
+    probe_max_s: float = 60.0
+    feasible_again: float = 0.95
+    gc_cost_ceiling_ms: float = 150.0  # app collector ms/s above which we relax if we may
+    hold_s: float = 5.0
+    fail_memory_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One reading: monotonic time, RSS, target, the GC settings now, and the app's GC cost."""
+
+    now: float
+    rss: int
+    target: int
+    current: GCSettings
+    gc_ms_per_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimOption:
+    """An extra reclaim action the controller may choose: expectations, by name."""
+
+    name: str
+    expected_bytes: int
+    expected_cost_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do now. ``apply``: settings to set (``None``: leave them);
+    ``collect``: run a full collection and ``malloc_trim``, then report it
+    with :meth:`Controller.collected`; ``reclaim``: extra actions first."""
+
+    apply: GCSettings | None = None
+    collect: bool = False
+    reclaim: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _State:
+    app: GCSettings | None = None  # the app's own settings, restored on release
+    applied: GCSettings | None = None  # ours, while engaged
+    t0: int = 0
+    last_tighten: float = -1e9
+    last_change: float = -1e9
+    calm_since: float | None = None
+    fail_t0: int = 0
+    fail_at: float = -1e9
+    held_t0: int = 0
+    held_since: float = 0.0
+    last_rss: int = 0
+    next_collect_at: float = -1e9
+    last_collect_s: float = 0.0
+    futile: int = 0
+    rss_futile: int = 0
+    probes: int = 0
+    infeasible: bool = False
+    live_over: int = 0
+    collections: int = 0
+    freed: int = 0
+    options: dict[str, ReclaimOption] = field(default_factory=dict)
+
+
+class Controller:
+    """Feed :meth:`step` one :class:`Observation` per sample; do what the :class:`Plan` says."""
+
+    def __init__(self, config: ControllerConfig | None = None, *, learned_t0: int = 0) -> None:
+        self.config = config or ControllerConfig()
+        self._s = _State()
+        self.learned_t0 = max(0, int(learned_t0))
+
+    # --- read-outs ---------------------------------------------------------------
+    @property
+    def engaged(self) -> bool:
+        return self._s.applied is not None
+
+    @property
+    def infeasible(self) -> bool:
+        return self._s.infeasible
+
+    @property
+    def live_over_bytes(self) -> int:
+        """How far live data exceeds the target (RSS after the last futile collection)."""
+        return self._s.live_over if self._s.infeasible else 0
+
+    @property
+    def t0(self) -> int:
+        return self._s.t0 if self.engaged else 0
+
+    @property
+    def held_t0(self) -> int:
+        """The least aggressive gen-0 threshold that held the target for ``hold_s`` (0: none)."""
+        return self._s.held_t0
+
+    @property
+    def app_settings(self) -> GCSettings | None:
+        return self._s.app
+
+    @property
+    def collections(self) -> int:
+        return self._s.collections
+
+    @property
+    def freed_bytes(self) -> int:
+        return self._s.freed
+
+    def state(self) -> str:
+        """One word for status: ``idle``, ``engaged``, ``infeasible``."""
+        if self._s.infeasible:
+            return "infeasible"
+        return "engaged" if self.engaged else "idle"
+
+    # --- inputs ------------------------------------------------------------------
+    def preset(self, profile: str) -> None:
+        """Start (and, if engaged, continue) from one of the report's profiles."""
+        t0 = PRESET_T0.get(profile)
+        if t0 is not None:
+            self.config = replace(self.config, start_t0=t0)
+            self.learned_t0 = 0
+
+    def set_reclaim_options(self, options: Sequence[ReclaimOption]) -> None:
+        """Replace the extra reclaim actions (see the module doc); keeps measured ones."""
+        known = self._s.options
+        self._s.options = {o.name: known.get(o.name, o) for o in options}
+
+    def reclaimed(self, name: str, bytes_freed: int, cost_ms: float) -> None:
+        """What an extra reclaim action just freed and cost: updates its expectation."""
+        old = self._s.options.get(name)
+        if old is None:
+            return
+        self._s.options[name] = ReclaimOption(
+            name,
+            int(0.5 * old.expected_bytes + 0.5 * max(0, bytes_freed)),
+            0.5 * old.expected_cost_ms + 0.5 * max(0.0, cost_ms),
+        )
+
+    def collected(self, now: float, bytes_freed: int, duration_s: float, rss_after: int,
+                  target: int, objects: int = 0) -> None:  # fmt: skip
+        """Report a full collection the plan asked for: paces the next, detects futility.
+
+        ``objects`` is what ``gc.collect()`` returned (unreachable objects
+        found): freed objects often stay in the allocator's pools (RSS does
+        not drop) but are reused, so they count as freed too, at an assumed
+        ``object_bytes`` each. Infeasibility is judged on RSS alone: live
+        data over the target is what RSS after a collection shows.
+        """
+        c, s = self.config, self._s
+        s.collections += 1
+        s.freed += max(0, bytes_freed)
+        s.last_collect_s = max(0.0, duration_s)
+        enough = max(c.futile_min_bytes, c.futile_fraction * target)
+        rss_useful = bytes_freed >= enough
+        useful = rss_useful or objects * c.object_bytes >= enough
+        s.futile = 0 if useful else s.futile + 1
+        s.rss_futile = 0 if rss_useful else s.rss_futile + 1
+        if rss_useful:
+            s.infeasible = False
+            s.probes = 0
+        elif rss_after > target and s.rss_futile >= c.infeasible_after:
+            if s.infeasible:
+                s.probes += 1
+            s.infeasible = True
+            s.live_over = rss_after - target
+        if s.infeasible:
+            gap = max(s.last_collect_s / c.infeasible_budget, c.probe_min_s * 2**s.probes)
+            gap = min(gap, max(c.probe_max_s, s.last_collect_s / c.infeasible_budget))
+        else:
+            budget = c.over_budget if rss_after > target else c.collect_budget
+            budget = max(c.infeasible_budget, budget / 2 ** min(s.futile, 6))
+            gap = max(c.min_collect_gap_s, s.last_collect_s / budget)
+        s.next_collect_at = now + gap
+
+    # --- the step ----------------------------------------------------------------
+    def _ours(self, t0: int) -> GCSettings:
+        app = self._s.app or GCSettings((700, 10, 10))
+        t1 = min(max(1, app.thresholds[1]), self.config.max_t1)
+        t2 = min(max(1, app.thresholds[2]), self.config.max_t2)
+        return GCSettings((t0, t1, t2), True)
+
+    def _app_t0(self) -> int:
+        app = self._s.app
+        t0 = app.thresholds[0] if app is not None and app.enabled else 0
+        # A disabled collector (or threshold 0) behaves as an infinite threshold.
+        return t0 if t0 > 0 else 1 << 30
+
+    def _tighten(self, now: float, frac: float) -> Plan | None:
+        """Engage (from the learned setting or the preset) or halve gen-0; None at the floor."""
+        c, s = self.config, self._s
+        if s.applied is None:
+            start = self.learned_t0 or c.start_t0
+            app_t0 = self._app_t0()
+            t0 = max(c.floor_t0, start if start < app_t0 else app_t0 // 2)
+            reason = f"engage at {t0} ({frac:.0%} of target)"
+        elif s.t0 > c.floor_t0:
+            s.fail_t0, s.fail_at = s.t0, now
+            t0 = max(c.floor_t0, s.t0 // 2)
+            reason = f"tighten to {t0} ({frac:.0%} of target)"
+        else:
+            return None
+        if s.held_t0 > t0:
+            s.held_t0 = 0  # what held before no longer does
+        s.t0 = t0
+        s.applied = self._ours(t0)
+        s.last_tighten = s.last_change = s.held_since = now
+        return Plan(apply=s.applied, reason=reason)
+
+    def _release(self, reason: str) -> Plan:
+        s = self._s
+        app = s.app
+        s.applied = None
+        s.t0 = 0
+        s.calm_since = None
+        return Plan(apply=app, reason=reason)
+
+    def step(self, obs: Observation) -> Plan:
+        """Decide for one observation; the caller applies the plan, then reports collections."""
+        c, s = self.config, self._s
+        frac = obs.rss / max(1, obs.target)
+        rising = obs.rss > s.last_rss
+        s.last_rss = obs.rss
+        plan = Plan()
+        if s.applied is None:
+            s.app = obs.current  # whatever the app runs now is what it gets back
+        elif obs.current != s.applied:
+            s.app = obs.current  # the app changed its settings while we held ours
+            plan = Plan(apply=s.applied, reason="app changed its GC settings; kept as its own")
+        if s.infeasible and frac < c.feasible_again:
+            s.infeasible, s.futile, s.rss_futile, s.probes, s.live_over = False, 0, 0, 0, 0
+            s.next_collect_at = obs.now
+        # 1. the thresholds: only when paced collections alone do not hold
+        if s.infeasible:
+            if s.applied is not None:
+                plan = self._release("infeasible: live data over the target; app settings back")
+        elif frac >= c.tighten and (rising or frac >= 1.0):
+            s.calm_since = None
+            s.held_since = obs.now
+            if obs.now - s.last_tighten >= c.tighten_every_s:
+                plan = self._tighten(obs.now, frac) or plan
+        elif s.applied is not None:
+            costly = obs.gc_ms_per_s > c.gc_cost_ceiling_ms and frac < c.collect
+            if frac < c.relax or costly:
+                s.calm_since = obs.now if s.calm_since is None else s.calm_since
+            else:
+                s.calm_since = None
+            if obs.now - s.held_since >= c.hold_s and frac < c.tighten:
+                s.held_t0 = s.t0  # the latest (least aggressive) setting that held
+            dwell_ok = s.calm_since is not None and obs.now - s.calm_since >= c.relax_dwell_s
+            if dwell_ok and obs.now - s.last_change >= c.relax_dwell_s:
+                new = int(s.t0 * c.relax_factor) + 1
+                if s.fail_t0 and obs.now - s.fail_at < c.fail_memory_s:
+                    new = min(new, s.fail_t0 - 1)  # do not go straight back to what failed
+                if new >= min(self._app_t0(), c.release_t0):
+                    return self._release(f"relaxed back to the app's settings at {frac:.0%}")
+                if new > s.t0:
+                    s.t0 = new
+                    s.applied = self._ours(new)
+                    s.last_change = s.held_since = obs.now
+                    s.calm_since = obs.now
+                    plan = Plan(apply=s.applied, reason=f"relax to {new} at {frac:.0%}")
+        # 2. a full collection, paced by its own measured cost
+        if frac >= c.collect and obs.now >= s.next_collect_at:
+            s.next_collect_at = obs.now + max(c.min_collect_gap_s, 1.0)  # until collected()
+            need = obs.rss - int(c.relax * obs.target)
+            extra = self._choose(need)
+            why = "probe" if s.infeasible else f"collect at {frac:.0%}"
+            plan = replace(plan, collect=True, reclaim=extra, reason=(plan.reason + "; " + why))
+        return plan
+
+    def _choose(self, need: int) -> tuple[str, ...]:
+        full_ms = self._s.last_collect_s * 1000.0
+        cheap = [
+            o
+            for o in self._s.options.values()
+            if o.expected_bytes > 0 and (full_ms == 0.0 or o.expected_cost_ms < full_ms)
+        ]
+        cheap.sort(key=lambda o: o.expected_bytes / max(0.01, o.expected_cost_ms), reverse=True)
+        chosen: list[str] = []
+        got = 0
+        for o in cheap:
+            if got >= need:
+                break
+            chosen.append(o.name)
+            got += o.expected_bytes
+        return tuple(chosen)
