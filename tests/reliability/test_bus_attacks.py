@@ -15,21 +15,19 @@ Redis and the real agent cores and runtime, and each shown to fail.
 - 10,000 forged target names: no state grows; and even authenticated ones
   are capped (``max_targets``) and pruned.
 
-When ``HM_SECURITY_RESULTS`` names a file, the module writes there, as JSON,
-how many of each attack it tried and how many were executed (the security
-benchmark reads it).
+Each test records what it tried and how much was refused
+(:func:`tests.reliability.attacks.record`) before it asserts, so
+``benchmarks/bench_security.py`` tabulates these attacks too.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import redis
@@ -53,11 +51,11 @@ from hivemind.swarm.seal import seal
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.target.runtime import Runtime
 from tests.conftest import wait_for
+from tests.reliability.attacks import record
 from tests.reliability.inproc import InProcessSwarm
 
 RT = "victim"
 OTHER_KEY = b"x" * 32
-RESULTS: dict[str, dict[str, int]] = {}
 
 
 @dataclass
@@ -109,13 +107,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         swarm.stop()
         client.close()
         server.stop()
-        out = os.environ.get("HM_SECURITY_RESULTS")
-        if out and RESULTS:
-            Path(out).write_text(json.dumps(RESULTS, indent=2, sort_keys=True) + "\n")
+
+
+FINDINGS = {  # issue 14's items
+    "forged_decision": ("1 forged decisions", "forged, tampered, stale decisions on every channel"),
+    "replayed_decision": ("1 forged decisions", "a genuine decision replayed 10 times"),
+    "forged_event_or_sample": ("1 forged decisions", "forged pressure events and samples"),
+    "unadvertised_reclaim": ("1 forged decisions", "authentic decision, unadvertised reclaim"),
+    "forged_ack": ("3 forged acks/events", "forged acks with a sniffed decision_id"),
+    "replayed_ack": ("3 forged acks/events", "a genuine ack replayed 4 times"),
+    "overflow_or_infinite_ack": ("3 forged acks/events", "bytes_freed 10**25, inf/nan/1e308 ts"),
+    "forged_target_names": ("3 forged acks/events", "10,000 forged target names"),
+}
 
 
 def _record(attack: str, tried: int, executed: int) -> None:
-    RESULTS[attack] = {"tried": tried, "executed": executed}
+    """Record (for the security benchmark) before asserting: ``executed`` got through."""
+    finding, what = FINDINGS[attack]
+    record(finding, what, tried=tried, refused=tried - executed)
     print(f"ATTACK {attack}: {tried} tried, {executed} executed")
 
 
@@ -298,8 +307,8 @@ def test_forged_acks_cannot_poison_the_learned_table(world: World) -> None:
     _quiet(w)
     table = SessionStore(w.client, w.keys).learned_table(w.swarm.coordinator.session_id)
     mine = {k: e for k, e in table.items() if k.startswith("sniffed|")}
-    assert mine and all(e.n == 1 for e in mine.values()), mine
     _record("replayed_ack", 4, sum(e.n for e in mine.values()) - len(mine))
+    assert mine and all(e.n == 1 for e in mine.values()), mine
 
 
 def _coordinator_alive(w: World) -> None:
@@ -346,6 +355,7 @@ def test_huge_bytes_freed_and_infinite_timestamps(
             w.client.publish(w.keys.acks, raw)
             tried += 1
     _quiet(w)
+    _record("overflow_or_infinite_ack", tried, 0 if d.id in c.pending and c.sub is sub else 1)
     _coordinator_alive(w)
     assert c.sub is sub, "the coordinator's loop restarted"
     assert not [r for r in caplog.records if "loop failed" in r.getMessage()]
@@ -354,7 +364,6 @@ def test_huge_bytes_freed_and_infinite_timestamps(
     assert all(math.isfinite(float(v)) for v in latency.values()), latency
     assert int(w.client.hget(w.keys.counters, "bytes_freed") or 0) < 2**50
     assert sub is not None and sub.reasons["invalid"] >= len(hostile)
-    _record("overflow_or_infinite_ack", tried, 0 if d.id in c.pending else 1)
 
 
 def test_ten_thousand_forged_target_names_grow_nothing(world: World) -> None:
