@@ -5,19 +5,30 @@ swarm (real local Ray, embedded redis-server) in a temporary state folder,
 runs real guarded processes through ``hivemind run``, and writes
 ``benchmarks/results/loop.md``.
 
-- Reaction latency: time from the sample whose RSS crossed a threshold to
-  the command applied in the target, over at least 1,000 reactions, split
-  into sampling+detection, bus+policy, optimizer agent+bus, apply.
+- In-target fast path: from the allocation that crossed the guard's
+  collect band (the workload records when) to the start of the guard's own
+  collection, no round trip; upward crossings only (downward ones need no
+  action: the guard relaxes on its own after a dwell).
+- Swarm round trip: from the allocation that crossed the target (the
+  toggler records when) to the first command from the swarm applied in the
+  target; upward crossings apart from downward ones; decisions, commands,
+  acks and ack time-outs counted; the coordinator's breakdown by part.
+- Sustained pressure: live data held over the target for a while (the
+  guard flags it infeasible): decisions, commands and the guard's own
+  collections per second, showing cooldown and backoff.
 - Runtime overhead at 20 Hz: CPU share and added RSS of an idle guarded
-  process vs the same process unguarded, same run.
+  process vs the same process unguarded, same run, also after signed
+  commands have arrived.
 - Import cost: ``import hivemind`` and ``attach()`` vs a bare interpreter.
 - Scale: N small guarded processes at 10 Hz on one swarm: coordinator
-  decision p99 and bus lag (sample publish to receipt by a subscriber).
+  decision p99 over real decisions only (window reset after the ramp, n
+  printed), queueing delay event -> decision, and bus lag.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -33,18 +44,41 @@ import psutil
 
 from hivemind.swarm.bench.measure import fmt_spread, machine_info
 from hivemind.swarm.lifecycle.supervisor import Swarm
-from hivemind.swarm.messages import MemorySample
+from hivemind.swarm.messages import (
+    Ack,
+    Action,
+    ActionKind,
+    Command,
+    Level,
+    MemorySample,
+)
 from hivemind.swarm.redis.bus import peek_message
+from hivemind.swarm.secret import read_secret
 from hivemind.swarm.settings import load_settings
+from hivemind.swarm.signing import sign
 from hivemind.swarm.target.launch import guarded_env
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loop.md"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _commit() -> str:
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or "unknown"
+
+
 def pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+def pcts(xs: list[float], q: float, need: int) -> str:
+    """``q`` quantile formatted, or why not: fewer than ``need`` samples behind it."""
+    if len(xs) < need:
+        return f"n/a (n={len(xs)} < {need})"
+    return f"{pct(xs, q):.1f}"
 
 
 def verdict(ok: bool) -> str:
@@ -57,51 +91,237 @@ def child_env(state: Path, **kw: Any) -> dict[str, str]:
     return guarded_env(state_dir=state, base=base, **kw)
 
 
-def latency(swarm: Swarm, state: Path, reactions: int, procs: int) -> dict[str, Any]:
-    """Run ``procs`` togglers until ``reactions`` acks with timings have arrived."""
+def _counters(swarm: Swarm) -> dict[str, int]:
+    assert swarm.redis is not None
+    raw = swarm.redis.hgetall(swarm.keys.counters)
+    return {k.decode(): int(float(v)) for k, v in raw.items()}
+
+
+def _timeouts(swarm: Swarm, names: list[str]) -> int:
+    assert swarm.redis is not None
+    return sum(int(swarm.redis.hget(swarm.keys.target_counters(n), "timeouts") or 0) for n in names)
+
+
+class AckTap:
+    """Every ack on the bus, as (target, applied_ts, decision_id, phase), from now on."""
+
+    def __init__(self, swarm: Swarm) -> None:
+        assert swarm.redis is not None
+        self.acks: list[tuple[str, float, str, str]] = []
+        self._stop = threading.Event()
+        self._ps = swarm.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._ps.subscribe(swarm.keys.acks)
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            m = self._ps.get_message(timeout=0.2)
+            if m is None:
+                continue
+            with contextlib.suppress(Exception):
+                a = peek_message(m["data"])  # sealed by the target; an observer here
+                if isinstance(a, Ack):
+                    self.acks.append((a.target, a.applied_ts, a.decision_id, a.phase))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join()
+        self._ps.close()
+
+
+def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, Any]:
+    """``procs`` togglers until ``crossings`` upward crossings were answered by the swarm."""
     assert swarm.redis is not None
     swarm.redis.delete(swarm.keys.latency_raw)
+    before = _counters(swarm)
+    tap = AckTap(swarm)
+    logs = [state.parent / f"toggle-{i}.log" for i in range(procs)]
+    names = [f"toggle-{i}" for i in range(procs)]
     children = []
     for i in range(procs):
-        env = child_env(state, target_mb=64, name=f"toggle-{i}")
-        cmd = [sys.executable, "-m", "benchmarks.toggler", "600", "48", "0.15"]
+        logs[i].write_text("")
+        env = child_env(state, target_mb=64, name=names[i])
+        cmd = [sys.executable, "-m", "benchmarks.toggler", "900", "48", "0.4", str(logs[i])]
         children.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
     t0 = time.monotonic()
+
+    def answered() -> int:
+        n = 0
+        for name, log in zip(names, logs, strict=True):
+            allocs = [float(x.split()[1]) for x in log.read_text().splitlines() if x[:5] == "alloc"]
+            acks = sorted(t for tgt, t, d, ph in tap.acks if tgt == name and d and ph == "applied")
+            n += sum(1 for a in allocs if any(a < t < a + 0.4 for t in acks))
+        return n
+
     try:
-        while swarm.redis.llen(swarm.keys.latency_raw) < reactions:
-            if time.monotonic() - t0 > 900:
-                break
-            time.sleep(0.5)
+        while time.monotonic() - t0 < 240 and answered() < crossings:
+            time.sleep(1.0)
     finally:
         for c in children:
             c.kill()
             c.wait()
+    time.sleep(0.5)
+    tap.close()
+    seconds = time.monotonic() - t0
+    up: list[float] = []
+    down_answered = 0
+    ups = downs = 0
+    for name, log in zip(names, logs, strict=True):
+        events = [x.split() for x in log.read_text().splitlines() if x.strip()]
+        acks = sorted(t for tgt, t, d, ph in tap.acks if tgt == name and d and ph == "applied")
+        for j, (kind, ts) in enumerate(events):
+            t = float(ts)
+            nxt = float(events[j + 1][1]) if j + 1 < len(events) else t + 0.4
+            first = next((a for a in acks if t < a <= nxt), None)
+            if kind == "alloc":
+                ups += 1
+                if first is not None:
+                    up.append((first - t) * 1000)
+            else:
+                downs += 1
+                down_answered += first is not None
+    after = _counters(swarm)
+    delta = {
+        k: after.get(k, 0) - before.get(k, 0) for k in ("events", "decisions", "commands", "acks")
+    }
     rows = [json.loads(r) for r in swarm.redis.lrange(swarm.keys.latency_raw, 0, -1)]
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(5)]
-    names = ["total", "sampling+detection", "bus+policy", "agent+bus to target", "apply"]
+    names5 = ["total", "sampling+detection", "bus+policy", "agent+bus to target", "apply"]
+    return {
+        "seconds": seconds,
+        "up_ms": up,
+        "ups": ups,
+        "downs": downs,
+        "down_answered": down_answered,
+        "counts": delta,
+        "timeouts": _timeouts(swarm, names),
+        "effect_acks": sum(1 for _, _, d, ph in tap.acks if ph == "effect"),
+        "parts": {n: list(map(float, c)) for n, c in zip(names5, cols, strict=True)},
+    }
+
+
+FAST = r"""
+import gc, json, sys, time
+from hivemind.swarm.target.runtime import current_runtime
+n = int(sys.argv[1])
+rt = current_runtime()
+def rss():
+    with open('/proc/self/statm', 'rb') as f:
+        return int(f.read().split()[1]) * 4096
+gc.disable()  # a batch job: only the guard's collections free its cycles
+time.sleep(1.0)
+out = []
+while len(out) < n:
+    time.sleep(0.3)  # let the guard's pacing gap pass
+    rt.target_bytes = rss() + 24 * 2**20  # a target ~24 MB above where it is now
+    band = rt.controller.config.collect * rt.target_bytes
+    crossed = None
+    while crossed is None:
+        chunk = [[i, str(i)] for i in range(4000)]
+        chunk.append(chunk)  # a cycle: garbage only a collection frees
+        del chunk
+        if rss() > band:
+            crossed = time.time()
+    deadline = time.monotonic() + 2.0
+    got = None
+    while got is None and time.monotonic() < deadline:
+        got = next((a for a in list(rt.actions_log) if a[0] >= crossed - 0.001
+                    and "collect" in a[2]), None)
+        time.sleep(0.0005)
+    if got is not None:
+        out.append([(got[0] - crossed) * 1000, (got[1] - crossed) * 1000])
+    else:
+        out.append(None)
+print(json.dumps(out))
+"""
+
+
+def fastpath(state: Path, n: int) -> dict[str, Any]:
+    """One guarded batch job crossing its collect band ``n`` times; the guard reacts alone."""
+    env = child_env(state, target_mb=512, name="fastpath")
+    out = subprocess.run(
+        [sys.executable, "-c", FAST, str(n)], env=env, capture_output=True, text=True,
+        timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    rows = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else []
+    ok = [r for r in rows if r is not None]
     return {
         "n": len(rows),
-        "seconds": time.monotonic() - t0,
-        "parts": {n: list(map(float, c)) for n, c in zip(names, cols, strict=True)},
+        "missed": len(rows) - len(ok),
+        "start_ms": [r[0] for r in ok],
+        "done_ms": [r[1] for r in ok],
+        "error": "" if out.returncode == 0 else out.stderr[-500:],
+    }
+
+
+HOLD = (
+    "import sys, time\nblock = b'x' * (int(sys.argv[1]) * 2**20)\ntime.sleep(float(sys.argv[2]))\n"
+)
+
+
+def sustained(swarm: Swarm, state: Path, seconds: float) -> dict[str, Any]:
+    """Live data held over the target for ``seconds``: how often anything acts."""
+    assert swarm.redis is not None
+    before = _counters(swarm)
+    env = child_env(state, target_mb=64, name="sustained")
+    p = subprocess.Popen([sys.executable, "-c", HOLD, "96", str(seconds + 30)], env=env)
+    time.sleep(3.0)  # start-up; the first seconds are the reaction, counted apart
+    start = _counters(swarm)
+    h0 = swarm.redis.hgetall(swarm.keys.target("sustained"))
+    c0 = int(h0.get(b"guard_collections", 0))
+    time.sleep(seconds)
+    h1 = swarm.redis.hgetall(swarm.keys.target("sustained"))
+    end = _counters(swarm)
+    p.kill()
+    p.wait()
+    return {
+        "seconds": seconds,
+        "first3": {k: start.get(k, 0) - before.get(k, 0) for k in ("decisions", "commands")},
+        "window": {
+            k: end.get(k, 0) - start.get(k, 0) for k in ("events", "decisions", "commands", "acks")
+        },
+        "guard_collections": int(h1.get(b"guard_collections", 0)) - c0,
+        "controller": h1.get(b"controller", b"?").decode(),
+        "live_over_mb": int(h1.get(b"live_over_bytes", 0)) / 2**20,
+        "guard_cpu_pct": float(h1.get(b"guard_cpu_pct", 0)),
+        "timeouts": _timeouts(swarm, ["sustained"]),
     }
 
 
 IDLE = "import time\nwhile True: time.sleep(1)\n"
 
 
-def overhead(state: Path, seconds: float) -> dict[str, dict[str, float]]:
-    """CPU share and RSS of an idle process, unguarded vs guarded at 20 Hz, alternating."""
-    out: dict[str, dict[str, list[float]]] = {
-        s: {"cpu_pct": [], "rss_mb": []} for s in ("unguarded", "guarded")
-    }
+def _send_commands(swarm: Swarm, state: Path, name: str) -> None:
+    """Three signed commands, as the optimizer agents would send them."""
+    assert swarm.redis is not None
+    key = read_secret(state)
+    for actions in (
+        (Action(kind=ActionKind.COLLECT, generation=0),),
+        (Action(kind=ActionKind.GC_PROFILE, profile=Level.BALANCED),),
+        (Action(kind=ActionKind.MALLOC_TRIM), Action(kind=ActionKind.EVICT_CACHES, fraction=1.0)),
+    ):
+        cmd = sign(Command(decision_id="bench", target=name, actions=actions), key)
+        swarm.redis.publish(swarm.keys.cmd(name), cmd.model_dump_json())
+        time.sleep(0.2)
+
+
+def overhead(swarm: Swarm, state: Path, seconds: float) -> dict[str, Any]:
+    """CPU share and RSS of an idle process: unguarded, guarded, guarded after commands."""
+    sides = ("unguarded", "guarded", "commands")
+    out: dict[str, dict[str, list[float]]] = {s: {"cpu_pct": [], "rss_mb": []} for s in sides}
     for rep in range(2):
-        for side in ("unguarded", "guarded") if rep % 2 == 0 else ("guarded", "unguarded"):
-            env = child_env(state, target_mb=1536, name=f"idle-{side}-{rep}", sample_hz=20)
+        for side in sides if rep % 2 == 0 else sides[::-1]:
+            name = f"idle-{side}-{rep}"
+            env = child_env(state, target_mb=1536, name=name, sample_hz=20)
             if side == "unguarded":
                 env = {k: v for k, v in env.items() if k != "HIVEMIND_ATTACH"}
             p = subprocess.Popen([sys.executable, "-c", IDLE], env=env)
             ps = psutil.Process(p.pid)
             time.sleep(3)  # start-up and imports are not overhead
+            if side == "commands":
+                _send_commands(swarm, state, name)
+                time.sleep(0.5)
             c0 = sum(ps.cpu_times()[:2])
             time.sleep(seconds)
             c1 = sum(ps.cpu_times()[:2])
@@ -110,7 +330,7 @@ def overhead(state: Path, seconds: float) -> dict[str, dict[str, float]]:
             p.kill()
             p.wait()
     return {s: {k: statistics.median(v) for k, v in d.items()} for s, d in out.items()} | {
-        "raw": out  # type: ignore[dict-item]
+        "raw": out
     }
 
 
@@ -142,9 +362,21 @@ def _ray_loaded_after_attach(state: Path) -> bool:
     return out.stdout.strip() == "True"
 
 
-SMALL = (
-    "import sys, time\nhot = b'x' * (int(sys.argv[1]) * 2**20)\ntime.sleep(float(sys.argv[2]))\n"
-)
+SMALL = """
+import sys, time
+from hivemind.swarm.target.runtime import current_runtime
+hold = [None]
+rt = current_runtime()
+if rt is not None:
+    rt.register_reclaim("drop", lambda: hold.__setitem__(0, None))
+mb, end = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    if mb:
+        hold[0] = b"x" * (mb * 2**20)
+    time.sleep(1.0)
+    hold[0] = None
+    time.sleep(1.0)
+"""
 
 
 def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
@@ -169,7 +401,7 @@ def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
 
     children = []
     for i in range(n):
-        hot = 60 if i % 5 == 0 else 0  # over a 60 MB target: decisions keep coming
+        hot = 60 if i % 5 == 0 else 0  # over a 60 MB target once every 2 s: decisions
         env = child_env(state, target_mb=60, name=f"scale-{i}", sample_hz=10)
         cmd = [sys.executable, "-c", SMALL, str(hot), str(seconds + 60)]
         children.append(subprocess.Popen(cmd, env=env))
@@ -183,6 +415,7 @@ def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
     from hivemind.coordinator.coordinator import Coordinator
 
     coord = Coordinator.lookup(swarm.keys.ns)
+    coord.reset_window()  # the ramp's decisions are not the steady state
     before = int(swarm.redis.hget(swarm.keys.counters, "decisions") or 0)
     t = threading.Thread(target=listen, daemon=True)
     t.start()
@@ -200,6 +433,10 @@ def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
         "decisions": decisions,
         "decision_ms_p50": info.get("decision_ms_p50"),
         "decision_ms_p99": info.get("decision_ms_p99"),
+        "decision_n": info.get("decision_n", 0),
+        "queue_ms_p50": info.get("queue_ms_p50"),
+        "queue_ms_p99": info.get("queue_ms_p99"),
+        "events_declined": info.get("events_declined", 0),
         "lags_ms": lags,
         "samples_per_s": len(lags) / seconds,
     }
@@ -209,56 +446,130 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer reactions, smaller scale")
     args = ap.parse_args()
-    reactions = 200 if args.quick else 1000
+    crossings = 40 if args.quick else 150
+    fast_n = 40 if args.quick else 150
     n_scale = 20 if args.quick else 100
     tmp = Path(tempfile.mkdtemp(prefix="hm-bench-loop-"))
     state = tmp / ".hivemind"
     settings = load_settings(state_dir=state, namespace="benchloop")
+    load = os.getloadavg()
     lines = [
-        "## Swarm loop (issue 4)",
+        "## Swarm loop (issues 4, 11)",
         "",
         f"Command: `.venv/bin/python -m benchmarks.bench_loop{' --quick' if args.quick else ''}`"
-        f" · {time.strftime('%Y-%m-%d')}",
+        f" · {time.strftime('%Y-%m-%d')} · commit {_commit()}",
         "",
     ]
     m = machine_info()
     lines += [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, "
         f"ray {m['versions']['ray']}, redis-py {m['versions']['redis']}. "
-        "A shared 2-core machine: figures are noisy, read the spread.",
+        f"Measured while the machine was shared (load average {load[0]:.0f} at the start): "
+        "figures are noisy, read the spread.",
         "",
     ]
     with Swarm(settings) as swarm:
-        lat = latency(swarm, state, reactions, procs=4)
-        parts = lat["parts"]
+        fp = fastpath(state, fast_n)
+        st, dn = fp["start_ms"], fp["done_ms"]
         lines += [
-            f"### Reaction latency: sample crossing a threshold -> command applied ({lat['n']} "
-            f"reactions from 4 guarded processes swinging between conservative and emergency "
-            f"(48 MB held and dropped every 150 ms, target 64 MB), {lat['seconds']:.0f} s)",
+            "### Reaction latency, in-target fast path (no round trip)",
             "",
-            "| part | p50 ms | p99 ms | max ms |",
-            "|---|---:|---:|---:|",
+            f"One guarded batch job (collector disabled, cyclic garbage) crosses its guard's "
+            f"collect band (85 % of a target 24 MB above its idle RSS) {fp['n']} times; the "
+            "workload records the wall time of the allocation that crossed it. Near the target "
+            "the guard checks RSS at 200 Hz (a ~15 µs read) besides its 20 Hz samples.",
+            "",
+            "| upward crossings | n | p50 ms | p95 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
-        for name, xs in parts.items():
-            if xs:
-                lines.append(
-                    f"| {name} | {pct(xs, 0.5):.1f} | {pct(xs, 0.99):.1f} | {max(xs):.1f} |"
-                )
+        for label, xs in (("allocation -> guard's collection starts", st),
+                          ("allocation -> collection done (+ malloc_trim)", dn)):  # fmt: skip
+            lines.append(
+                f"| {label} | {len(xs)} | {pcts(xs, 0.5, 1)} | {pcts(xs, 0.95, 20)} | "
+                f"{pcts(xs, 0.99, 100)} | {max(xs) if xs else 0:.1f} |"
+            )
+        p99 = pct(st, 0.99) if len(st) >= 100 else None
+        lines += [
+            "",
+            f"Missed (no collection within 2 s): {fp['missed']}. Aim p99 < 10 ms in the target: "
+            + (
+                f"**{verdict(p99 < 10)}** ({p99:.1f} ms)."
+                if p99 is not None
+                else f"not judged (n={len(st)} < 100)."
+            ),
+            "Downward crossings need no action in the target: collections free the garbage, "
+            "and a taken-over collector is handed back only after a 2 s dwell (by design).",
+            "" if not fp["error"] else f"Error: `{fp['error'][-200:]}`",
+            "",
+        ]
+        lat = latency(swarm, state, crossings, procs=4)
+        up, parts, c = lat["up_ms"], lat["parts"], lat["counts"]
+        lines += [
+            "### Reaction latency, swarm round trip",
+            "",
+            f"4 guarded togglers (48 MB of live data held 400 ms then dropped, target 64 MB, "
+            f"a registered reclaim action `drop-block`), {lat['seconds']:.0f} s. From the "
+            "allocation that crossed the target (recorded by the workload) to the first command "
+            "from the swarm applied in the target:",
+            "",
+            "| crossings | n | answered | p50 ms | p95 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| upward | {lat['ups']} | {len(up)} | {pcts(up, 0.5, 1)} | {pcts(up, 0.95, 20)} "
+            f"| {pcts(up, 0.99, 100)} | {max(up) if up else 0:.1f} |",
+            f"| downward | {lat['downs']} | {lat['down_answered']} | - | - | - | - |",
+            "",
+            f"Counted in the window: {c['events']} pressure events, {c['decisions']} decisions, "
+            f"{c['commands']} commands, {c['acks']} acks (plus {lat['effect_acks']} effect "
+            f"acks), {lat['timeouts']} ack time-outs. Downward crossings get no command: "
+            "the target's own controller owns collections and thresholds, and the swarm only "
+            "sends what it cannot do alone (cache and pool eviction, the app's reclaim actions).",
+            "",
+        ]
+        up99 = pct(up, 0.99) if len(up) >= 100 else None
+        lines.append(
+            "Aim p99 < 100 ms through the swarm: "
+            + (
+                f"**{verdict(up99 < 100)}** ({up99:.1f} ms)."
+                if up99 is not None
+                else f"not judged (n={len(up)} < 100)."
+            )
+        )
         if parts["total"]:
-            p50, p99 = pct(parts["total"], 0.5), pct(parts["total"], 0.99)
             lines += [
                 "",
-                f"Aim p50 < 60 ms: **{'holds' if p50 < 60 else 'does not hold'}** ({p50:.1f}); "
-                f"aim p99 < 250 ms: **{'holds' if p99 < 250 else 'does not hold'}** ({p99:.1f}). "
-                "For reference: Ray's memory monitor polls every 250 ms, earlyoom up to 10 times "
-                "a second. Sampling is at 20 Hz, so up to 50 ms of 'sampling+detection' is the "
-                "wait for the next sample (the crossing is timed from that sample, not from the "
-                "allocation).",
+                "The coordinator's own breakdown of the same reactions (from the sample that saw "
+                "the crossing, so without the wait for that sample):",
                 "",
+                "| part | n | p50 ms | p99 ms | max ms |",
+                "|---|---:|---:|---:|---:|",
             ]
-        ov = overhead(state, 8 if args.quick else 20)
+            for name, xs in parts.items():
+                lines.append(
+                    f"| {name} | {len(xs)} | {pcts(xs, 0.5, 1)} | {pcts(xs, 0.99, 100)} | "
+                    f"{max(xs):.1f} |"
+                )
+        lines.append("")
+        su = sustained(swarm, state, 10 if args.quick else 20)
+        w = su["window"]
+        lines += [
+            "### Sustained pressure: cooldown and backoff",
+            "",
+            f"96 MB of live data held over a 64 MB target for {su['seconds']:.0f} s (after 3 s "
+            f"of start-up and first reaction: {su['first3']['decisions']} decisions, "
+            f"{su['first3']['commands']} commands). In the window: {w['events']} events, "
+            f"{w['decisions']} decisions, {w['commands']} commands, {w['acks']} acks, "
+            f"{su['timeouts']} time-outs; the guard ran {su['guard_collections']} collections of "
+            f"its own (state `{su['controller']}`, live ~{su['live_over_mb']:.0f} MB over "
+            f"target, guard CPU {su['guard_cpu_pct']:.2f} % of a core). Nothing can be freed, so "
+            "nothing should run: the guard stops collecting once it has seen two futile "
+            "collections, and the swarm sends no decision to a target that says it is "
+            "infeasible and has no reclaim action of its own.",
+            "",
+        ]
+        ov = overhead(swarm, state, 8 if args.quick else 15)
         cpu_added = ov["guarded"]["cpu_pct"] - ov["unguarded"]["cpu_pct"]
         rss_added = ov["guarded"]["rss_mb"] - ov["unguarded"]["rss_mb"]
+        rss_cmd = ov["commands"]["rss_mb"] - ov["unguarded"]["rss_mb"]
         lines += [
             "### Runtime overhead in an idle guarded process (20 Hz), same run",
             "",
@@ -266,11 +577,14 @@ def main() -> None:
             "|---|---:|---:|",
             f"| unguarded | {ov['unguarded']['cpu_pct']:.2f} | {ov['unguarded']['rss_mb']:.1f} |",
             f"| guarded | {ov['guarded']['cpu_pct']:.2f} | {ov['guarded']['rss_mb']:.1f} |",
+            f"| guarded, after 3 signed commands | {ov['commands']['cpu_pct']:.2f} | "
+            f"{ov['commands']['rss_mb']:.1f} |",
             "",
             f"Added: {cpu_added:.2f} % of a core (aim < 1 %: **{verdict(cpu_added < 1)}**), "
-            f"{rss_added:.1f} MB RSS (aim < 5 MB: **{verdict(rss_added < 5)}**). "
-            "The runtime speaks RESP itself and imports pydantic only when the first "
-            "command arrives; an idle guarded process never loads redis-py.",
+            f"{rss_added:.1f} MB RSS idle and {rss_cmd:.1f} MB after commands (aim < 5 MB: "
+            f"**{verdict(max(rss_added, rss_cmd) < 5)}**). Commands are verified on their raw "
+            "bytes (HMAC with the built-in `_sha256`) and applied without pydantic, hashlib or "
+            "the optimizer modules; an idle guarded process never loads redis-py.",
             "",
         ]
         ic = import_cost(state, 5 if args.quick else 10)
@@ -300,10 +614,18 @@ def main() -> None:
             f"by a subscriber) p50 {pct(lags, 0.5):.1f} ms, p99 {pct(lags, 0.99):.1f} ms"
             if lags
             else "- no samples received",
-            f"- decisions in the window: {sc['decisions']}; coordinator decision time "
-            f"(policy + publish) p50 {sc['decision_ms_p50'] or 0:.2f} ms, "
-            f"p99 {sc['decision_ms_p99'] or 0:.2f} ms: aim p99 < 20 ms "
-            f"**{verdict((sc['decision_ms_p99'] or 0) < 20)}**",
+            f"- decisions in the window: {sc['decisions']} (counter); coordinator decision "
+            f"time over real decisions only (policy + publish; window reset after the ramp, "
+            f"n={sc['decision_n']}, {sc['events_declined']} events declined): "
+            f"p50 {sc['decision_ms_p50'] or 0:.2f} ms, p99 "
+            + (
+                f"{sc['decision_ms_p99'] or 0:.2f} ms: aim p99 < 20 ms "
+                f"**{verdict((sc['decision_ms_p99'] or 0) < 20)}**"
+                if sc["decision_n"] >= 100
+                else f"not judged (n={sc['decision_n']} < 100)"
+            ),
+            f"- queueing delay, event published -> decided: p50 {sc['queue_ms_p50'] or 0:.1f} ms, "
+            f"p99 {sc['queue_ms_p99'] or 0:.1f} ms (n={sc['decision_n']})",
             "",
             "How it grows: every sample goes through one benchmarker actor (one pub/sub "
             "subscriber parsing JSON, ~20-40 µs each), so one benchmarker carries a few "

@@ -33,9 +33,15 @@ TESTS = ROOT / "tests" / "reliability"
 QUICK = ["tests/reliability/test_host_state.py"]
 
 
+# Message-authentication tests (issue 14 items 1 and 3) write their own JSON,
+# ``{attack: {"tried": n, "executed": m}}``, to the file named by this variable.
+BUS_FILE = "tests/reliability/test_bus_attacks.py"
+BUS_ENV = "HM_SECURITY_RESULTS"
+
+
 def test_files() -> list[str]:
-    """The security test files: ``test_security.py`` plus every file that records attacks."""
-    files = {"tests/reliability/test_security.py"}
+    """The security test files: ``test_security.py``, the bus attacks, every file recording."""
+    files = {"tests/reliability/test_security.py", BUS_FILE}
     for path in TESTS.glob("test_*.py"):
         if "attacks import record" in path.read_text(encoding="utf-8", errors="replace"):
             files.add(str(path.relative_to(ROOT)))
@@ -68,10 +74,11 @@ def _commit() -> str:
     return (r.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
-def run_tests(files: list[str], log: Path, junit: Path) -> tuple[int, float]:
+def run_tests(files: list[str], log: Path, junit: Path, bus: Path) -> tuple[int, float]:
     """Run pytest on ``files``; return (exit code, wall seconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
     env["HM_ATTACK_LOG"] = str(log)  # not HIVEMIND_*: the tests' conftest clears those
+    env[BUS_ENV] = str(bus)
     cmd = [
         sys.executable, "-m", "pytest", "-q", "-m", "not ray", "-p", "no:cacheprovider",
         f"--junitxml={junit}", *files,
@@ -104,10 +111,26 @@ def records(log: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
+def bus_records(path: Path, tests: dict[str, str]) -> list[dict[str, object]]:
+    """The bus attacks' own JSON as rows (refused = tried - executed); test = the module."""
+    if not path.exists():
+        return []
+    module = Path(BUS_FILE).stem
+    outcome = [v for k, v in tests.items() if k.startswith(f"{module}::")]
+    test = f"{module}::*"
+    tests[test] = "failed" if "failed" in outcome else ("passed" if outcome else "?")
+    rows: list[dict[str, object]] = []
+    for attack, r in sorted(json.loads(path.read_text()).items()):
+        tried, executed = int(r["tried"]), int(r["executed"])
+        rows.append({"finding": "1/3 forged bus messages", "attack": attack.replace("_", " "),
+                     "tried": tried, "refused": tried - executed, "test": test})  # fmt: skip
+    return rows
+
+
 def _short(test: str) -> str:
     """``tests/reliability/test_x.py::test_y[p]`` -> ``test_x::test_y[p]``."""
     path, _, name = test.partition("::")
-    return f"{Path(path).stem}::{name}"
+    return f"{Path(path).stem.removesuffix('.py')}::{name}"
 
 
 def render(
@@ -125,7 +148,8 @@ def render(
         "embedded redis-server and the real CLI, with what it tried and how much was "
         "refused; the test then asserts that nothing got through. Tests: "
         + ", ".join(f"`{f}`" for f in files)
-        + f" ({len(tests)} tests, {wall_s:.0f} s wall, Ray-marked tests excluded). "
+        + f" ({sum(not t.endswith('::*') for t in tests)} tests, {wall_s:.0f} s wall, "
+        "Ray-marked tests excluded). "
         "No baseline: an attack either gets through or not.",
         "",
         "| finding | attack | tried | refused | got through | test |",
@@ -141,13 +165,24 @@ def render(
             f"| {r['finding']} | {r['attack']} | {tried} | {refused} | {tried - refused} "
             f"| {outcome} |"
         )
+    total_tried = sum(t for t, _ in by_finding.values())
+    total_through = sum(t - r for t, r in by_finding.values())
+    lines[4:4] = [
+        f"Headline: security (issue 14): {total_tried} attack attempts over "
+        f"{len(by_finding)} findings, against the real CLI and embedded Redis; "
+        f"{total_through} got through",
+        "",
+    ]
     lines += ["", "| finding | tried | refused | got through |", "|---|---:|---:|---:|"]
     for finding, (tried, refused) in sorted(by_finding.items()):
         lines.append(f"| {finding} | {tried} | {refused} | {tried - refused} |")
     recorded = {_short(str(r["test"])) for r in rows}
-    other = sorted(t for t in tests if t not in recorded)
-    counts = defaultdict(int)
-    for outcome in tests.values():
+    real = {t: o for t, o in tests.items() if not t.endswith("::*")}
+    other = sorted(
+        t for t in real if t not in recorded and f"{t.split('::')[0]}::*" not in recorded
+    )
+    counts: dict[str, int] = defaultdict(int)
+    for outcome in real.values():
         counts[outcome] += 1
     lines += [
         "",
@@ -168,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     files = QUICK if args.quick else test_files()
     with tempfile.TemporaryDirectory(prefix="hm-security-") as tmp:
-        log, junit = Path(tmp) / "attacks.jsonl", Path(tmp) / "junit.xml"
-        code, wall_s = run_tests(files, log, junit)
-        rows, tests = records(log), outcomes(junit)
+        log, junit, bus = (Path(tmp) / n for n in ("attacks.jsonl", "junit.xml", "bus.json"))
+        code, wall_s = run_tests(files, log, junit, bus)
+        tests = outcomes(junit)
+        rows = records(log) + bus_records(bus, tests)
     text = render(rows, tests, wall_s, files, args.quick)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

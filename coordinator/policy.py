@@ -24,8 +24,9 @@ of cases and runs at well over 10k decisions a second.
   swarm then only sends what the target cannot choose alone: cache and pool
   eviction and the app's registered reclaim actions (:data:`IN_TARGET_KINDS`
   are left out). A target that reports itself infeasible (live data over
-  its target) gets no decision at all: nothing would help, and every
-  action would cost the app.
+  its target) gets only its own registered reclaim actions (they may drop
+  live data), and no decision at all when it has none: nothing else would
+  help, and every action would cost the app.
 """
 
 from __future__ import annotations
@@ -187,8 +188,9 @@ def decide(
     config = config or PolicyConfig()
     learned = learned or {}
     in_target = event.cost is not None and event.cost.controller != "off"
-    if in_target and event.cost is not None and event.cost.controller == "infeasible":
-        return None, history
+    infeasible = in_target and event.cost is not None and event.cost.controller == "infeasible"
+    if infeasible and not event.reclaim_actions:
+        return None, history  # nothing the swarm could send would help
     level = event.level
     need = max(0, event.rss_bytes - int(event.target_bytes * config.relief_ratio))
     same = level == history.level
@@ -223,6 +225,8 @@ def decide(
         candidates += [_a(ActionKind.RECLAIM, name=n) for n in event.reclaim_actions]
     if in_target:
         candidates = [a for a in candidates if a.kind not in IN_TARGET_KINDS]
+        if infeasible:  # only the app's own reclaim actions can free live data
+            candidates = [a for a in candidates if a.kind is ActionKind.RECLAIM]
         if not candidates:
             return None, history
     actions = _choose(event.target, candidates, need, learned, config)

@@ -24,10 +24,41 @@ from hivemind.swarm.paths import ensure_state_dir, read_private_text
 if TYPE_CHECKING:
     from hivemind.swarm.settings import Settings
 
-__all__ = ["MIN_SECRET_BYTES", "SECRET_FILE", "check_secret", "load_secret", "read_secret"]
+__all__ = [
+    "AGENT_SECRET_FILE",
+    "MIN_SECRET_BYTES",
+    "REDIS_URL_FILE",
+    "SECRET_FILE",
+    "check_secret",
+    "fingerprint",
+    "load_secret",
+    "read_node_file",
+    "read_secret",
+]
 
 SECRET_FILE = "secret"
 MIN_SECRET_BYTES = 32
+REDIS_URL_FILE = "redis-url"  # an external Redis URL with its password, for the agents (0600)
+AGENT_SECRET_FILE = "agent-secret"  # the key for the agents when it came from HIVEMIND_SECRET
+
+
+def fingerprint(key: bytes) -> str:
+    """A short public fingerprint of ``key`` (16 hex of its SHA-256): names it, never reveals it."""
+    import hashlib
+
+    return hashlib.sha256(b"hivemind-key-id:" + key).hexdigest()[:16]
+
+
+def read_node_file(path: Path) -> str | None:
+    """The stripped text of a private state-folder file (ours, 0600), else ``None``.
+
+    How an agent finds a secret on its node; a missing or untrusted file is
+    simply not a candidate.
+    """
+    try:
+        return read_private_text(path, max_bytes=8192, secret=True).strip()
+    except (OSError, StateFolderError):
+        return None
 
 
 def check_secret(value: str, where: str = "HIVEMIND_SECRET") -> bytes:

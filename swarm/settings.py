@@ -59,7 +59,12 @@ class Settings(BaseSettings):
     sample_hz: float = Field(20.0, gt=0, le=1000)
     stream_maxlen: int = Field(100_000, ge=100)
     secret: SecretStr | None = Field(None, description="HMAC key; default: state folder file")
-    ray_object_store_mb: int = Field(80, ge=40)
+    ray_object_store_mb: int = Field(
+        75, ge=75, description="object store of our own Ray head (Ray's minimum, 75 MB)"
+    )
+    ray_api_server: bool = Field(
+        False, description="keep Ray's API server (for `ray list`, the state API) on our head"
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus /metrics")
     metrics_host: str = "127.0.0.1"
     debug: bool = False

@@ -37,6 +37,7 @@ from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import HivemindError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.resp import Connection
+from hivemind.swarm.safe_text import printable
 
 __all__ = [
     "APPEND_LUA",
@@ -69,7 +70,6 @@ __all__ = [
 DEFAULT_STREAM_MAXLEN = 100_000
 # No ':' (a session "a:events" would be session "a"'s event stream), no '*?[' (globs).
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 META = "meta."
 COUNT = "count."
@@ -99,16 +99,6 @@ def new_session_id(now: float | None = None) -> str:
 def valid_session_id(session_id: str) -> bool:
     """True for 1-128 characters of letters, digits and ``_ . @ -`` (no ``:``)."""
     return bool(SESSION_ID_PATTERN.match(session_id))
-
-
-def printable(text: object) -> str:
-    """``text`` safe for a terminal: control characters (escape sequences, bidi
-    overrides, newlines) shown as ``\\xNN``/``\\uNNNN`` instead of acting.
-
-    Session data is written by hooks and agents; printing it raw would let a
-    stored value move the cursor, retitle the terminal or hide text.
-    """
-    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], str(text))
 
 
 def open_export(path: Path | str) -> IO[str]:

@@ -20,17 +20,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import redis
 from pydantic import BaseModel
 
+from hivemind.swarm.env import env_str
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.bus import Handler, Subscription
-from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.connection import connect, strip_password
 from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
-__all__ = ["AgentConfig", "AgentCore", "Role"]
+__all__ = ["AgentConfig", "AgentCore", "Role", "node_redis_url", "node_secret", "remember_secret"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,13 @@ Role = Literal["benchmarker", "gc_optimizer", "widget_optimizer", "coordinator"]
 
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
-    """What an agent needs to run; passed to the actor at creation and on restart."""
+    """What an agent needs to run; passed to the actor at creation and on restart.
+
+    It is stored in Ray's GCS (the actor's creation arguments), so it holds
+    no secret: ``redis_url`` has no password and ``secret_id`` is only a
+    fingerprint of the HMAC key. The agent finds both secrets on its own
+    node (:func:`node_redis_url`, :func:`node_secret`).
+    """
 
     namespace: str
     redis_url: str = field(repr=False)  # may hold a password: never in a repr or a log
@@ -48,12 +56,74 @@ class AgentConfig:
     session_id: str = ""
     stream_maxlen: int = 100_000
     sample_hz: float = 20.0
-    secret_hex: str = field(default="", repr=False)
+    state_dir: str = ""
+    secret_id: str = ""
 
     @property
     def heartbeat_ttl_ms(self) -> int:
         """How long a heartbeat hash outlives its agent (status shows it dead meanwhile)."""
         return max(30_000, int(self.heartbeat_s * 30_000))
+
+
+def node_redis_url(config: AgentConfig) -> str:
+    """The Redis URL with its password, found on this node.
+
+    ``HIVEMIND_REDIS_URL`` in the node's environment, else the state folder's
+    ``redis-url`` file (0600), whichever matches ``config.redis_url`` once its
+    password is stripped; else ``config.redis_url`` itself (no password).
+    """
+    from hivemind.swarm.secret import REDIS_URL_FILE, read_node_file
+
+    candidates = [env_str("redis_url")]
+    if config.state_dir:
+        candidates.append(read_node_file(Path(config.state_dir) / REDIS_URL_FILE))
+    for url in candidates:
+        if url and strip_password(url) == config.redis_url:
+            return url
+    return config.redis_url
+
+
+_PROCESS_KEYS: dict[str, bytes] = {}
+
+
+def remember_secret(key: bytes) -> str:
+    """Make ``key`` known to agent cores in this process (in-process swarms); return its id."""
+    from hivemind.swarm.secret import fingerprint
+
+    key_id = fingerprint(key)
+    _PROCESS_KEYS[key_id] = key
+    return key_id
+
+
+def node_secret(config: AgentConfig) -> bytes:
+    """The HMAC key, found on this node: ``HIVEMIND_SECRET`` or the state folder's files.
+
+    The one whose fingerprint is ``config.secret_id``. Raises
+    :class:`RuntimeError` when this node has none (the agent then fails to
+    start, and ``swarm up`` says which role and node).
+    """
+    from hivemind.swarm.secret import (
+        AGENT_SECRET_FILE,
+        SECRET_FILE,
+        fingerprint,
+        read_node_file,
+    )
+
+    if not config.secret_id:
+        return b""
+    if config.secret_id in _PROCESS_KEYS:
+        return _PROCESS_KEYS[config.secret_id]
+    candidates = [env_str("secret")]
+    if config.state_dir:
+        for name in (SECRET_FILE, AGENT_SECRET_FILE):
+            candidates.append(read_node_file(Path(config.state_dir) / name))
+    for text in candidates:
+        if text and fingerprint(text.encode()) == config.secret_id:
+            return text.encode()
+    raise RuntimeError(
+        f"no HMAC key on node {socket.gethostname()}: set HIVEMIND_SECRET in the environment "
+        f"of `ray start` there, or share {config.state_dir or 'the state folder'}"
+    )
 
 
 class AgentCore:
@@ -70,8 +140,8 @@ class AgentCore:
         self.name = name
         self.keys = Keys(config.namespace)
         #: The swarm's shared secret: seals what this agent publishes, checks what it reads.
-        self.secret: bytes | None = bytes.fromhex(config.secret_hex) if config.secret_hex else None
-        self.redis = connect(config.redis_url, timeout_s=5.0)
+        self.secret: bytes | None = node_secret(config) or None
+        self.redis = connect(node_redis_url(config), timeout_s=5.0)
         self.pid = os.getpid()
         self.node = socket.gethostname()
         self.started_at = time.time()

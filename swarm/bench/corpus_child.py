@@ -18,8 +18,9 @@ What is measured, here in the app's process:
 * Reaction latency: for each upward crossing of the target, from the app's
   last allocation before the sample that saw it (the workload records when
   it allocates) to the start of the next full collection, whoever ran it.
-* When the guard flagged the run infeasible (a runtime attribute
-  ``infeasible`` that turns truthy), in seconds after RSS first went over.
+* When the guard flagged the run infeasible (the runtime's, or its
+  controller's, ``infeasible`` turning true), in seconds after RSS first
+  went over the target.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def _flagged() -> bool:
     if rt is None:
         return False
     flag = getattr(rt, "infeasible", None)
+    if flag is None:  # the in-target controller's verdict, where it keeps one
+        flag = getattr(getattr(rt, "controller", None), "infeasible", None)
     if callable(flag):
         flag = flag()
     return bool(flag)

@@ -92,7 +92,7 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[list[str]]:
                 [
                     app if first else "",
                     side,
-                    _f(s["peak_rss_mb"]),
+                    _f(s["peak_rss_mb"], 1),
                     _f(s["time_over_target_s"], 1),
                     _work(s),
                     _f(s["gc_pause_p99_ms"], 0),
@@ -133,7 +133,8 @@ def corpus_markdown(record: dict[str, Any], heading: str = "###") -> list[str]:
         "",
         f"Each side of each app ran {plan['repeats']} time(s), {plan['seconds']:g} s per run "
         "(mypy: one whole check per run, stopped after "
-        f"{plan['whole_run_cap_s']:g} s), in a fresh interpreter, sides rotated every repeat. "
+        f"{plan['whole_run_cap_s']:g} s or 3x its unguarded median, whichever is less), in a "
+        "fresh interpreter, sides rotated every repeat. "
         f"Swarm sides: {record['swarm']}."
         + (f" Skipped: {', '.join(plan['skipped'])}." if plan["skipped"] else ""),
         "",

@@ -24,6 +24,7 @@ from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
 from hivemind.swarm.cli.sessions import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
+from hivemind.swarm.safe_text import inert
 from hivemind.swarm.settings import Settings, load_settings
 
 __all__ = ["app", "run"]
@@ -181,14 +182,14 @@ def swarm_status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> Non
 
 def _print_status(st: SwarmStatus) -> None:
     out.print(
-        f"[bold]hivemind[/] namespace [bold]{st.namespace}[/] · state {st.state} · "
-        f"pid {st.pid} · up {st.uptime_s:.0f}s · level [bold]{st.level}[/] · "
-        f"session {st.session_id or '-'}"
+        f"[bold]hivemind[/] namespace [bold]{st.namespace}[/] · state {_e(st.state)} · "
+        f"pid {st.pid} · up {st.uptime_s:.0f}s · level [bold]{_e(st.level)}[/] · "
+        f"session {_e(st.session_id or '-')}"
     )
     r = st.redis
     out.print(f"redis: {r.mode} {r.version} · {r.persistence} · {r.used_memory_mb} MB · {r.url}")
     if r.error:
-        out.print(f"[bold red]redis error: {r.error}[/]", highlight=False)
+        out.print(f"[bold red]redis error: {_e(r.error)}[/]", highlight=False)
     agents = Table("agent", "role", "pid", "alive", "restarts", "last seen", box=None)
     for a in st.agents:
         agents.add_row(
@@ -204,12 +205,12 @@ def _print_status(st: SwarmStatus) -> None:
         targets = Table("target", "pid", "rss MB", "target MB", "level", "last action", box=None)
         for t in st.targets:
             targets.add_row(
-                t.name,
+                _e(t.name),
                 str(t.pid or "-"),
                 f"{t.rss_mb:.1f}",
                 f"{t.target_mb:.0f}",
-                t.level,
-                t.last_action,
+                _e(t.level),
+                _e(t.last_action),
             )
         out.print(targets)
         for t in st.targets:
@@ -219,7 +220,14 @@ def _print_status(st: SwarmStatus) -> None:
     else:
         out.print("targets: none guarded (use `hivemind run -- python app.py`)")
     if st.bus_errors:
-        out.print(f"bus errors: {json.dumps(st.bus_errors)}")
+        out.print(f"bus errors: {_e(json.dumps(st.bus_errors))}")
+    if st.bad_values:
+        out.print(f"bad values in Redis (shown as unknown): {st.bad_values}")
+
+
+def _e(value: object) -> str:
+    """Text from Redis made inert for rich: no markup, no control characters."""
+    return inert(value)
 
 
 def _print_reclaim(st: SwarmStatus) -> None:
@@ -229,13 +237,19 @@ def _print_reclaim(st: SwarmStatus) -> None:
         r = t.reclaim
         if not r:
             continue
-        out.print(
-            f"{t.name}: {r.get('caches_found', 0)} caches found (scan {r.get('scan_ms', 0)} ms), "
-            f"~{int(r.get('reclaimable_bytes', 0)) / 2**20:.1f} MB reclaimable, "
-            f"{int(r.get('total_freed', 0)) / 2**20:.1f} MB given back so far",
-            highlight=False,
-        )
-        for table in reclaim_tables(t.name, r):
+        try:  # written by the guarded process: data, not trusted structure
+            line = (
+                f"{_e(t.name)}: {_e(r.get('caches_found', 0))} caches found "
+                f"(scan {_e(r.get('scan_ms', 0))} ms), "
+                f"~{int(r.get('reclaimable_bytes', 0)) / 2**20:.1f} MB reclaimable, "
+                f"{int(r.get('total_freed', 0)) / 2**20:.1f} MB given back so far"
+            )
+            tables = list(reclaim_tables(t.name, r))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            out.print(f"{_e(t.name)}: reclaim details unreadable (bad values in Redis)")
+            continue
+        out.print(line, highlight=False)
+        for table in tables:
             out.print(table)
 
 

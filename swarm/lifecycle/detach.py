@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from hivemind.swarm.errors import HivemindError, NotRunningError, SwarmStartError
+from hivemind.swarm.lifecycle.ray_head import stop_orphans
 from hivemind.swarm.paths import open_private
 from hivemind.swarm.procs import same_process
 from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
@@ -104,7 +105,8 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0, *, identify_s: float = 
     """
     info = running_swarm(state_dir)
     if info is None:
-        EmbeddedRedis(state_dir).stop()  # an orphan from a killed supervisor
+        EmbeddedRedis(state_dir).stop()  # orphans from a killed supervisor
+        stop_orphans(state_dir)
         remove_info(state_dir)
         raise NotRunningError(f"no swarm is running on {state_dir}")
     info = _identified(state_dir, info, identify_s)
@@ -118,6 +120,7 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0, *, identify_s: float = 
     if same_process(info.pid, info.pid_start):
         os.kill(info.pid, signal.SIGKILL)
     EmbeddedRedis(state_dir).stop()
+    stop_orphans(state_dir)
     remove_info(state_dir)
     return info
 

@@ -25,10 +25,19 @@ from hivemind.swarm.agent.base import AgentConfig
 from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.errors import HivemindError, SwarmStartError
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.lifecycle.ray_head import RayHead
+from hivemind.swarm.paths import write_private_file
 from hivemind.swarm.procs import start_ticks
-from hivemind.swarm.redis.connection import connect
+from hivemind.swarm.redis.connection import connect, strip_password
 from hivemind.swarm.redis.server import EmbeddedRedis
-from hivemind.swarm.secret import load_secret
+from hivemind.swarm.secret import (
+    AGENT_SECRET_FILE,
+    REDIS_URL_FILE,
+    SECRET_FILE,
+    fingerprint,
+    load_secret,
+    read_node_file,
+)
 from hivemind.swarm.settings import Settings
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 
@@ -62,6 +71,7 @@ class Swarm:
         self.agents: list[ActorFacade] = []
         self.info: SwarmInfo | None = None
         self._ray_started = False
+        self.ray_head: RayHead | None = None
         self._lease: contextlib.ExitStack | None = None
         self._metrics: Any = None
         self.session_id = settings.session_id or ""
@@ -82,6 +92,8 @@ class Swarm:
             self._start_redis()
             self._start_ray()
             self._start_agents()
+            if self.ray_head is not None:
+                self.ray_head.seal()
             self._start_metrics()
         except BaseException:
             self.stop()
@@ -112,6 +124,12 @@ class Swarm:
 
             ray.shutdown()
             self._ray_started = False
+        if self.ray_head is not None:
+            self.ray_head.stop()
+            self.ray_head = None
+        for name in (REDIS_URL_FILE, AGENT_SECRET_FILE):
+            with contextlib.suppress(OSError):
+                (self.settings.state_dir / name).unlink()
         if self.redis is not None:
             with contextlib.suppress(redis.RedisError):
                 self.redis.hset(self.keys.swarm, "state", "stopped")
@@ -174,31 +192,36 @@ class Swarm:
         pipe.execute()
 
     def _start_ray(self) -> None:
+        s = self.settings
+        ray_mod = sys.modules.get("ray")
+        if ray_mod is not None and ray_mod.is_initialized():
+            return  # a driver that already joined Ray (tests, notebooks) keeps its own
+        address = s.ray_address
+        if not address:
+            # Our own head: loopback only, token auth, no dashboard/monitors (ray_head.py).
+            # Started before `import ray`: Ray reads the loopback switch at import.
+            self.ray_head = RayHead(
+                s.state_dir, object_store_mb=s.ray_object_store_mb, api_server=s.ray_api_server
+            )
+            address = self.ray_head.start()
         import ray
 
-        s = self.settings
-        if ray.is_initialized():
-            return  # a driver that already joined Ray (tests, notebooks) keeps its own
         kwargs: dict[str, Any] = {
             "namespace": RAY_NAMESPACE,
-            "include_dashboard": False,
             "log_to_driver": False,
             "logging_level": logging.WARNING,
             "configure_logging": True,
         }
-        if s.ray_address:
-            kwargs["address"] = s.ray_address
-        else:
-            # A small swarm: agents take num_cpus=0, so one CPU slot is enough,
-            # and an 80 MB object store instead of 30 % of RAM.
-            kwargs["num_cpus"] = 1
-            kwargs["object_store_memory"] = s.ray_object_store_mb * 1024 * 1024
         try:
-            ray.init(**kwargs)
+            ray.init(address=address, **kwargs)
         except Exception as exc:
             where = s.ray_address or "a local Ray"
             raise SwarmStartError(f"cannot start {where}: {exc}".splitlines()[0]) from None
         self._ray_started = True
+
+    def ray_head_pids(self) -> dict[str, int]:
+        """The Ray head processes this swarm started, by role (empty when it joined a cluster)."""
+        return self.ray_head.pids() if self.ray_head is not None else {}
 
     @property
     def metrics_url(self) -> str:
@@ -222,17 +245,25 @@ class Swarm:
         s = self.settings
         return AgentConfig(
             namespace=s.namespace,
-            redis_url=self.redis_url,
+            redis_url=strip_password(self.redis_url),
             target_mb=s.target_mb,
             heartbeat_s=s.heartbeat_s,
             session_id=self.session_id,
             stream_maxlen=s.stream_maxlen,
             sample_hz=s.sample_hz,
-            secret_hex=load_secret(s).hex(),
+            state_dir=str(s.state_dir),
+            secret_id=fingerprint(load_secret(s)),
         )
 
     def _start_agents(self) -> None:
         config = self.agent_config()
+        state = self.settings.state_dir
+        # Secrets reach the agents through 0600 files in the state folder, never through Ray.
+        if config.redis_url != self.redis_url:
+            write_private_file(state / REDIS_URL_FILE, self.redis_url)
+        key = load_secret(self.settings)
+        if read_node_file(state / SECRET_FILE) != key.decode():
+            write_private_file(state / AGENT_SECRET_FILE, key.decode())
         self.agents = [facade.start(config) for facade in agent_facades()]
         for agent in self.agents:
             agent.ping(timeout_s=120.0)

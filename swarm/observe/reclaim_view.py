@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.table import Table
 
+from hivemind.swarm.safe_text import inert
+
 __all__ = ["reclaim_tables"]
 
 _MB = 2**20
@@ -40,12 +42,12 @@ def reclaim_tables(target: str, report: dict[str, Any]) -> list[Table]:
     if caches:
         t = Table(
             "cache", "entries", "est MB", "hit rate", "cost", "keep",
-            box=None, title=f"{target}: caches found",
+            box=None, title=f"{inert(target)}: caches found",
         )  # fmt: skip
         for c in caches:
             t.add_row(
-                str(c.get("name", "?")),
-                str(c.get("entries", "?")),
+                inert(c.get("name", "?")),
+                inert(c.get("entries", "?")),
                 _mb(c.get("bytes")),
                 _rate(c.get("hit_rate")),
                 f"{float(c.get('cost', 0)):.2f}",
@@ -56,12 +58,12 @@ def reclaim_tables(target: str, report: dict[str, Any]) -> list[Table]:
     if last:
         t = Table(
             "reclaim", "expected MB", "freed MB", "ms", "ok",
-            box=None, title=f"{target}: last reclaims (freed = RSS before - after)",
+            box=None, title=f"{inert(target)}: last reclaims (freed = RSS before - after)",
         )  # fmt: skip
         for r in last:
-            ok = "yes" if r.get("ok") else f"no: {str(r.get('error', ''))[:60]}"
+            ok = "yes" if r.get("ok") else f"no: {inert(str(r.get('error', ''))[:60])}"
             t.add_row(
-                str(r.get("name") or r.get("kind", "?")),
+                inert(r.get("name") or r.get("kind", "?")),
                 _mb(r.get("expected_bytes", -1)),
                 _mb(r.get("bytes_freed")),
                 f"{float(r.get('duration_ms', 0)):.1f}",

@@ -13,7 +13,7 @@ import redis
 
 from hivemind.swarm.errors import RedisUnavailableError, UsageError
 
-__all__ = ["connect", "redact_url"]
+__all__ = ["connect", "redact_url", "strip_password"]
 
 
 def redact_url(url: str) -> str:
@@ -37,6 +37,23 @@ def redact_url(url: str) -> str:
     )
     if netloc == parts.netloc and query == parts.query:
         return url
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def strip_password(url: str) -> str:
+    """Return ``url`` without its password (userinfo or ``password=`` query; the rest kept)."""
+    parts = urlsplit(url)
+    query = "&".join(
+        item
+        for item in parts.query.split("&")
+        if item and item.partition("=")[0].lower() != "password"
+    )
+    if parts.password is None and query == parts.query:
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{parts.username}@{host}" if parts.username else host
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 

@@ -14,9 +14,12 @@ owns three control variables, cheapest first:
   collector's own incremental way to free young cyclic garbage, taken over
   only when paced collections do not hold (RSS still reaches ``tighten``,
   95 %, and rising): it starts from the session's learned setting, else the
-  report's ``balanced`` profile (a preset the coordinator may change), and
-  is then *halved* (fast) at most every ``tighten_every_s``, down to
-  ``floor_t0``; when headroom returns (RSS under ``relax`` for
+  report's ``balanced`` profile (a preset the coordinator may change). It
+  is also taken over when paced collections keep freeing memory several
+  times within ``busy_window_s`` (garbage comes fast: the collector's
+  incremental gen-0 frees it for less than repeated full collections of a
+  heap full of it). Under pressure it is *halved* (fast) at most every
+  ``tighten_every_s``, down to ``floor_t0``; when headroom returns (RSS under ``relax`` for
   ``relax_dwell_s``) it grows by ``relax_factor`` a step at a
   time, never straight back above a setting that recently failed, and once
   it reaches the app's own threshold the app's settings come back
@@ -85,7 +88,7 @@ class GCSettings:
 class ControllerConfig:
     """Bands (shares of the target), steps, budgets. Defaults are the tuned ones."""
 
-    collect: float = 0.85
+    collect: float = 0.80
     tighten: float = 0.95
     relax: float = 0.70
     relax_dwell_s: float = 2.0
@@ -96,8 +99,8 @@ class ControllerConfig:
     start_t0: int = PRESET_T0["balanced"]
     max_t1: int = 10
     max_t2: int = 10
-    collect_budget: float = 0.10
-    over_budget: float = 0.25
+    collect_budget: float = 0.20
+    over_budget: float = 0.30
     min_collect_gap_s: float = 0.05
     futile_fraction: float = 0.01  # a collection freeing less than this share of the target...
     futile_min_bytes: int = 1 * MB  # ...and less than this is futile
@@ -109,6 +112,8 @@ class ControllerConfig:
     feasible_again: float = 0.95
     gc_cost_ceiling_ms: float = 150.0  # app collector ms/s above which we relax if we may
     hold_s: float = 5.0
+    busy_collections: int = 3  # useful full collections within busy_window_s: garbage comes
+    busy_window_s: float = 2.0  # fast, and the collector's own gen-0 frees it cheaper
     fail_memory_s: float = 30.0
 
 
@@ -167,6 +172,7 @@ class _State:
     collections: int = 0
     freed: int = 0
     options: dict[str, ReclaimOption] = field(default_factory=dict)
+    useful_at: list[float] = field(default_factory=list)  # times of recent useful collections
 
 
 class Controller:
@@ -260,6 +266,8 @@ class Controller:
         rss_useful = bytes_freed >= enough
         useful = rss_useful or objects * c.object_bytes >= enough
         s.futile = 0 if useful else s.futile + 1
+        if useful:
+            s.useful_at = [t for t in s.useful_at if now - t < c.busy_window_s] + [now]
         s.rss_futile = 0 if rss_useful else s.rss_futile + 1
         if rss_useful:
             s.infeasible = False
@@ -280,16 +288,23 @@ class Controller:
 
     # --- the step ----------------------------------------------------------------
     def _ours(self, t0: int) -> GCSettings:
+        """Gen-0 is ours; gen-1/2 stay the app's (older generations are the costly
+        full collections), or the seed's 10 for a collector the app disabled."""
         app = self._s.app or GCSettings((700, 10, 10))
-        t1 = min(max(1, app.thresholds[1]), self.config.max_t1)
-        t2 = min(max(1, app.thresholds[2]), self.config.max_t2)
-        return GCSettings((t0, t1, t2), True)
+        if not app.enabled or app.thresholds[0] == 0:
+            return GCSettings((t0, self.config.max_t1, self.config.max_t2), True)
+        return GCSettings((t0, max(1, app.thresholds[1]), max(1, app.thresholds[2])), True)
 
     def _app_t0(self) -> int:
         app = self._s.app
         t0 = app.thresholds[0] if app is not None and app.enabled else 0
         # A disabled collector (or threshold 0) behaves as an infinite threshold.
         return t0 if t0 > 0 else 1 << 30
+
+    def _busy(self, now: float) -> bool:
+        """Full collections keep freeing memory, several within the window."""
+        recent = [t for t in self._s.useful_at if now - t < self.config.busy_window_s]
+        return len(recent) >= self.config.busy_collections
 
     def _tighten(self, now: float, frac: float) -> Plan | None:
         """Engage (from the learned setting or the preset) or halve gen-0; None at the floor."""
@@ -344,6 +359,8 @@ class Controller:
             s.held_since = obs.now
             if obs.now - s.last_tighten >= c.tighten_every_s:
                 plan = self._tighten(obs.now, frac) or plan
+        elif s.applied is None and self._busy(obs.now):
+            plan = self._tighten(obs.now, frac) or plan  # cheaper than full collections
         elif s.applied is not None:
             costly = obs.gc_ms_per_s > c.gc_cost_ceiling_ms and frac < c.collect
             if frac < c.relax or costly:

@@ -157,6 +157,19 @@ def _sample_pairs(pairs: Iterator[tuple[Any, Any]], n: int, samples: int) -> lis
     return list(itertools.islice(pairs, 0, None, _spread(n, samples)))[:samples]
 
 
+def _dict_sample(d: dict[Any, Any], step: int, samples: int) -> list[tuple[Any, Any]]:
+    """Every ``step``-th (key, value) of ``d``, at most ``samples``: two C-level list copies
+    (keys and values keep the same order), instead of one tuple per entry."""
+    keys = list(d)[::step][:samples]
+    values = list(d.values())[::step][:samples]
+    return list(zip(keys, values, strict=False))
+
+
+def _is_cache_dict(refs: list[Any], i: int, n: int, own: Any) -> bool:
+    r = refs[i] if 0 <= i < len(refs) else None
+    return type(r) is dict and r is not own and len(r) == n
+
+
 def estimate_cache_bytes(wrapper: Any, samples: int = 32) -> int:
     """Estimated bytes an ``lru_cache`` wrapper's clear would free (see module docstring)."""
     info = wrapper.cache_info()
@@ -165,25 +178,31 @@ def estimate_cache_bytes(wrapper: Any, samples: int = 32) -> int:
         return 0
     refs = gc.get_referents(wrapper)
     own_dict = getattr(wrapper, "__dict__", None)
-    idx = next(
-        (i for i, r in enumerate(refs) if type(r) is dict and r is not own_dict and len(r) == n),
-        -1,
-    )
-    if idx < 0:
-        return 0
-    cache: dict[Any, Any] = refs[idx]
+    step = _spread(n, samples)
+    if info.maxsize is not None and _is_cache_dict(refs, 3 * n + 1, n, own_dict):
+        # CPython 3.11-3.13 visit each link as (type, key, result), then the dict
+        cache: dict[Any, Any] = refs[3 * n + 1]
+        picked = list(zip(refs[1 : 3 * n : 3 * step], refs[2 : 3 * n : 3 * step], strict=False))
+        extra = (3, 2)  # held by: key = dict, link, our pair; result = link, our pair
+    else:
+        idx = next((i for i in range(len(refs)) if _is_cache_dict(refs, i, n, own_dict)), -1)
+        if idx < 0:
+            return 0
+        cache = refs[idx]
+        if info.maxsize is None:  # unbounded: the dict maps key -> result
+            picked = _dict_sample(cache, step, samples)
+            extra = (2, 2)  # held by the dict and our pair
+        else:  # another layout: keys and results before the dict, types in between
+            flat = [r for r in refs[:idx] if not isinstance(r, type)]
+            picked = list(zip(flat[0::2], flat[1::2], strict=False))[::step]
+            extra = (4, 3)  # as above, plus our flat list
+    picked = picked[:samples]
     seen: set[int] = set()
-    if info.maxsize is None:  # unbounded: the dict maps key -> result
-        picked = _sample_pairs(iter(cache.items()), n, samples)
-        extra = 2  # our sampled pair tuple and list
-    else:  # bounded: the links' keys and results come before the dict, types in between
-        flat = [r for r in refs[:idx] if not isinstance(r, type)]
-        picked = _sample_pairs(zip(flat[0::2], flat[1::2], strict=False), n, samples)
-        extra = 3  # the link, the flat list and the pair
     del refs
     if not picked:
         return 0
-    per = sum(_deep(k, seen, extra) + _deep(v, seen, extra) for k, v in picked) / len(picked)
+    kx, vx = extra
+    per = sum(_deep(k, seen, kx) + _deep(v, seen, vx) for k, v in picked) / len(picked)
     link = _LINK_BYTES if info.maxsize is not None else 0
     return int(sys.getsizeof(cache) + n * (per + link))
 
@@ -199,7 +218,10 @@ def estimate_mapping_bytes(mapping: Any, samples: int = 32) -> int:
     inner = getattr(mapping, "_Cache__data", None)  # cachetools keeps a plain dict inside
     data = inner if isinstance(inner, dict) else mapping
     try:
-        picked = _sample_pairs(iter(list(itertools.islice(data.items(), 0, None))), n, samples)
+        if isinstance(data, dict):
+            picked = _dict_sample(data, _spread(n, samples), samples)
+        else:
+            picked = _sample_pairs(iter(list(data.items())), n, samples)
     except Exception:
         return 0
     seen: set[int] = set()
@@ -335,49 +357,65 @@ class Discovery:
 # Every step is a C-level pass (gc.get_referents, map, itertools.compress) over
 # the namespaces' values; Python code runs only for the few interesting ones.
 
-_TYPES: dict[type, bool] = {types.FunctionType: True}
-_IS_LRU: Callable[[type], bool | None] = {_LRU: True}.get
-_IS_FUNC: Callable[[type], bool | None] = _TYPES.get
-_IS_DESC: Callable[[type], bool | None] = {staticmethod: True, classmethod: True}.get
+_func_of: Callable[[Any], Any] = operator.attrgetter("__func__")
 _closure = operator.attrgetter("__closure__")
-_func = operator.attrgetter("__func__")
 _type_of: Callable[[Any], type] = type
 _INTERESTING = frozenset((_LRU, types.FunctionType, staticmethod, classmethod))
 
 
+def _positions(kinds: list[type], kind: type) -> Iterator[int]:
+    """Indexes of ``kind`` in ``kinds``: ``list.index`` runs in C, so rare kinds cost ~nothing."""
+    i = -1
+    while True:
+        try:
+            i = kinds.index(kind, i + 1)
+        except ValueError:
+            return
+        yield i
+
+
+def _of_kind(values: list[Any], kinds: list[type], kind: type) -> list[Any]:
+    """The values whose type is exactly ``kind`` (one C-level pass)."""
+    return list(itertools.compress(values, map(operator.is_, kinds, itertools.repeat(kind))))
+
+
 def _walk_namespaces(namespaces: list[dict[str, Any]], found: dict[int, Any]) -> None:
     """Find lru_cache wrappers in ``namespaces`` (module dicts), their classes and closures."""
-    seen_classes: set[int] = set()
-    dicts: list[Any] = namespaces
+    seen_classes: set[Any] = set()
+    spaces: list[dict[str, Any]] = namespaces
     for _depth in range(3):  # module dicts, then class dicts, then nested classes' dicts
-        if not dicts:
+        if not spaces:
             return
-        values = gc.get_referents(*dicts)  # keys and values of every dict, in one C call
-        # C-level passes keep the few values of interest (functions, classes, ...)
+        # every namespace's values in one C-level pass
+        values = list(itertools.chain.from_iterable(map(dict.values, spaces)))
         kinds: list[type] = list(map(_type_of, values))
-        wanted = {t: True for t in set(kinds) if t in _INTERESTING or issubclass(t, type)}
-        picked = list(itertools.compress(values, map(wanted.get, kinds)))
-        del values
-        kinds = list(map(_type_of, picked))
-        for w in itertools.compress(picked, map(_IS_LRU, kinds)):
-            found[id(w)] = w
-        funcs = list(itertools.compress(picked, map(_IS_FUNC, kinds)))
-        descs = list(itertools.compress(picked, map(_IS_DESC, kinds)))
-        if descs:
-            inner = list(map(_func, descs))
-            for w in inner:
-                if type(w) is _LRU:
-                    found[id(w)] = w
-            funcs += [f for f in inner if type(f) is types.FunctionType]
+        present = set(kinds)
+        if _LRU in present:
+            for i in _positions(kinds, _LRU):
+                found[id(values[i])] = values[i]
+        funcs = _of_kind(values, kinds, types.FunctionType)
+        for desc_type in (staticmethod, classmethod):
+            if desc_type in present:
+                inner = list(map(_func_of, _of_kind(values, kinds, desc_type)))
+                inner_kinds: list[type] = list(map(_type_of, inner))
+                for i in _positions(inner_kinds, _LRU):
+                    found[id(inner[i])] = inner[i]
+                funcs += _of_kind(inner, inner_kinds, types.FunctionType)
         _from_functions(funcs, found)
-        classes = []
-        metas = {t: True for t in wanted if issubclass(t, type)}
-        for cls in itertools.compress(picked, map(metas.get, kinds)):
-            if id(cls) not in seen_classes:
-                seen_classes.add(id(cls))
-                classes.append(cls)
-        # vars(cls) is a mappingproxy; its only referent is the class dict
-        dicts = gc.get_referents(*map(vars, classes)) if classes else []
+        metas = {t: True for t in present if issubclass(t, type)}
+        try:  # classes hash by identity (a metaclass overriding __hash__ would be odd)
+            if len(metas) == 1:
+                classes = set(_of_kind(values, kinds, next(iter(metas))))
+            else:
+                classes = set(itertools.compress(values, map(metas.get, kinds)))
+            classes -= seen_classes
+        except TypeError:
+            classes = set()
+        seen_classes |= classes
+        del values, kinds
+        # a heap type's referents include its namespace dict (static types have none)
+        refs = gc.get_referents(*classes) if classes else []
+        spaces = _of_kind(refs, list(map(_type_of, refs)), dict)
 
 
 def _from_functions(funcs: list[Any], found: dict[int, Any]) -> None:
@@ -388,6 +426,6 @@ def _from_functions(funcs: list[Any], found: dict[int, Any]) -> None:
         closures = list(filter(None, map(_closure, funcs)))
         reached = gc.get_referents(*gc.get_referents(*closures)) if closures else []
         kinds = list(map(_type_of, reached))
-        for w in itertools.compress(reached, map(_IS_LRU, kinds)):
-            found[id(w)] = w
-        funcs = list(itertools.compress(reached, map(_IS_FUNC, kinds)))
+        for i in _positions(kinds, _LRU):
+            found[id(reached[i])] = reached[i]
+        funcs = _of_kind(reached, kinds, types.FunctionType)

@@ -186,9 +186,15 @@ def _re_cache() -> InterpCache:
     cache = getattr(re, "_cache", {})
     n = len(cache)
     est = 0
-    if n:
-        vals = list(cache.values())[:32]
-        est = sys.getsizeof(cache) + n * sum(sys.getsizeof(p) for p in vals) // len(vals)
+    if n:  # key: (type, pattern text, flags); value: the compiled Pattern
+        items = list(cache.items())[:32]
+        per = 0
+        for key, pat in items:
+            per += (
+                sys.getsizeof(pat) + sys.getsizeof(key) + sys.getsizeof(getattr(pat, "pattern", ""))
+            )
+            per += sys.getsizeof(getattr(pat, "groupindex", {}))
+        est = sys.getsizeof(cache) + n * per // len(items)
     return InterpCache("interp:re", n, est, re.purge)
 
 
@@ -207,15 +213,25 @@ def _linecache() -> InterpCache:
 
 
 def _path_caches() -> InterpCache:
-    import importlib
-
     n, est = 0, 0
     for finder in list(sys.path_importer_cache.values()):
         cache = getattr(finder, "_path_cache", None)
         if isinstance(cache, set):
             n += len(cache)
             est += sys.getsizeof(cache) + sum(map(sys.getsizeof, cache))
-    return InterpCache("interp:importlib", n, est, importlib.invalidate_caches)
+    return InterpCache("interp:importlib", n, est, _clear_path_caches)
+
+
+def _clear_path_caches() -> None:
+    """``importlib.invalidate_caches()`` only marks the finders' directory listings stale;
+    emptying them too frees them now (each finder refills on its next lookup)."""
+    import importlib
+
+    importlib.invalidate_caches()
+    for finder in list(sys.path_importer_cache.values()):
+        for attr in ("_path_cache", "_relaxed_path_cache"):
+            if isinstance(getattr(finder, attr, None), set):
+                setattr(finder, attr, set())
 
 
 def _type_cache() -> InterpCache:

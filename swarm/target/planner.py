@@ -14,10 +14,15 @@ hit rate go first. Anything marked keep, smaller than ``min_bytes``, or that
 freed nothing measurable twice in a row is never chosen.
 
 **When.** :meth:`Reclaimer.observe` is the O(1) check the runtime may call on
-every sample: it scans only when pressure first rises, and when
-``len(sys.modules)`` changed while under pressure (at most once a second).
-The controller decides when to reclaim and calls :meth:`Reclaimer.reclaim`
-(or :meth:`Reclaimer.run` for one named action).
+every sample: it walks every module when pressure first rises (again at
+most once a minute; a rise in between walks only modules imported since),
+and the new modules when ``len(sys.modules)`` changed while under pressure
+(at most once a second). Each look also re-reads every known cache's
+counters and size.
+The in-target controller decides when to reclaim: it gets the candidates as
+options (see :meth:`hivemind.swarm.target.wiring.ReclaimHook.options`) and
+the runtime runs what it chose with :meth:`Reclaimer.run`; with the
+controller off, :meth:`Reclaimer.reclaim` clears the best until enough is freed.
 
 Nothing here raises into the app; ``HIVEMIND_DISCOVER=0`` turns discovery
 off (the registered actions and the interpreter caches remain).
@@ -49,6 +54,7 @@ from hivemind.swarm.target.reclaim import (
 __all__ = ["Candidate", "Outcome", "Reclaimer"]
 
 KIB = 1024
+FULL_SCAN_EVERY_S = 60.0  # a rise in pressure walks every module again at most this often
 _INTERP_COST = {
     "interp:re": 0.2,
     "interp:linecache": 0.05,
@@ -131,6 +137,7 @@ class Reclaimer:
         self._want_entry_points = entry_points
         self._pressured = False
         self._last_scan = 0.0
+        self._last_full = 0.0
         self._futile: dict[str, int] = {}  # name -> reclaims in a row that freed nothing
         self._lock = threading.RLock()
         self._candidates: list[Candidate] = []
@@ -144,8 +151,11 @@ class Reclaimer:
         self._pressured = pressured
         if not pressured:
             return False
-        if rising:
-            self.scan(full=True)
+        if rising:  # a full walk at most once a minute; in between, only new modules
+            full = not self._last_full or now - self._last_full >= FULL_SCAN_EVERY_S
+            if full:
+                self._last_full = now
+            self.scan(full=full)
             return True
         if self.discover and self.discovery.modules_changed() and now - self._last_scan >= 1.0:
             self.scan(full=False)
@@ -258,7 +268,10 @@ class Reclaimer:
             return []
 
     def run(self, name: str) -> Outcome:
-        """Run one candidate by name (a ``reclaim`` command), keep or not: the caller asked."""
+        """Run one candidate by name (the controller's choice, a ``reclaim`` command).
+
+        A candidate marked keep is never run: the outcome says so (``ok=False``).
+        """
         with self._lock:
             cand = next((c for c in self.candidates() if c.name == name), None)
             if cand is None:
@@ -266,6 +279,8 @@ class Reclaimer:
                 cand = next((c for c in self.candidates() if c.name == name), None)
             if cand is None:
                 return Outcome(name, -1, 0, None, 0.0, False, "no such reclaim action")
+            if cand.keep:
+                return Outcome(name, cand.expected_bytes, 0, None, 0.0, False, "marked keep")
             return self._run(cand)
 
     def _run(self, cand: Candidate) -> Outcome:

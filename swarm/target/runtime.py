@@ -69,6 +69,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1  # of MemorySample/Ack; hivemind.swarm.messages is never imported here
 MAX_COMMAND_BYTES = 64 * 1024
+NEAR_FRACTION = 0.7  # of the target: from here on RSS is also checked at FAST_CHECK_HZ
+FAST_CHECK_HZ = 200.0  # an RSS read (~15 µs) and a controller step, nothing published
 
 __all__ = [
     "Runtime",
@@ -114,6 +116,7 @@ class Runtime:
         self.target_bytes = int(config.target_mb * MB)
         self.reclaim = ReclaimRegistry(parent=default_registry())
         self.reclaim_hook = ReclaimHook(self.reclaim, self.target_bytes, self.name)
+        self._hook_version: tuple[int, int] = (-1, 0)
         self.stats: Counter[str] = Counter()
         self.level = "conservative"
         self.last_action = ""
@@ -132,7 +135,9 @@ class Runtime:
         self.controller = Controller()
         self._app_gc = app_gc  # a forked child: the parent app's own settings
         self.reclaim_options: list[ReclaimOption] = []
-        self.actions_log: deque[tuple[float, str]] = deque(maxlen=256)
+        # (start, end, what) in wall-clock seconds, for benchmarks and `explain`
+        self.actions_log: deque[tuple[float, float, str]] = deque(maxlen=256)
+        self._near = False  # RSS at NEAR_FRACTION of the target: check at FAST_CHECK_HZ
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -185,6 +190,11 @@ class Runtime:
         self.reclaim.register(name, action, cost=cost, keep=keep)
         self._reclaim_names = self.reclaim.names()
 
+    @property
+    def infeasible(self) -> bool:
+        """True while live data alone exceeds the target (the controller said so)."""
+        return self.controller.infeasible
+
     def set_reclaim_options(self, options: list[ReclaimOption]) -> None:
         """Offer registered reclaim actions to the in-target controller, with expectations.
 
@@ -198,7 +208,8 @@ class Runtime:
     # --- the loop ---------------------------------------------------------
     def _run(self) -> None:
         period = 1.0 / self.config.sample_hz
-        next_sample = time.monotonic()
+        fast = 1.0 / FAST_CHECK_HZ
+        next_sample = next_check = time.monotonic()
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
@@ -209,7 +220,12 @@ class Runtime:
                     next_sample += period
                     if next_sample < now:  # we fell behind (a long GC): do not burst
                         next_sample = now + period
-                wait = max(0.0, next_sample - time.monotonic())
+                    next_check = time.monotonic() + fast
+                elif self._near and now >= next_check:
+                    self._fast_check()
+                    next_check = time.monotonic() + fast
+                due = min(next_sample, next_check) if self._near else next_sample
+                wait = max(0.0, due - time.monotonic())
                 msg = None
                 if self._inbox is not None:
                     msg = self._inbox.read(wait)
@@ -236,11 +252,13 @@ class Runtime:
             self._last_cost = now
             self._refresh_cost()
         self.effects.observe(now)
+        self._near = rss >= NEAR_FRACTION * self.target_bytes
         if self.config.local_gc:
             self._control(now, rss)
         self._poll_effect(now)
-        # --- reclaim hook (issue 12): finds caches as pressure rises, reclaims over target ---
-        reclaimed = self.reclaim_hook.on_sample(rss)
+        # --- reclaim hook (issue 12): finds caches as pressure rises; reclaims over the
+        # target itself only when the controller is off (it runs them through _collect) ---
+        reclaimed = self.reclaim_hook.on_sample(rss, decide=not self.config.local_gc)
         if reclaimed:
             self.stats["local_reclaims"] += 1
             self.last_action = "reclaim"
@@ -301,6 +319,13 @@ class Runtime:
             if now - self._last_learned_read >= 10.0 and not self.controller.engaged:
                 self._read_learned()
 
+    def _fast_check(self) -> None:
+        """Between samples, near the target: react within milliseconds, publish nothing."""
+        rss = current_rss_bytes()
+        self._near = rss >= NEAR_FRACTION * self.target_bytes
+        if self.config.local_gc:
+            self._control(time.monotonic(), rss)
+
     def _refresh_cost(self) -> None:
         snap = self.meter.tick()
         ctl = self.controller
@@ -318,18 +343,20 @@ class Runtime:
             self._infeasible_logged = True
             log.warning(
                 "hivemind: infeasible: live ~%.0f MB over the %.0f MB target; "
-                "futile collections stopped",
+                "futile collections stopped (said once; status shows it live)",
                 ctl.live_over_bytes / MB,
                 self.config.target_mb,
             )
-        elif not ctl.infeasible:
-            self._infeasible_logged = False
 
     # --- the in-target controller -------------------------------------------
     def _control(self, now: float, rss: int) -> None:
         ctl = self.controller
-        if self.reclaim_options:
-            ctl.set_reclaim_options(self.reclaim_options)
+        hook = self.reclaim_hook  # issue 12: discovered caches and plug-ins join the options
+        if (hook.version, id(self.reclaim_options)) != self._hook_version:
+            self._hook_version = (hook.version, id(self.reclaim_options))
+            own = {o.name for o in self.reclaim_options}
+            found = [ReclaimOption(*o) for o in hook.options() if o[0] not in own]
+            ctl.set_reclaim_options([*self.reclaim_options, *found])
         current = GCSettings(gc.get_threshold(), gc.isenabled())
         if self._app_gc is not None and not ctl.engaged:
             current, self._app_gc = self._app_gc, None
@@ -337,23 +364,27 @@ class Runtime:
         plan = ctl.step(Observation(now, rss, self.target_bytes, current, snap.gc_ms_per_s))
         if plan.apply is not None:
             _apply_settings(plan.apply)
-            self.actions_log.append((time.time(), "settings:" + plan.reason.split(";")[0]))
+            ts = time.time()
+            self.actions_log.append((ts, ts, "settings:" + plan.reason.split(";")[0]))
         if plan.reclaim or plan.collect:
             self._collect(now, rss, plan)
 
     def _collect(self, now: float, rss: int, plan: Plan) -> None:
-        t0 = time.perf_counter()
-        for name in plan.reclaim:
-            fn = self.reclaim.get(name)
-            if fn is None:
-                continue
-            before, r0 = current_rss_bytes(), time.perf_counter()
-            try:
-                fn()
-            except Exception as exc:
-                self._log_once(f"reclaim_{name}", "hivemind: reclaim %s failed: %r", name, exc)
-            freed = before - current_rss_bytes()
-            self.controller.reclaimed(name, freed, (time.perf_counter() - r0) * 1000)
+        started = time.time()
+        t0 = time.thread_time()  # what the app pays is the GIL we hold, not our waits
+        outcomes = []
+        for name in plan.reclaim:  # guarded (timeout), measured, reported on a local ack
+            out = self.reclaim_hook.run(name)
+            if not out.ok:
+                self._log_once(
+                    f"reclaim_{name}", "hivemind: reclaim %s failed: %s", name, out.error
+                )
+            self.controller.reclaimed(name, out.bytes_freed, out.duration_ms)
+            outcomes.append(out)
+        if outcomes:
+            self._outbox.append(self.reclaim_hook.local_ack(outcomes, time.time()))
+            if self._client is not None:
+                self._flush()
         objects = 0
         if plan.collect:
             self.meter.ours(True)
@@ -364,11 +395,11 @@ class Runtime:
             malloc_trim()
             self.stats["local_collections"] += 1
         after = current_rss_bytes()
-        duration = time.perf_counter() - t0
+        duration = time.thread_time() - t0
         if plan.collect:
             self.controller.collected(now, rss - after, duration, after, self.target_bytes, objects)
         self.last_action = "local:" + ("collect+trim" if plan.collect else "reclaim")
-        self.actions_log.append((time.time(), self.last_action))
+        self.actions_log.append((started, time.time(), self.last_action))
 
     def _release_gc(self) -> None:
         """Give the app its own GC settings back (at stop, or in a forked child)."""
@@ -431,7 +462,7 @@ class Runtime:
         applied = time.time()
         freed = sum(int(r["bytes_freed"]) for r in results)
         self.last_action = "+".join(str(r["kind"]) for r in results)
-        self.actions_log.append((applied, "cmd:" + self.last_action))
+        self.actions_log.append((received, applied, "cmd:" + self.last_action))
         self.stats["commands"] += 1
         duration_ms = sum(float(r["duration_ms"]) for r in results)
         ack: dict[str, object] = {

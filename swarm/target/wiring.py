@@ -2,11 +2,12 @@
 
 One object, :class:`ReclaimHook`, is all ``runtime.py`` knows of reclaiming:
 it calls :meth:`ReclaimHook.on_sample` with each RSS reading (an O(1) check
-unless pressure just rose or modules loaded) and publishes what it returns
-as an ack of its own (:meth:`ReclaimHook.local_ack`). The swarm's controller
-may instead drive :class:`~hivemind.swarm.target.planner.Reclaimer` directly
-through :meth:`ReclaimHook.actions` (name, expected bytes, expected cost) and
-:meth:`Reclaimer.run`.
+unless pressure just rose or modules loaded), hands :meth:`ReclaimHook.options`
+(name, expected bytes, expected ms) to the in-target controller whenever
+:attr:`ReclaimHook.version` changed, runs what the controller chose with
+:meth:`ReclaimHook.run`, and publishes the outcomes as an ack of its own
+(:meth:`ReclaimHook.local_ack`). With the controller off, ``on_sample``
+reclaims over the target by itself.
 """
 
 from __future__ import annotations
@@ -36,18 +37,27 @@ class ReclaimHook:
         self.errors = 0
         self._last = 0.0
         self._seq = 0
+        self.version = 0  # bumped whenever the candidates change (a scan, a reclaim)
 
-    def on_sample(self, rss: int, now: float | None = None) -> list[Outcome]:
-        """Look for caches when pressure rises; above the target, reclaim (cooldown 1 s)."""
+    def on_sample(
+        self, rss: int, now: float | None = None, *, decide: bool = True
+    ) -> list[Outcome]:
+        """Look for caches when pressure rises. With ``decide`` (no controller running),
+        also reclaim above the target (cooldown 1 s); otherwise the controller decides
+        when, from :meth:`options`, and runs what it chose with :meth:`run`."""
         now = time.monotonic() if now is None else now
         try:
-            self.reclaimer.observe(rss >= PRESSURE_AT * self.target_bytes, now)
+            if self.reclaimer.observe(rss >= PRESSURE_AT * self.target_bytes, now):
+                self.version += 1
+            if not decide:
+                return []
             if rss <= RECLAIM_AT * self.target_bytes or now - self._last < COOLDOWN_S:
                 return []
             self._last = now
             need = rss - int(RECLAIM_TO * self.target_bytes)
             done = self.reclaimer.reclaim(need)
             if done:
+                self.version += 1
                 done.append(trim_outcome())
             return done
         except Exception:  # never into the app
@@ -55,8 +65,35 @@ class ReclaimHook:
             return []
 
     def actions(self) -> list[tuple[str, int, float]]:
-        """What a controller may choose from: (name, expected bytes, expected cost), best first."""
+        """What a controller may choose from: (name, expected bytes, expected cost), best first.
+
+        The cost is the planner's unitless rebuild cost (0 free ... 10 every request
+        needs it); :meth:`options` gives it in milliseconds instead.
+        """
         return [(c.name, c.expected_bytes, c.cost) for c in self.reclaimer.eligible()]
+
+    def options(self) -> list[tuple[str, int, float]]:
+        """(name, expected bytes, expected cost in ms) for a controller that compares in ms.
+
+        Expected ms = what the action took last time (1 ms if never run) x (1 + 10 x cost):
+        the clear itself is quick, the rebuild afterwards is what the cost scales.
+        """
+        took = {o.name: max(0.01, o.duration_ms) for o in self.reclaimer.history}
+        freed = {o.name: o.bytes_freed for o in self.reclaimer.history}
+        out = []
+        for c in self.reclaimer.eligible():
+            # an action that does not say what it frees: offered at 1 byte (chosen last),
+            # then at what it was measured to free
+            expected = c.expected_bytes if c.expected_bytes >= 0 else max(1, freed.get(c.name, 1))
+            ms = round(took.get(c.name, 1.0) * (1.0 + 10.0 * c.cost), 3)
+            out.append((c.name, expected, ms))
+        return out
+
+    def run(self, name: str) -> Outcome:
+        """Run one candidate by name (a discovered cache, an interpreter cache, a plug-in)."""
+        out = self.reclaimer.run(name)
+        self.version += 1
+        return out
 
     def sample_fields(self) -> dict[str, int]:
         """Two numbers every sample carries (read from the last scan; no work here)."""

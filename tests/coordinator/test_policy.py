@@ -176,3 +176,30 @@ def test_futile_top_rung_backs_off() -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert h.futile >= 2
     assert gaps[-1] > gaps[0] * 2, gaps
+
+
+@pytest.mark.parametrize(
+    ("controller", "level", "reclaim", "expected"),
+    [
+        ("off", Level.EMERGENCY, (), {"gc_profile", "collect", "malloc_trim"}),
+        ("engaged", Level.BALANCED, (), None),  # the target collects by itself
+        ("engaged", Level.EMERGENCY, (), {"evict_caches", "trim_pools"}),
+        ("engaged", Level.EMERGENCY, ("drop",), {"evict_caches", "trim_pools", "reclaim"}),
+        ("infeasible", Level.EMERGENCY, (), None),  # nothing would help
+        ("infeasible", Level.EMERGENCY, ("drop",), {"reclaim"}),  # only the app's own
+    ],
+)
+def test_targets_with_their_own_controller_get_only_what_they_cannot_do(
+    controller: str, level: Level, reclaim: tuple[str, ...], expected: set[str] | None
+) -> None:
+    from hivemind.swarm.messages import GuardCost
+
+    event = ev(level, 120.0 if level is Level.EMERGENCY else 75.0, reclaim_actions=reclaim,
+               cost=GuardCost(controller=controller))  # type: ignore[arg-type]  # fmt: skip
+    decision, _ = decide(event, TargetHistory(), now=100.0, session_id="s")
+    if expected is None:
+        assert decision is None
+    else:
+        assert decision is not None
+        kinds = {a.kind.value for a in decision.actions}
+        assert expected <= kinds if controller == "off" else kinds == expected

@@ -14,7 +14,7 @@ from pathlib import Path
 from hivemind.agents.actors.benchmarker import BenchmarkerCore
 from hivemind.agents.actors.optimizers import GCOptimizerCore, WidgetOptimizerCore
 from hivemind.coordinator.coordinator import CoordinatorCore
-from hivemind.swarm.agent.base import AgentConfig, AgentCore
+from hivemind.swarm.agent.base import AgentConfig, AgentCore, remember_secret
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 
@@ -44,7 +44,7 @@ class InProcessSwarm:
             redis_url=self.url,
             target_mb=self.target_mb,
             heartbeat_s=self.heartbeat_s,
-            secret_hex=self.secret.hex(),
+            secret_id=remember_secret(self.secret),
         )
 
     def start(self) -> InProcessSwarm:

@@ -237,12 +237,19 @@ def test_detached_supervisor_sigkilled_next_up_recovers(tmp_path: Path) -> None:
         names = {p: _name(p) for p in ray1}
         os.kill(sup1, signal.SIGKILL)
         t_kill = time.monotonic()
-        # Watch, at once: the killed driver's Ray processes die (fate-sharing), and the
-        # guarded process notices the swarm is gone (the orphan redis-server still
-        # answers) and stops reporting: its status hash expires 5 s after the last write.
-        # Ray's DashboardAgent and RuntimeEnvAgent notice their raylet is gone only
-        # after ~60 s (measured apart); they are not waited for, and are killed below.
-        lingering.update(p for p in ray1 if names[p].startswith(RAY_SLOW_AGENTS))
+        # Watch, at once: the killed driver's actors end (Ray ends a dead driver's
+        # actors), and the guarded process notices the swarm is gone (the orphan
+        # redis-server still answers) and stops reporting: its status hash expires 5 s
+        # after the last write. The Ray head (GCS, raylet, its two agents), started by
+        # `ray start`, outlives the supervisor like the redis-server does; the next
+        # `up` ends it (checked below).
+        head1 = {
+            p for p in ray1
+            if names[p].startswith(RAY_SLOW_AGENTS) or "gcs_server" in names[p]
+            or names[p].split()[0].endswith("/raylet")
+        }  # fmt: skip
+        assert len(head1) == 4, names
+        lingering.update(head1)
         ray_gone_s: dict[int, float] = {}
         left_s: float | None = None
         while time.monotonic() - t_kill < 15 and (
@@ -269,6 +276,7 @@ def test_detached_supervisor_sigkilled_next_up_recovers(tmp_path: Path) -> None:
         t_ready = time.monotonic()
         info2 = read_info(state)
         assert info2 is not None and info2.pid != sup1
+        assert all(pid_gone(p) for p in head1), "the next up left the orphan Ray head running"
         seen.update(_tree(info2.pid))
         redis_servers = [
             p.pid for p in psutil.process_iter(["cmdline"])

@@ -87,22 +87,29 @@ def test_malformed_hashes_do_not_stop_status_or_metrics(
     c.hset(keys.agent(f"{keys.ns}.coordinator"), mapping={"pid": "xyz", "last_seen": "soon"})
     c.hset(keys.counters, mapping={"refused": "abc", "acks": "3"})
     c.hset(keys.bus_errors, "samples", "lots")
-    tried, survived = 3, 0
+    reclaim = {"caches": [{"name": HOSTILE, "cost": "abc"}], "reclaimable_bytes": "x"}
+    c.hset(keys.target("z"), mapping={"name": HOSTILE, "level": HOSTILE, "pid": "1",
+                                      "reclaim": json.dumps(reclaim)})  # fmt: skip
+    tried, survived = 4, 0
     st = collect_status(state)
     survived += 1
     assert st.bad_values >= 8, st.bad_values
-    assert {t.name: t.pid for t in st.targets} == {"x": None, "y": None}
+    assert {t.name: t.pid for t in st.targets} == {"x": None, "y": None, HOSTILE: 1}
     assert st.counters == {"acks": 3}
     from hivemind.swarm.cli.app import _status_line
 
     line = _status_line(load_settings(state_dir=state, namespace=keys.ns))
-    survived += "targets 2" in line
+    survived += "targets 3" in line
     collector = SwarmCollector(c, keys.ns)
     families = {f.name: f for f in collector.collect()}
     survived += families["hivemind_up"].samples[0].value == 1
-    record("8 malformed hashes", "HSET target pid abc, rss 1e400, agent pid xyz, counters abc: "
-           "status tick, swarm status, metrics scrape", tried=tried, refused=survived)  # fmt: skip
-    assert survived == tried, line
+    human = _cli("swarm", "status", env=_env(state, keys.ns))
+    survived += human.returncode == 0 and "\x1b" not in human.stdout
+    record("8 malformed hashes", "HSET target pid abc, rss 1e400, agent pid xyz, counters abc, "
+           "hostile target name and reclaim JSON: status tick, swarm status (human), "
+           "metrics scrape", tried=tried, refused=survived)  # fmt: skip
+    assert survived == tried, (line, human.stdout, human.stderr)
+    assert "[bold red]FAKE[/]" in human.stdout
     assert families["hivemind_bad_values"].samples[0].value >= 4
     r = _cli("swarm", "status", "--json", env=_env(state, keys.ns))
     assert r.returncode == 0, r.stderr

@@ -256,6 +256,19 @@ def test_a_symlinked_log_or_lock_is_not_followed(tmp_path: Path) -> None:
 
 
 def _read_key(state: str, barrier: multiprocessing.synchronize.Barrier, out: object) -> None:
+    import random
+    import secrets
+    import time
+
+    real = secrets.token_hex
+
+    def slow_token_hex(n: int) -> str:
+        # Widen the window between "no key yet" and "key written" (a slow disk, a
+        # loaded box): every process is inside it at once, so a racy create shows.
+        time.sleep(0.2 + random.random() * 0.1)
+        return real(n)
+
+    secrets.token_hex = slow_token_hex  # this child process only
     barrier.wait()
     out.put(read_secret(Path(state)).decode())  # type: ignore[attr-defined]
 

@@ -249,3 +249,14 @@ def test_every_corpus_app_guarded_by_a_real_swarm(where: SideEnv) -> None:
         if not app.feasible and g["peak_rss_mb"] <= app.target_mb:
             problems.append((app.name, "an infeasible app held its target?", g["peak_rss_mb"]))
     assert not problems, problems
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_live_growth_is_flagged_infeasible_by_the_in_process_guard(tmp_path: Path) -> None:
+    # The in-target controller decides infeasibility; the swarm adds nothing to this check.
+    app = APPS["growth"]
+    r = run_side(app, "hivemind-local", 3.0, SideEnv(None, tmp_path), 30)
+    assert r["error"] is None, r
+    assert r["peak_rss_mb"] > app.target_mb
+    assert r["flagged_after_s"] is not None, "never flagged infeasible"

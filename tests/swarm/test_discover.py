@@ -135,6 +135,9 @@ def test_planner_clears_big_cold_caches_and_never_a_kept_one(
     assert f"cache:{app.__name__}.module_cache" in cleared
     assert kept.name not in cleared
     assert app.kept_cache.cache_info().currsize == 300, "a kept cache is never cleared"
+    refused = rec.run(kept.name)  # not even when asked by name (a swarm command)
+    assert not refused.ok and refused.error == "marked keep"
+    assert app.kept_cache.cache_info().currsize == 300
     assert app.module_cache.cache_info().currsize == 0
     # a cleared cache keeps working: the next call recomputes (a miss), then hits
     misses = app.module_cache.cache_info().misses
@@ -206,3 +209,17 @@ def test_interpreter_caches_are_listed_and_cleared_only_when_worth_it() -> None:
     out = rec.run("interp:re")
     assert out.ok
     assert len(getattr(re, "_cache", {})) == 0
+
+
+def test_hook_offers_options_to_a_controller(app: ModuleType) -> None:
+    from hivemind.swarm.target.wiring import ReclaimHook
+
+    _fill(app)
+    hook = ReclaimHook(ReclaimRegistry(), 10**12, "t")
+    hook.reclaimer.min_bytes = 1
+    hook.reclaimer.scan()
+    opts = {name: (b, ms) for name, b, ms in hook.options()}
+    mine = f"cache:{app.__name__}.module_cache"
+    assert opts[mine][0] > 300 * 2000 and opts[mine][1] > 0
+    assert hook.run(mine).ok
+    assert app.module_cache.cache_info().currsize == 0

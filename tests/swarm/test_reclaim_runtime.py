@@ -163,3 +163,33 @@ def test_run_explain_reports_without_guarding(tmp_path: Path) -> None:
 def test_run_rejects_bad_reclaim_options() -> None:
     assert run(["run", "--malloc-arena-max", "0", "--", sys.executable, "-c", "pass"]) == 2
     assert run(["run", "--explain-after", "-1", "--", sys.executable, "-c", "pass"]) == 2
+
+
+def test_the_controller_chooses_a_discovered_cache_when_a_collection_is_due(
+    app: ModuleType, tmp_path: Path
+) -> None:
+    """No swarm: the in-target controller plans the reclaim, the hook runs it, measured."""
+    import gc
+
+    from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
+
+    for i in range(3000):
+        app.render(i)
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    target_mb = current_rss_bytes() / 0.9 / MB  # 90 %: a full collection is due (85 %)
+    rt = Runtime(
+        RuntimeConfig(
+            name="ctl", target_mb=target_mb, redis_url=None, namespace=None,
+            state_dir=tmp_path / "none", key=None,
+        )
+    ).start()  # fmt: skip
+    try:
+        assert wait_for(lambda: app.render.cache_info().currsize == 0, 15), "not reclaimed"
+        mine = f"cache:{app.__name__}.render"
+        out = next(o for o in rt.reclaim_hook.reclaimer.history if o.name == mine)
+        assert out.ok and out.expected_bytes > 20 * MB and out.bytes_freed > 10 * MB
+        assert app.render(3) == "<p>3</p>" * 2000
+    finally:
+        rt.stop()
+        gc.set_threshold(*thresholds)
+        (gc.enable if enabled else gc.disable)()
