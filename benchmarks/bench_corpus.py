@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hivemind.swarm.bench.corpus import FULL, QUICK, corpus_phase
+from hivemind.swarm.bench.corpus import CORPUS, FULL, QUICK, corpus_phase, summarize
 from hivemind.swarm.bench.corpus_table import corpus_markdown
 from hivemind.swarm.bench.measure import machine_info
 
@@ -51,8 +51,10 @@ def headline(record: dict[str, Any]) -> str:
     sums = record["summaries"]
     n = len(sums)
 
-    def met(side: str) -> int:
-        return sum(1 for sm in sums if sm["verdicts"].get(side) == "meets the bar")
+    def met(side: str) -> str:
+        clear = sum(1 for sm in sums if sm["verdicts"].get(side) == "meets the bar")
+        noisy = sum(1 for sm in sums if sm["verdicts"].get(side, "").startswith("within noise"))
+        return f"{clear} of {n}" + (f" (+{noisy} within noise)" if noisy else "")
 
     feasible = [sm for sm in sums if sm["feasible"]]
     held = sum(
@@ -65,8 +67,8 @@ def headline(record: dict[str, Any]) -> str:
     return (
         f"Headline: on the corpus of {n} apps we did not write ({record['plan']['repeats']} "
         f"repeats, same run), hivemind with the swarm meets issue 11's bar on "
-        f"{met('hivemind-swarm')} of {n} and the in-process guard on {met('hivemind-local')} "
-        f"of {n}; the ten-line watchdog holds the target on {held} of {len(feasible)} "
+        f"{met('hivemind-swarm')} and the in-process guard on {met('hivemind-local')}; "
+        f"the ten-line watchdog holds the target on {held} of {len(feasible)} "
         "feasible apps."
     )
 
@@ -100,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         "--render-only", action="store_true", help="rewrite corpus.md from corpus.json, no runs"
     )
     args = ap.parse_args(argv)
-    if args.render_only:
+    if args.render_only:  # the verdicts are recomputed from the raw runs
         record = json.loads(args.out.with_suffix(".json").read_text())
+        apps = [a for a in CORPUS if a.name in {x["name"] for x in record["apps"]}]
+        record["summaries"] = [summarize(a, record["runs"]) for a in apps]
         args.out.write_text(render(record))
         return 0
     plan = QUICK if args.quick else FULL

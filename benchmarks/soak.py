@@ -31,9 +31,18 @@ MB = 1024 * 1024
 
 
 def _publisher(
-    url: str, ns: str, names: list[str], hz: float, seconds: float, out: Any, key: bytes
+    url: str,
+    ns: str,
+    names: list[str],
+    hz: float,
+    seconds: float,
+    out: Any,
+    key: bytes,
+    status_every_s: float = 0.0,
 ) -> None:
-    """Simulated targets: they hold the swarm's key, so samples and acks go out sealed."""
+    """Simulate ``names`` for ``seconds``; with ``status_every_s`` also keep each target's
+    status hash fresh as the runtime does (``swarm status`` and ``hivemind top`` read it).
+    The simulated targets hold the swarm's key, so samples and acks go out sealed."""
     from hivemind.swarm.keys import Keys
     from hivemind.swarm.messages import Ack, Command, MemorySample, parse_message
     from hivemind.swarm.redis.bus import wire
@@ -52,8 +61,24 @@ def _publisher(
     period = 1.0 / hz
     end = time.monotonic() + seconds
     next_tick = time.monotonic()
+    next_status = time.monotonic()
+    last_action = dict.fromkeys(names, "")
     while time.monotonic() < end:
         now = time.monotonic()
+        if status_every_s and now >= next_status:
+            next_status = now + status_every_s
+            pipe = pub.pipeline(transaction=False)
+            for n in names:
+                ratio = rss[n] / target[n]
+                level = ("emergency" if ratio > 1 else "aggressive" if ratio > 0.9
+                         else "balanced" if ratio > 0.7 else "conservative")  # fmt: skip
+                pipe.hset(keys.target(n), mapping={
+                    "name": n, "pid": os.getpid(), "rss_bytes": rss[n],
+                    "target_bytes": target[n], "level": level,
+                    "last_action": last_action[n], "last_seen": time.time(),
+                })  # fmt: skip
+                pipe.pexpire(keys.target(n), 5000)
+            pipe.execute()
         if now >= next_tick:
             seq += 1
             pipe = pub.pipeline(transaction=False)
@@ -77,6 +102,7 @@ def _publisher(
         if not isinstance(cmd, Command):
             continue
         commands += 1
+        last_action[cmd.target] = "+".join(a.kind.value for a in cmd.actions)
         freed = rss[cmd.target] // 3
         rss[cmd.target] -= freed
         ack = Ack(

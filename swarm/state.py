@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hivemind.swarm.errors import AlreadyRunningError
+from hivemind.swarm.errors import AlreadyRunningError, StateFolderError
 from hivemind.swarm.paths import (
     ensure_state_dir,
     open_private,
@@ -67,17 +67,23 @@ def write_info(state_dir: Path, info: SwarmInfo) -> None:
     write_private_file(state_dir / INFO_FILE, json.dumps(asdict(info), indent=2))
 
 
-def read_info(state_dir: Path) -> SwarmInfo | None:
+def read_info(state_dir: Path, *, strict: bool = False) -> SwarmInfo | None:
     """Return the recorded swarm, or ``None`` if there is none or it is unreadable.
 
-    Raises :class:`~hivemind.swarm.errors.StateFolderError` when the state
-    folder or ``swarm.json`` is not one hivemind made (planted by someone).
+    A state folder or ``swarm.json`` hivemind did not make (planted by
+    someone) is never read: ``None`` (the guarded-process runtime simply
+    finds no swarm), or with ``strict`` a
+    :class:`~hivemind.swarm.errors.StateFolderError` saying why (the CLI).
     """
-    if not verify_state_dir(state_dir):
-        return None
     try:
+        if not verify_state_dir(state_dir):
+            return None
         raw = json.loads(read_private_text(state_dir / INFO_FILE))
         return SwarmInfo(**raw)
+    except StateFolderError:
+        if strict:
+            raise
+        return None
     except (OSError, ValueError, TypeError):
         return None
 
@@ -140,7 +146,7 @@ def running_swarm(state_dir: Path) -> SwarmInfo | None:
     ``None`` when nothing is recorded, or when ``swarm.json`` was left behind
     by a supervisor that died.
     """
-    info = read_info(state_dir)
+    info = read_info(state_dir, strict=True)  # a planted folder is refused, loudly
     if info is None or not SupervisorLock.held(state_dir):
         return None
     return info

@@ -5,18 +5,29 @@ for the demo. It runs the ``demo`` workload (see
 :mod:`hivemind.swarm.bench.workloads`) unguarded first, then guarded, printing
 each pressure decision and what it freed as it happens, and ends with a
 side-by-side summary: peak RSS, time over target, throughput, actions,
-bytes freed.
+bytes freed. In a terminal the guarded run is watched on the ``hivemind top``
+dashboard (which closes by itself when the run ends, or earlier with ``q``);
+otherwise (a pipe, a file, CI) it prints each decision and ack as a line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from hivemind.swarm.bench.effect import EffectRun, run_guarded_side, run_unguarded_side, swarm_for
+from hivemind.swarm.bench.effect import (
+    EffectRun,
+    SwarmHandle,
+    run_guarded_side,
+    run_unguarded_side,
+    swarm_for,
+)
 from hivemind.swarm.messages import Ack, Decision
 
 __all__ = ["run_demo"]
@@ -24,10 +35,56 @@ __all__ = ["run_demo"]
 _COLOURS = {"conservative": "green", "balanced": "yellow", "aggressive": "orange3"}
 
 
+def use_dashboard(console: Console) -> bool:
+    """True when the demo runs in an interactive terminal (stdin and stdout)."""
+    return console.is_terminal and sys.stdin.isatty()
+
+
+def _guarded_on_dashboard(
+    target_mb: float, seconds: float, swarm: SwarmHandle, console: Console
+) -> EffectRun:
+    """The guarded run in a thread, watched on the ``hivemind top`` dashboard."""
+    from hivemind.swarm.cli.top.app import TopApp
+
+    app = TopApp(swarm.state_dir)
+    result: list[EffectRun] = []
+    failure: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            result.append(run_guarded_side("demo", target_mb, seconds, swarm))
+        except BaseException as exc:  # handed back to the caller below
+            failure.append(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                app.call_from_thread(app.exit)
+
+    worker = threading.Thread(target=guarded, name="hivemind-demo-guarded", daemon=True)
+    worker.start()
+    app.run()
+    if worker.is_alive():
+        with console.status("the guarded run goes on; waiting for it to end…"):
+            worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def run_demo(
-    target_mb: float, seconds: float, state_dir: Path | None, console: Console
+    target_mb: float,
+    seconds: float,
+    state_dir: Path | None,
+    console: Console,
+    *,
+    dashboard: bool | None = None,
 ) -> tuple[EffectRun, EffectRun]:
-    """Run the demo; return ``(unguarded, guarded)``."""
+    """Run the demo; return ``(unguarded, guarded)``.
+
+    ``dashboard`` (default: :func:`use_dashboard`) shows the guarded run on
+    the live dashboard instead of printing each decision and ack.
+    """
+    if dashboard is None:
+        dashboard = use_dashboard(console)
     with swarm_for(state_dir) as swarm:
         where = "a temporary swarm" if swarm.started_here else f"the swarm in {swarm.state_dir}"
         console.print(
@@ -40,6 +97,10 @@ def run_demo(
             f"unguarded: peak [bold]{unguarded.peak_rss_mb:.0f} MB[/], "
             f"{unguarded.time_over_target_s:.1f} s over target"
         )
+        if dashboard:
+            guarded = _guarded_on_dashboard(target_mb, seconds, swarm, console)
+            console.print(_summary(unguarded, guarded, target_mb))
+            return unguarded, guarded
         console.print("2/2 guarded run: decisions as they happen")
 
         def on_decision(d: Decision) -> None:

@@ -244,8 +244,13 @@ def _guard_line(t: dict[str, str]) -> str:
     )
 
 
-def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
+def collect_status(
+    state_dir: Path, heartbeat_s: float = 1.0, *, with_targets: bool = True
+) -> SwarmStatus:
     """Read the swarm recorded in ``state_dir`` from Redis.
+
+    ``with_targets=False`` leaves ``targets`` empty (``hivemind top`` reads
+    them itself, pipelined, more often).
 
     Raises :class:`NotRunningError` when no swarm is up there and
     :class:`RedisUnavailableError` when its Redis cannot be reached.
@@ -261,7 +266,7 @@ def collect_status(state_dir: Path, heartbeat_s: float = 1.0) -> SwarmStatus:
         swarm = _hash(client, keys.swarm)
         r = _Reader()
         agents = _agents(client, keys, heartbeat_s, r)
-        targets = _targets(client, keys, r)
+        targets = _targets(client, keys, r) if with_targets else []
         bus_errors = r.counts(_hash(client, keys.bus_errors))
         counters = r.counts(_hash(client, keys.counters))
         return SwarmStatus(

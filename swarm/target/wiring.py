@@ -75,8 +75,9 @@ class ReclaimHook:
     def options(self) -> list[tuple[str, int, float]]:
         """(name, expected bytes, expected cost in ms) for a controller that compares in ms.
 
-        Expected ms = what the action took last time (1 ms if never run) x (1 + 10 x cost):
-        the clear itself is quick, the rebuild afterwards is what the cost scales.
+        Expected ms = what the action took last time (1 ms if never run) x (1 + cost):
+        the clear itself is quick, the rebuild afterwards is what the cost scales. The
+        controller then keeps its own running mean of what each run really took.
         """
         took = {o.name: max(0.01, o.duration_ms) for o in self.reclaimer.history}
         freed = {o.name: o.bytes_freed for o in self.reclaimer.history}
@@ -85,7 +86,7 @@ class ReclaimHook:
             # an action that does not say what it frees: offered at 1 byte (chosen last),
             # then at what it was measured to free
             expected = c.expected_bytes if c.expected_bytes >= 0 else max(1, freed.get(c.name, 1))
-            ms = round(took.get(c.name, 1.0) * (1.0 + 10.0 * c.cost), 3)
+            ms = round(took.get(c.name, 1.0) * (1.0 + c.cost), 3)
             out.append((c.name, expected, ms))
         return out
 

@@ -24,6 +24,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -45,6 +46,7 @@ from hivemind.swarm.procs import pid_alive, start_ticks
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
+from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 from tests.reliability.attacks import record
 
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))
@@ -166,6 +168,28 @@ def test_a_hivemind_folder_from_a_cloned_repository_is_refused(
     assert not pwned.exists(), "the planted module's constructor ran"
     assert dotfile.read_text() == before, "a hook wrote through the planted log symlink"
     assert not (clone / ".hivemind" / "redis" / "redis.pid").exists(), "a server was started"
+
+
+def test_a_guarded_process_in_a_planted_folder_joins_nothing_and_keeps_running(
+    cloned: tuple[Path, Path, Path],
+) -> None:
+    clone, _, _ = cloned
+    planted = clone / ".hivemind"
+    (planted / "swarm.json").write_text(json.dumps(asdict(SwarmInfo(
+        pid=os.getpid(), namespace="evil", redis_url="redis://127.0.0.1:1/0", embedded=False,
+        state="ready", pid_start=start_ticks(os.getpid()),
+    ))))  # fmt: skip
+    rt = Runtime(RuntimeConfig(name="victim", target_mb=100_000, redis_url=None, namespace=None,
+                               state_dir=planted, key=None, local_gc=False)).start()  # fmt: skip
+    try:
+        time.sleep(1.0)
+        joined = rt.connected
+        errors = rt.stats["internal_errors"]
+    finally:
+        rt.stop()
+    what = "guarded process whose state folder is planted (swarm.json naming another Redis)"
+    record("2 planted state folder", what, tried=1, refused=int(not joined))
+    assert not joined and errors == 0
 
 
 def test_module_load_in_our_own_aof_cannot_run(tmp_path: Path) -> None:

@@ -45,7 +45,9 @@ COMMANDS = (
     "+eval +evalsha +script|load +script|exists "
     "+client|setinfo"
 )
-LUA_ONLY = "+zscore +zcard +zremrangebyrank +xadd"  # called only inside the Lua scripts
+LUA_ONLY = (
+    "+zscore +zcard +zremrangebyrank +xadd"  # in the Lua scripts (xadd: also the memory series)
+)
 
 
 def acl_rule(password: str) -> list[str]:

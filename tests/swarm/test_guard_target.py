@@ -326,3 +326,14 @@ def test_forked_worker_guards_itself_under_its_own_name_and_the_secret_is_gone(
         assert int(client.hget(keys.target("prefork"), "pid") or 0) == p.pid
     finally:
         p.wait(timeout=20)
+
+
+def test_status_line_per_target() -> None:
+    from hivemind.swarm.observe.status import _guard_line
+
+    assert _guard_line({}) == ""
+    fields = {"controller": "infeasible", "live_over_bytes": str(300 * MB), "gc_ms_per_s": "1.5"}
+    line = _guard_line({**fields, "pause_p99_ms": "x", "guard_collections": "2"})
+    assert line.startswith("infeasible: live ~300 MB over target")
+    assert "gc 1.5 ms/s" in line and "2 collections" in line
+    assert "t0=500" in _guard_line({"controller": "engaged", "threshold0": "500"})

@@ -61,6 +61,11 @@ def test_scrape_reads_swarm_state(
                 "level": level,
                 "last_action": "evict_caches",
                 "last_seen": 1700000000.5,
+                "controller": "infeasible" if name == "app" else "engaged",
+                "live_over_bytes": 188 * 2**20 if name == "app" else 0,
+                "gc_ms_per_s": 12.5,
+                "pause_p99_ms": 4.0,
+                "guard_cpu_pct": 0.5,
             },
         )
     client.hset(keys.bus_errors, mapping={keys.samples: 2, keys.acks: 1})
@@ -110,6 +115,13 @@ def test_scrape_reads_swarm_state(
     assert _value(info, "hivemind_target_info", target="app", pid="4242") == 1
     seen = fams["hivemind_target_last_seen_timestamp_seconds"]
     assert _value(seen, "hivemind_target_last_seen_timestamp_seconds", target="app") == 1700000000.5
+    inf = fams["hivemind_target_infeasible_over_bytes"]
+    assert _value(inf, "hivemind_target_infeasible_over_bytes", target="app") == 188 * 2**20
+    assert _value(inf, "hivemind_target_infeasible_over_bytes", target="tui") == 0
+    gcs = fams["hivemind_target_gc_seconds_per_second"]
+    assert _value(gcs, "hivemind_target_gc_seconds_per_second", target="tui") == 0.0125
+    cpu = fams["hivemind_target_guard_cpu_ratio"]
+    assert _value(cpu, "hivemind_target_guard_cpu_ratio", target="app") == pytest.approx(0.005)
 
 
 def test_per_target_counters_come_from_the_loop(

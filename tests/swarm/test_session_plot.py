@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from hivemind.coordinator.sessions.store import decode_events
 from hivemind.swarm.cli.app import run
 from hivemind.swarm.cli.session_plot import build_figure, load_plot_data
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.messages import Ack
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from tests.reliability.inproc import InProcessSwarm
@@ -49,10 +51,24 @@ def live_session(
         sid = swarm.coordinator.session_id
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            acks = int(client.hget(keys.counters, "acks") or 0)
-            if acks >= 2 and client.xlen(keys.session_memory(sid)) >= 4:
+            decided = int(client.hget(keys.counters, "decisions") or 0)
+            if decided >= 1 and client.xlen(keys.session_memory(sid)) >= 4:
                 break
             time.sleep(0.1)
+        if not int(client.hget(keys.counters, "acks") or 0):
+            # The target's own controller may have held it without a command; ack the
+            # first decision as a target would, so the plot has an ack to mark.
+            first = next(
+                e for e in decode_events(client.xrange(keys.session_events(sid)))
+                if e.kind == "decision"
+            )  # fmt: skip
+            ack = Ack(command_id="cmd-plot-test", decision_id=first.data["decision_id"],
+                      target="over-target", ok=True, bytes_freed=2**20)  # fmt: skip
+            client.publish(keys.acks, ack.model_dump_json())
+            deadline = time.monotonic() + 5
+            while not int(client.hget(keys.counters, "acks") or 0):
+                assert time.monotonic() < deadline, "the coordinator recorded no ack"
+                time.sleep(0.05)
         yield sid
     finally:
         type(swarm.benchmarker).series_every_s = 2.0

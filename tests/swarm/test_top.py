@@ -226,8 +226,10 @@ def test_snapshot_80x24(client: redis.Redis, state_dir: Path, namespace: str) ->
     keys = Keys(namespace)
     client.hset(keys.swarm, mapping={"session_id": SID, "level": "balanced"})
     _write_target(client, keys, "api-server", 300, 512, "conservative")
-    _write_target(client, keys, "batch-job", 470, 512, "aggressive", infeasible="0")
-    _write_target(client, keys, "tui-app", 90, 64, "emergency", infeasible="1")
+    # the controller's fields, as the runtime writes them
+    cost = {"controller": "engaged", "gc_ms_per_s": "42.0", "pause_p99_ms": "3.2"}
+    _write_target(client, keys, "batch-job", 470, 512, "aggressive", **cost)
+    _write_target(client, keys, "tui-app", 90, 64, "emergency", controller="infeasible")
     shot: list[str] = []
 
     async def scenario(app: TopApp, pilot) -> None:  # type: ignore[no-untyped-def]

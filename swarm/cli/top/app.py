@@ -18,7 +18,7 @@ from typing import ClassVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from hivemind.swarm.cli.top.detail import DetailScreen
 from hivemind.swarm.cli.top.frame import FeedItem, Frame
@@ -37,7 +37,6 @@ class TopApp(App[None]):
     TITLE = "hivemind top"
     CSS = """
     Screen { layout: vertical; }
-    #health { height: auto; max-height: 3; }
     #targets { height: 1fr; min-height: 4; }
     #bottom { height: 30%; min-height: 6; border-top: solid $primary; }
     #plot { width: 1fr; }
@@ -47,7 +46,6 @@ class TopApp(App[None]):
         Binding("q", "quit", "quit"),
         Binding("s", "sort", "sort"),
         Binding("p", "pause", "pause"),
-        Binding("enter", "open", "detail", show=True, priority=False),
     ]
 
     def __init__(
@@ -91,9 +89,9 @@ class TopApp(App[None]):
         with contextlib.suppress(RuntimeError):  # the app already stopped
             self.call_from_thread(self.apply_frame, frame)
 
-    def _event_from_thread(self, item: FeedItem) -> None:
+    def _event_from_thread(self, items: list[FeedItem]) -> None:
         with contextlib.suppress(RuntimeError):
-            self.call_from_thread(self.apply_event, item)
+            self.call_from_thread(self.apply_events, items)
 
     def apply_frame(self, frame: Frame) -> None:
         """Record ``frame``'s samples and, unless paused, draw it."""
@@ -113,19 +111,20 @@ class TopApp(App[None]):
         if not self.paused:
             self.draw()
 
-    def apply_event(self, item: FeedItem) -> None:
-        """A decision or ack just arrived: show it in its row and the feed at once."""
-        self.feed.append(item)
+    def apply_events(self, items: list[FeedItem]) -> None:
+        """Decisions or acks just arrived: show them in their rows and the feed at once."""
+        self.feed.extend(items)
         if self.paused or not self.is_running:
             return
         table = self.table
-        row = table.row(item.target)
-        if row is not None:
-            if item.kind == "decision":
-                row.decided = item
-            elif item.kind == "ack":
-                row.acked = item
-            table.update_row(row)
+        for item in items:
+            row = table.row(item.target)
+            if row is not None:
+                if item.kind == "decision":
+                    row.decided = item
+                elif item.kind == "ack":
+                    row.acked = item
+                table.update_row(row)
         self.feed_view.show(self.feed)
 
     def draw(self) -> None:
@@ -158,18 +157,11 @@ class TopApp(App[None]):
         self.paused = not self.paused
         self.draw()
 
-    def action_open(self) -> None:
-        table = self.table
-        if table.selected is not None:
-            self.open_detail(table.selected)
+    def on_target_table_selected(self, event: TargetTable.Selected) -> None:
+        self.open_detail(event.name)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.open_detail(str(event.row_key.value))
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        name = str(event.row_key.value) if event.row_key.value is not None else ""
-        self.plot.plot(name, self.history.get(name, ()))
+    def on_target_table_highlighted(self, event: TargetTable.Highlighted) -> None:
+        self.plot.plot(event.name, self.history.get(event.name, ()))
 
     def open_detail(self, name: str) -> None:
         """Show target ``name`` in full."""

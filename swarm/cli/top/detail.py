@@ -8,9 +8,10 @@ hash) and the plot follows the live frames while it is open.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -24,12 +25,21 @@ from textual.widgets import Footer, Static
 from hivemind.swarm.cli.top.frame import TargetRow, human_bytes
 from hivemind.swarm.cli.top.source import TargetDetail
 from hivemind.swarm.cli.top.widgets import LEVEL_STYLE, RssPlot
+from hivemind.swarm.observe.reclaim_view import reclaim_tables
 
 __all__ = ["DetailScreen", "render_detail"]
 
 
 def _when(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _json_dict(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def render_detail(d: TargetDetail | None, row: TargetRow | None) -> Group:
@@ -49,14 +59,20 @@ def render_detail(d: TargetDetail | None, row: TargetRow | None) -> Group:
         f"  timeouts {c.get('timeouts', '0')}"
     )
     parts.append(head)
-    shown = {"name", "pid", "level", "rss_bytes", "target_bytes", "last_seen", "caches"}
+    shown = {"name", "pid", "level", "rss_bytes", "target_bytes", "last_seen", "caches", "reclaim"}
     other = {k: v for k, v in f.items() if k not in shown and k != "discovered_caches"}
     if other:
         parts.append(
             Text("fields: " + ", ".join(f"{k}={v[:40]}" for k, v in sorted(other.items())))
         )
     caches = row.caches() if row is not None else []
-    if caches:
+    report = _json_dict(f.get("reclaim", ""))
+    if report:  # the runtime's reclaim report: caches found and what reclaims gave back
+        tables = reclaim_tables(d.name, report)
+        parts += tables or [
+            Text(f"discovered caches: none found ({report.get('scans', 0)} scans)", style="dim")
+        ]
+    elif caches:
         t = Table("cache", "size", "hits", "misses", box=None, title="discovered caches")
         for cache in caches[:20]:
             size = cache.get("bytes", cache.get("size_bytes", cache.get("size", "")))

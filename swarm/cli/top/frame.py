@@ -27,6 +27,7 @@ __all__ = [
 # Target-hash fields we show when the guard publishes them, by the names in use.
 COST_FIELDS: dict[str, tuple[str, ...]] = {
     "gc_share": ("gc_share", "gc_time_share", "gc_frac", "gc_cost"),
+    "gc_ms_per_s": ("gc_ms_per_s",),
     "pause_p99_ms": ("gc_pause_p99_ms", "pause_p99_ms", "gc_p99_ms"),
     "infeasible": ("infeasible", "infeasible_mb", "feasible", "feasibility"),
     "caches": ("caches", "discovered_caches", "reclaimable"),
@@ -125,12 +126,32 @@ class TargetRow:
     def alive(self, now: float | None = None) -> bool:
         return (now or time.time()) - self.last_seen < 5.0
 
+    def gc_percent(self) -> float | None:
+        """Time in the collector, % of wall time (``gc_ms_per_s`` / 10), if published."""
+        raw = self.cost("gc_ms_per_s")
+        if raw is not None:
+            try:
+                return float(raw) / 10.0
+            except ValueError:
+                return None
+        raw = self.cost("gc_share")
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value * 100 if value <= 1.0 else value
+
     def cost(self, what: str) -> str | None:
         """A cost or feasibility field (see :data:`COST_FIELDS`), ``None`` if not published."""
         return first_field(self.extra, COST_FIELDS[what])
 
     def feasibility(self) -> str:
         """``ok``, ``NO`` (live data over the target) or ``-`` when not published."""
+        state = self.extra.get("controller")
+        if state is not None:
+            return "NO" if state == "infeasible" else "ok"
         for name in ("infeasible", "infeasible_mb"):
             if name in self.extra:
                 return "ok" if self.extra[name].strip().lower() in _FALSY else "NO"

@@ -42,6 +42,7 @@ from hivemind.swarm.state import SwarmInfo, running_swarm
 __all__ = ["TargetDetail", "TopSource", "feed_from_ack", "feed_from_decision"]
 
 FEED_KEEP = 200
+READ_SPREAD = 4  # each target's hash is re-read every 4th poll
 
 
 def _s(value: Any) -> str:
@@ -159,21 +160,24 @@ class TopSource:
     """Reads the swarm recorded in ``state_dir`` and hands frames to the dashboard.
 
     ``on_frame`` gets a fresh :class:`Frame` every ``period_s`` (or a
-    waiting frame when there is no swarm); ``on_event`` gets each decision,
-    ack or time-out as it arrives. Both are called from the reader thread.
+    waiting frame when there is no swarm); ``on_event`` gets decisions, acks
+    and time-outs as they arrive, in batches at most ``batch_s`` old. Both
+    are called from the reader thread.
     """
 
     def __init__(
         self,
         state_dir: Path,
         on_frame: Callable[[Frame], None],
-        on_event: Callable[[FeedItem], None],
+        on_event: Callable[[list[FeedItem]], None],
         *,
         period_s: float = 0.25,
         health_every_s: float = 1.0,
         heartbeat_s: float = 1.0,
+        batch_s: float = 0.05,
     ) -> None:
         self.state_dir = state_dir
+        self.batch_s = batch_s
         self.on_frame = on_frame
         self.on_event = on_event
         self.period_s = period_s
@@ -191,6 +195,9 @@ class TopSource:
         self._feed: deque[FeedItem] = deque(maxlen=FEED_KEEP)
         self._decided: dict[str, FeedItem] = {}
         self._acked: dict[str, FeedItem] = {}
+        self._rows: dict[str, TargetRow] = {}
+        self._names: list[str] = []
+        self._tick = 0
 
     # --- life -------------------------------------------------------------
     def start(self) -> TopSource:
@@ -239,6 +246,7 @@ class TopSource:
             self._emit_waiting(f"swarm found on {self.state_dir} but its Redis fails ({exc})")
             return False
         self.client, self.keys, self.info, self._pubsub = client, keys, info, pubsub
+        self._rows, self._names = {}, []
         self._health_ts = 0.0
         self._seed_feed()
         return True
@@ -263,51 +271,77 @@ class TopSource:
             assert self.info is not None
             if running_swarm(self.state_dir) is None:
                 raise HivemindError("the swarm stopped")
-            self._health = _health(collect_status(self.state_dir, self.heartbeat_s), self.info)
+            self._health = _health(
+                collect_status(self.state_dir, self.heartbeat_s, with_targets=False), self.info
+            )
         frame = Frame(ts=now, health=self._health, targets=self.read_targets())
         frame.feed.extend(self._feed)
         self.on_frame(frame)
         deadline = started + self.period_s
+        batch: list[FeedItem] = []
+        batch_due = 0.0
         while not self._stop.is_set():
-            left = deadline - time.monotonic()
+            now_m = time.monotonic()
+            left = deadline - now_m
+            if batch and (now_m >= batch_due or left <= 0):
+                self.on_event(batch)  # events travel in batches: one repaint per batch
+                batch = []
             if left <= 0:
                 break
-            msg = self._pubsub.get_message(timeout=left)
+            wait = min(left, batch_due - now_m) if batch else left
+            msg = self._pubsub.get_message(timeout=max(0.0, wait))
             if msg is not None and msg.get("type") == "message":
-                self._on_message(msg["data"])
+                item = self._on_message(msg["data"])
+                if item is not None:
+                    if not batch:
+                        batch_due = time.monotonic() + self.batch_s
+                    batch.append(item)
 
     def read_targets(self) -> dict[str, TargetRow]:
-        """Every target hash and its counters, in one pipelined round trip."""
+        """The targets, re-reading a quarter of their hashes (and counters) per call.
+
+        A guarded process rewrites its hash once a second, so with four calls a
+        second each hash is read about as often as it changes; the list of
+        targets comes from a SCAN every fourth call. A hash that is gone drops
+        its row at once.
+        """
         assert self.client is not None and self.keys is not None
         keys = self.keys
-        prefix = keys.target("")
-        names = sorted(
-            _s(k)[len(prefix) :]
-            for k in self.client.scan_iter(match=keys.target_pattern, count=1000)
-        )
+        self._tick += 1
+        if self._tick % READ_SPREAD == 1 or not self._names:
+            prefix = keys.target("")
+            found = self.client.scan_iter(match=keys.target_pattern, count=1000)
+            self._names = sorted(_s(k)[len(prefix) :] for k in found)
+            for gone in set(self._rows) - set(self._names):
+                del self._rows[gone]
+        names = [n for n in self._names if n not in self._rows]  # new: read now
+        names += [
+            n for n in self._names[self._tick % READ_SPREAD :: READ_SPREAD] if n in self._rows
+        ]
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(keys.target(name))
             pipe.hgetall(keys.target_counters(name))
         replies = pipe.execute()
-        rows: dict[str, TargetRow] = {}
         for i, name in enumerate(names):
             h, c = pairs(replies[2 * i]), pairs(replies[2 * i + 1])
-            if not h:
-                continue  # expired between SCAN and HGETALL
+            if not h:  # expired or removed
+                self._rows.pop(name, None)
+                continue
             row = TargetRow.from_hash(name, h)
             row.counters = {k: _num(v) for k, v in c.items()}
+            self._rows[name] = row
+        for row in self._rows.values():
             row.decided = self._decided.get(row.name)
             row.acked = self._acked.get(row.name)
-            rows[row.name] = row
-        return rows
+        return dict(self._rows)
 
-    def _on_message(self, raw: bytes) -> None:
+    def _on_message(self, raw: bytes) -> FeedItem | None:
         try:
             msg = peek_message(raw)
         except MessageError:
             self.dropped += 1
-            return
+            return None
         if isinstance(msg, Decision):
             item = feed_from_decision(msg)
             self._decided[item.target] = item
@@ -316,9 +350,9 @@ class TopSource:
             self._acked[item.target] = item
         else:
             self.dropped += 1
-            return
+            return None
         self._feed.append(item)
-        self.on_event(item)
+        return item
 
     def _seed_feed(self) -> None:
         """The current session's latest decisions and acks, so the feed starts full."""

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual.widget import Widget
 from textual.widgets import Static
 
 from hivemind.swarm.cli.top.frame import FeedItem, Health
@@ -60,8 +61,33 @@ def _age(ts: float, now: float) -> str:
     return f"{s:.0f}s" if s < 60 else f"{s / 60:.0f}m"
 
 
-class HealthBar(Static):
-    """Two lines: namespace, session, level, agents, Redis, Ray, restarts; then what is degraded."""
+class HealthBar(Widget):
+    """Namespace, session, level, agents, Redis, Ray, restarts; then what is degraded.
+
+    Its height follows its text (wrapped to the width), set only when it
+    changes, so a refresh does not re-lay out the screen.
+    """
+
+    DEFAULT_CSS = "HealthBar { height: 1; }"
+
+    def __init__(self, text: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.text = Text(text)
+
+    def render(self) -> Text:
+        return self.text
+
+    def update(self, text: Text) -> None:
+        """Show ``text``; re-lay out only when the number of lines changes."""
+        if text == self.text:
+            return
+        self.text = text
+        width = max(1, self.size.width or self.app.size.width)
+        lines = sum(max(1, -(-len(part) // width)) for part in text.plain.split("\n"))
+        lines = min(3, lines)
+        if self.styles.height is None or self.styles.height.value != lines:
+            self.styles.height = lines
+        self.refresh()
 
     def show(self, h: Health, *, paused: bool, targets: int, dropped: int = 0) -> None:
         """Redraw from ``h``."""
@@ -97,9 +123,14 @@ class RssPlot(Static):
         super().__init__(id=id)
         self.title = ""
         self.points: Sequence[tuple[float, int, int]] = ()
+        self._key: tuple[object, ...] = ()
 
     def plot(self, title: str, points: Sequence[tuple[float, int, int]]) -> None:
         """Show ``points`` (``(ts, rss_bytes, target_bytes)``, oldest first)."""
+        key = (title, len(points), points[-1] if points else None)
+        if key == self._key:
+            return  # nothing new: no repaint
+        self._key = key
         self.title, self.points = title, points
         self.refresh()
 
@@ -141,8 +172,14 @@ class FeedView(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.items: Sequence[FeedItem] = ()
+        self._key: tuple[object, ...] = ()
 
     def show(self, items: Sequence[FeedItem]) -> None:
+        """Show ``items``; repaint at most four times a second (rows show events at once)."""
+        key = (len(items), int(time.time() * 4))
+        if key == self._key:
+            return
+        self._key = key
         self.items = items
         self.refresh()
 
