@@ -127,7 +127,7 @@ def test_rows_follow_targets_and_decisions_reach_their_row(
         d = decision("worker-two")
         client.publish(keys.decisions("gc_optimizer"), d.model_dump_json())
         await until(lambda: "→col+mtrim" in screen_text(app), app=app)
-        assert "worker-two aggr collect+malloc" in screen_text(app)  # the feed
+        await until(lambda: "worker-two aggr collect+malloc" in screen_text(app))  # the feed
         ack = Ack(
             command_id="c1", decision_id=d.id, target="worker-two", ok=True,
             bytes_freed=3 * MB, duration_ms=2.0,
