@@ -70,6 +70,11 @@ class Keys:
         """Hash: agent name -> restarts since this swarm came up."""
         return f"hm:{self.ns}:agents:restarts"
 
+    @property
+    def restarts(self) -> str:
+        """Hash: component (``redis``, ``ray_head``, a role, ``supervisor``) -> restarts."""
+        return f"hm:{self.ns}:restarts"
+
     def target(self, name: str) -> str:
         """Hash with a TTL: one guarded process's latest state."""
         return f"hm:{self.ns}:target:{name}"

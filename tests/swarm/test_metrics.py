@@ -69,6 +69,7 @@ def test_scrape_reads_swarm_state(
             },
         )
     client.hset(keys.bus_errors, mapping={keys.samples: 2, keys.acks: 1})
+    client.hset(keys.restarts, mapping={"redis": 2, "coordinator": 1})
     client.hset(
         keys.latency,
         mapping={"le_5": 1, "le_10": 2, "le_250": 1, "le_inf": 1, "sum_ms": 3100.5, "count": 5},
@@ -101,6 +102,10 @@ def test_scrape_reads_swarm_state(
     assert _value(h, "hivemind_reaction_latency_seconds_bucket", le="+Inf") == 5
     assert _value(h, "hivemind_reaction_latency_seconds_count") == 5
     assert _value(h, "hivemind_reaction_latency_seconds_sum") == pytest.approx(3.1005)
+
+    rs = fams["hivemind_restarts"]
+    assert _value(rs, "hivemind_restarts_total", component="redis") == 2
+    assert _value(rs, "hivemind_restarts_total", component="coordinator") == 1
 
     be = fams["hivemind_bus_errors"]
     assert _value(be, "hivemind_bus_errors_total", channel=keys.samples) == 2
