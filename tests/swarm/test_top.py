@@ -125,7 +125,7 @@ def test_rows_follow_targets_and_decisions_reach_their_row(
         b.append(runtime(embedded, namespace, "worker-two", 64))
         await until(lambda: sorted(table_names(app)) == ["app-one", "worker-two"])
         d = decision("worker-two")
-        client.publish(keys.decisions, d.model_dump_json())
+        client.publish(keys.decisions("gc_optimizer"), d.model_dump_json())
         await until(lambda: "→col+mtrim" in screen_text(app), app=app)
         await until(lambda: "worker-two aggr collect+malloc" in screen_text(app))  # the feed
         ack = Ack(

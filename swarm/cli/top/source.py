@@ -4,8 +4,9 @@ It finds the swarm in the state folder (as ``swarm status`` does), then
 every ``period_s`` reads every target hash and its counters in one
 pipelined round trip, once a second the swarm's health through
 :func:`hivemind.swarm.observe.status.collect_status`, and in between
-listens to ``hm:{ns}:decisions`` and ``hm:{ns}:acks`` so a decision
-reaches its row without waiting for the next poll. It imports no Ray.
+listens to ``hm:{ns}:decisions:{optimizer}`` and ``hm:{ns}:acks`` so a
+decision reaches its row without waiting for the next poll (a display
+only: it reads sealed messages without checking them and acts on nothing). It imports no Ray.
 With no swarm (or its Redis gone) it reports that and keeps looking.
 """
 
@@ -32,8 +33,9 @@ from hivemind.coordinator.sessions.store import (
 from hivemind.swarm.cli.top.frame import FeedItem, Frame, Health, TargetRow, human_bytes
 from hivemind.swarm.errors import HivemindError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.messages import Ack, Decision, MessageError, parse_message
+from hivemind.swarm.messages import Ack, Decision, MessageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
+from hivemind.swarm.redis.bus import peek_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.state import SwarmInfo, running_swarm
 
@@ -244,7 +246,9 @@ class TopSource:
             client = connect(info.redis_url)
             keys = Keys(info.namespace)
             pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            pubsub.subscribe(keys.decisions, keys.acks)
+            pubsub.subscribe(
+                keys.decisions("gc_optimizer"), keys.decisions("widget_optimizer"), keys.acks
+            )
         except (redis.RedisError, OSError, HivemindError) as exc:
             self._emit_waiting(f"swarm found on {self.state_dir} but its Redis fails ({exc})")
             return False
@@ -341,7 +345,7 @@ class TopSource:
 
     def _on_message(self, raw: bytes) -> FeedItem | None:
         try:
-            msg = parse_message(raw)
+            msg = peek_message(raw)
         except MessageError:
             self.dropped += 1
             return None
