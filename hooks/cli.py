@@ -7,7 +7,9 @@ spellings too, and ignores flags it does not know with a warning on stderr.
 A hook exits 0 and prints nothing on stdout unless ``--format json`` (or the
 command's purpose is to print: ``session-restore``, ``session-end
 --generate-summary``); an internal error is logged to stderr and to
-``<state>/hooks.log`` and still exits 0 unless ``--strict``.
+``<state>/hooks.log`` and still exits 0 unless ``--strict``. When Redis is
+unreachable a write is journaled on local disk (fsync'd) and replayed by
+the next hook that reaches Redis; ``hooks.log`` says which.
 
 This module is on the hot path: it imports no typer, rich, pydantic or redis.
 """
@@ -277,6 +279,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"ok": False, "command": args.command, "error": line}))
         return EXIT_FAILURE if strict else EXIT_OK
     _emit(args, out)
-    if out.warnings:
-        _log(state_dir, [f"{args.command}: warning: {w}" for w in out.warnings])
+    lines = [f"{args.command}: warning: {w}" for w in out.warnings] + out.log_lines
+    if lines:
+        _log(state_dir, lines)
     return EXIT_FAILURE if (strict and out.failed) else EXIT_OK

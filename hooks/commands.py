@@ -6,6 +6,10 @@ nothing), and records it with one atomic script call. A handler never
 raises for bad input: it adds a warning. Only Redis failures raise, and the
 CLI turns those into a logged warning and exit 0 (unless ``--strict``).
 
+When Redis is unreachable, a write goes to the state folder's journal
+(:mod:`hivemind.hooks.journal`) instead and the hook still succeeds; the
+next hook that reaches Redis replays the journal first.
+
 Which session a hook writes into, first match wins: ``--session-id``;
 ``HIVEMIND_SESSION_ID``; the running swarm's session (so a coding agent's
 edits land in the optimization session under way); Claude Code's
@@ -40,19 +44,26 @@ from hivemind.coordinator.sessions.store import (
 from hivemind.hooks.claude_code import StdinPayload
 from hivemind.hooks.target import RedisTarget, redis_target
 from hivemind.swarm.env import env_str
+from hivemind.swarm.errors import RedisUnavailableError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.redis.resp import Connection, open_connection
+from hivemind.swarm.redis.resp import Connection, RespError, open_connection, unreachable
 
-__all__ = ["HANDLERS", "HookArgs", "Outcome", "format_view", "run_hook"]
+__all__ = ["CLEAR_CURRENT_LUA", "HANDLERS", "HookArgs", "Outcome", "format_view", "run_hook"]
 
 DEDUP_BUCKET_S = 5.0
 # A hook field (description, file, results...) is cut past this many characters,
 # so one hook cannot put megabytes into a session (stdin alone may hold 8 MiB).
 MAX_FIELD_CHARS = 16 * 1024
 # Compare-and-delete: end the current session only if it is still this one.
-_CLEAR_CURRENT_LUA = (
+CLEAR_CURRENT_LUA = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 )
+_CLEAR_CURRENT_LUA = CLEAR_CURRENT_LUA
+
+
+def _away(exc: BaseException) -> bool:
+    """True when ``exc`` means Redis cannot be reached now (so the write is journaled)."""
+    return isinstance(exc, RedisUnavailableError) or unreachable(exc)
 
 
 @dataclass(slots=True)
@@ -89,6 +100,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     failed: bool = False
     text: str | None = None
+    journaled: bool = False
+    log_lines: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +109,7 @@ class Outcome:
             "command": self.command,
             "session_id": self.session_id,
             "recorded": self.recorded,
+            "journaled": self.journaled,
             "duplicate": self.duplicate,
             "created": self.created,
             "namespace": self.namespace,
@@ -127,6 +141,13 @@ class Ctx:
         self.keys = Keys("default")
 
     @property
+    def folder(self) -> Path:
+        """The state folder this hook uses."""
+        from hivemind.swarm.paths import default_state_dir
+
+        return (self._state_dir or default_state_dir()).resolve()
+
+    @property
     def conn(self) -> Connection:
         if self._conn is None:
             target = self._stack.enter_context(redis_target(self._state_dir))
@@ -134,6 +155,7 @@ class Ctx:
             self._stack.callback(conn.close)
             self.target, self._conn, self.keys = target, conn, Keys(target.namespace)
             self.out.namespace, self.out.redis = target.namespace, target.mode
+            _replay_journal(self)  # what earlier hooks journaled goes first, in order
         return self._conn
 
     def warn(self, message: str) -> None:
@@ -205,43 +227,144 @@ class Ctx:
         sid: str | None = None,
         counters: dict[str, int | float] | None = None,
         memory: tuple[str, str, dict[str, Any]] | None = None,
+        **flags: bool,
     ) -> bool:
-        """Append one event to the session; return whether it was new."""
-        sid = sid or self.session(create=create)
+        """Append one event to the session; return whether it was new.
+
+        When Redis is unreachable the event goes to the journal instead
+        (``set_current``/``clear_current`` ride along) and this returns True.
+        """
+        ts = time.time()
+        try:
+            sid = sid or self.session(create=create)
+        except (RespError, RedisUnavailableError) as exc:
+            if not _away(exc):
+                raise
+            return self._journal(kind, payload, dedup, sid, counters, memory, ts, exc, **flags)
         if sid is None:
             return False
+        payload = self._with_claude_session(payload, sid)
+        self._cap(payload)
+        mem = self._memory(memory, sid)
+        meta = self._meta()
+        try:
+            added, created = record(
+                self.conn,
+                self.keys,
+                sid,
+                kind,
+                payload,
+                dedup_key=dedup,
+                maxlen=stream_maxlen(),
+                meta=meta,
+                counters=counters,
+                memory=mem,
+                ts=ts,
+            )
+            if flags.get("set_current"):
+                self.conn.call("SET", self.keys.hooks_current, sid)
+            if flags.get("clear_current"):
+                self.conn.call("EVAL", CLEAR_CURRENT_LUA, 1, self.keys.hooks_current, sid)
+        except (RespError, RedisUnavailableError) as exc:
+            if not _away(exc):
+                raise
+            return self._journal(kind, payload, dedup, sid, counters, memory, ts, exc, **flags)
+        self.out.recorded, self.out.duplicate, self.out.created = added, not added, created
+        self.out.event = {"kind": kind, **payload}
+        return added
+
+    def _with_claude_session(self, payload: dict[str, Any], sid: str) -> dict[str, Any]:
         claude_sid = self.stdin("session_id")
         if claude_sid and claude_sid != sid:
             payload["claude_session_id"] = claude_sid
-        self._cap(payload)
-        mem: tuple[str, str, str] | None = None
-        if memory is not None:
-            memory[2]["session_id"] = sid
-            self._cap(memory[2])
-            mem = (
-                memory[0][:MAX_FIELD_CHARS],
-                memory[1][:MAX_FIELD_CHARS],
-                json.dumps(memory[2], separators=(",", ":")),
-            )
+        return payload
+
+    def _memory(
+        self, memory: tuple[str, str, dict[str, Any]] | None, sid: str
+    ) -> tuple[str, str, str] | None:
+        if memory is None:
+            return None
+        memory[2]["session_id"] = sid
+        self._cap(memory[2])
+        return (
+            memory[0][:MAX_FIELD_CHARS],
+            memory[1][:MAX_FIELD_CHARS],
+            json.dumps(memory[2], separators=(",", ":")),
+        )
+
+    def _meta(self) -> dict[str, str]:
         meta = {"source": "claude-code" if self.args.stdin.status == "ok" else "hooks"}
         cwd = self.stdin("cwd")
         if cwd:
             meta["cwd"] = cwd[:MAX_FIELD_CHARS]
-        added, created = record(
-            self.conn,
-            self.keys,
-            sid,
-            kind,
-            payload,
-            dedup_key=dedup,
-            maxlen=stream_maxlen(),
-            meta=meta,
-            counters=counters,
-            memory=mem,
+        return meta
+
+    def offline_session(self) -> str:
+        """The session a write goes to when Redis is away ("" = the current one, at replay)."""
+        from hivemind.hooks.target import offline_target
+
+        return (
+            self.args.flag("session-id")
+            or env_str("session_id")
+            or offline_target(self.folder)[1]
+            or self.stdin("session_id")
+            or ""
         )
-        self.out.recorded, self.out.duplicate, self.out.created = added, not added, created
+
+    def _journal(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        dedup: str,
+        sid: str | None,
+        counters: dict[str, int | float] | None,
+        memory: tuple[str, str, dict[str, Any]] | None,
+        ts: float,
+        why: BaseException,
+        **flags: bool,
+    ) -> bool:
+        """Keep the event in the local journal (Redis is away); True when it is on disk."""
+        from hivemind.hooks import journal
+        from hivemind.hooks.target import offline_target
+
+        folder = self.folder
+        ns, _ = offline_target(folder)
+        sid = sid or self.offline_session()
+        if sid and not valid_session_id(sid):
+            self.warn(f"invalid session id {sid!r}; nothing recorded")
+            return False
+        payload = self._with_claude_session(payload, sid) if sid else payload
+        self._cap(payload)
+        mem = self._memory(memory, sid) if memory is not None else None
+        entry: dict[str, Any] = {
+            "ts": ts,
+            "ns": ns,
+            "session_id": sid,
+            "kind": kind,
+            "payload": payload,
+            "dedup": dedup,
+            "maxlen": stream_maxlen(),
+            "meta": self._meta(),
+            "counters": counters or {},
+            "memory": list(mem) if mem else None,
+            **{k: True for k, v in flags.items() if v},
+        }
+        try:
+            size = journal.append(folder, entry)
+        except journal.JournalError as exc:
+            self.warn(str(exc))
+            self.out.failed = True
+            self.out.log_lines.append(f"{kind}: NOT stored: {exc}")
+            return False
+        reason = str(why).splitlines()[0] if str(why) else type(why).__name__
+        self.out.journaled = self.out.recorded = True
+        self.out.session_id, self.out.namespace, self.out.redis = sid, ns, "journal"
         self.out.event = {"kind": kind, **payload}
-        return added
+        self.out.log_lines.append(
+            f"{kind}: Redis unreachable ({reason}); journaled (session {sid or 'current'}, "
+            f"key {dedup}) in {journal.journal_path(folder)} ({size} bytes waiting)"
+        )
+        return True
 
 
 def _s(raw: Any) -> str:
@@ -376,12 +499,17 @@ def notify(ctx: Ctx) -> None:
 
 def session_start(ctx: Ctx) -> None:
     _no_positionals(ctx)
-    sid = ctx.session(create=True)
+    try:
+        sid = ctx.session(create=True)
+    except (RespError, RedisUnavailableError) as exc:
+        if not _away(exc):
+            raise
+        sid = ctx.offline_session()  # "" = whichever is current when the journal is replayed
     if sid is None:
         return
     payload: dict[str, Any] = {"source": ctx.stdin("source") or "cli"}
-    ctx.record("session-start", payload, ctx.dedup_key("session-start", sid), sid=sid)
-    ctx.conn.call("SET", ctx.keys.hooks_current, sid)
+    key = ctx.dedup_key("session-start", sid or "current")
+    ctx.record("session-start", payload, key, sid=sid or None, set_current=True)
 
 
 def session_restore(ctx: Ctx) -> None:
@@ -412,9 +540,12 @@ def session_restore(ctx: Ctx) -> None:
     if ctx.target is not None and ctx.target.mode == "swarm":
         # pydantic only on this path, and only when a swarm can take the session.
         from hivemind.swarm.messages import Control
+        from hivemind.swarm.seal import seal
+        from hivemind.swarm.secret import read_secret
 
-        msg = Control(op="restore", session_id=sid)
-        handed = int(ctx.conn.call("PUBLISH", ctx.keys.control, msg.model_dump_json())) > 0
+        key = read_secret(ctx.target.state_dir, env_str("secret"))
+        msg = seal(Control(op="restore", session_id=sid).model_dump_json(), key)
+        handed = int(ctx.conn.call("PUBLISH", ctx.keys.control, msg)) > 0
     ctx.out.extra["restored"] = view_json(view)
     ctx.out.extra["handed_to_coordinator"] = handed
     note = (
@@ -428,12 +559,18 @@ def session_restore(ctx: Ctx) -> None:
 
 def session_end(ctx: Ctx) -> None:
     _no_positionals(ctx)
-    sid = ctx.session(create=False)
+    try:
+        sid = ctx.session(create=False)
+        view = read_view(ctx.conn, ctx.keys, sid, recent=0) if sid else None
+    except (RespError, RedisUnavailableError) as exc:
+        if not _away(exc):
+            raise
+        _session_end_offline(ctx)
+        return
     if sid is None:
         if not ctx.out.warnings:
             ctx.warn("session-end: no current session; nothing recorded")
         return
-    view = read_view(ctx.conn, ctx.keys, sid, recent=0)
     if view is None:
         ctx.warn(f"unknown session {sid!r} in namespace {ctx.keys.ns}; nothing recorded")
         ctx.out.failed = True
@@ -442,8 +579,11 @@ def session_end(ctx: Ctx) -> None:
         "events": int(view.counters.get("events", 0)) + 1,
         "duration_s": round(time.time() - view.first_ts, 3) if view.first_ts else 0.0,
     }
-    ctx.record("session-end", summary, ctx.dedup_key("session-end", sid), sid=sid)
-    ctx.conn.call("EVAL", _CLEAR_CURRENT_LUA, 1, ctx.keys.hooks_current, sid)
+    ctx.record(
+        "session-end", summary, ctx.dedup_key("session-end", sid), sid=sid, clear_current=True
+    )
+    if ctx.out.journaled:
+        return
     export = ctx.args.flag("export")
     if export or ctx.args.truthy("export-metrics"):
         ctx.out.extra["export"] = _export(ctx, sid, export)
@@ -451,6 +591,19 @@ def session_end(ctx: Ctx) -> None:
         fresh = read_view(ctx.conn, ctx.keys, sid, recent=5)
         ctx.out.text = format_view(fresh or view)
         ctx.out.extra["summary"] = view_json(fresh or view)
+
+
+def _session_end_offline(ctx: Ctx) -> None:
+    """Redis is away: journal the end of the session; its summary waits for Redis."""
+    sid = ctx.offline_session()
+    key = ctx.dedup_key("session-end", sid or "current")
+    ctx.record(
+        "session-end", {"journaled": True}, key, sid=sid or None, create=False, clear_current=True
+    )
+    if ctx.args.flag("export") or ctx.args.truthy("export-metrics"):
+        ctx.warn("Redis unreachable: no export written (the session end is journaled)")
+    if ctx.args.truthy("generate-summary"):
+        ctx.warn("Redis unreachable: no summary (the session end is journaled)")
 
 
 def _export(ctx: Ctx, sid: str, where: str | None) -> str:
@@ -549,5 +702,31 @@ def run_hook(args: HookArgs, *, state_dir: Path | None = None, driver: str = "au
     """Run one hook command; Redis is reached (or leased) only if something is written."""
     out = Outcome(args.command)
     with contextlib.ExitStack() as stack:
-        HANDLERS[args.command](Ctx(args, out, stack, state_dir, driver))
+        ctx = Ctx(args, out, stack, state_dir, driver)
+        try:
+            HANDLERS[args.command](ctx)
+        except (RespError, RedisUnavailableError) as exc:
+            if not _away(exc):
+                raise
+            # A read (session-restore) cannot be journaled: say so, once.
+            ctx.warn(f"{args.command}: Redis unreachable ({exc}); nothing read")
+            out.failed = True
+            return out
     return out
+
+
+def _replay_journal(ctx: Ctx) -> None:
+    """This hook reached Redis: replay what earlier hooks journaled (one stat when none)."""
+    from hivemind.hooks import journal
+
+    folder = ctx.folder
+    if journal.pending(folder) == 0:
+        return
+    assert ctx._conn is not None
+    try:
+        result = journal.replay(ctx._conn, folder)
+    except (journal.JournalError, RespError, OSError) as exc:
+        ctx.out.log_lines.append(f"journal replay failed: {exc}")
+        return
+    if not result.busy:
+        ctx.out.log_lines.append(result.summary())

@@ -22,7 +22,7 @@ from hivemind.swarm.keys import validate_namespace
 from hivemind.swarm.paths import default_state_dir, env_redis_url
 from hivemind.swarm.state import SwarmInfo, running_swarm
 
-__all__ = ["RedisTarget", "redis_target"]
+__all__ = ["RedisTarget", "offline_target", "redis_target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +68,11 @@ def redis_target(
 
     with EmbeddedRedis(folder).lease() as embedded_url:
         yield RedisTarget(embedded_url, ns, folder, "embedded")
+
+
+def offline_target(folder: Path) -> tuple[str, str]:
+    """``(namespace, swarm session id or "")`` a write would go to, without touching Redis."""
+    info = running_swarm(folder)
+    if info is not None:
+        return info.namespace, info.session_id
+    return _namespace(None), ""

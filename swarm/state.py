@@ -53,13 +53,20 @@ class SwarmInfo:
     namespace: str
     redis_url: str
     embedded: bool
-    state: Literal["starting", "ready", "stopping"] = "starting"
+    state: Literal["starting", "ready", "stopping", "restarting"] = "starting"
     ray_address: str | None = None
     session_id: str = ""
     target_mb: float = DEFAULT_TARGET_MB
     started_at: float = field(default_factory=time.time)
     redis_pid: int | None = None
     pid_start: int | None = None  # the supervisor's start time (clock ticks), see procs
+    keeper_pid: int | None = None  # the detached swarm's keeper (restarts the supervisor)
+    ray_pids: list[int] = field(default_factory=list)  # Ray head and actor processes
+
+    def pids(self) -> list[int]:
+        """Every process this swarm started that ``swarm down`` waits for."""
+        found = [self.keeper_pid, self.pid, self.redis_pid, *self.ray_pids]
+        return [p for p in dict.fromkeys(found) if p]
 
 
 def write_info(state_dir: Path, info: SwarmInfo) -> None:

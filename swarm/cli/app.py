@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -111,7 +112,11 @@ def swarm_up(
 
 
 def _run_foreground(settings: Settings) -> None:
-    from hivemind.swarm.lifecycle.supervisor import Swarm, run_until_signalled
+    from hivemind.swarm.lifecycle.supervisor import (
+        Swarm,
+        run_until_signalled,
+        stop_after_head_loss,
+    )
 
     swarm = Swarm(settings)
     with err.status("starting Redis, Ray and the agents…"):
@@ -132,6 +137,10 @@ def _run_foreground(settings: Settings) -> None:
         ) as live:
             run_until_signalled(swarm, stop, tick=lambda: live.update(_status_line(settings)))
     finally:
+        if swarm.head_lost.is_set():
+            # Only a detached swarm's keeper starts a supervisor again; here we stop cleanly.
+            print(f"hivemind: {stop_after_head_loss(swarm)}", file=sys.stderr, flush=True)
+            os._exit(EXIT_FAILURE)  # Ray's atexit hooks must not run against a dead head
         with err.status("stopping…"):
             swarm.stop()
     out.print("swarm stopped")
@@ -176,8 +185,12 @@ def swarm_status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> Non
     st = collect_status(folder)
     if as_json:
         out.print_json(st.model_dump_json())
-        return
-    _print_status(st)
+    elif not st.redis.reachable:
+        print(f"hivemind: {st.problem}", file=sys.stderr)
+    else:
+        _print_status(st)
+    if not st.redis.reachable:
+        raise typer.Exit(EXIT_FAILURE)  # Redis is down: the one line (or the JSON) says why
 
 
 def _print_status(st: SwarmStatus) -> None:
@@ -223,6 +236,11 @@ def _print_status(st: SwarmStatus) -> None:
         out.print(f"bus errors: {_e(json.dumps(st.bus_errors))}")
     if st.bad_values:
         out.print(f"bad values in Redis (shown as unknown): {st.bad_values}")
+    restarted = {k: v for k, v in st.restarts.items() if v}
+    if restarted:
+        out.print("restarts: " + ", ".join(f"{k} {v}" for k, v in restarted.items()))
+    if st.problem:
+        out.print(f"[bold red]{_e(st.problem)}[/]", highlight=False)
 
 
 def _e(value: object) -> str:

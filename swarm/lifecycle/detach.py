@@ -1,10 +1,12 @@
 """``swarm up --detach`` and ``swarm down``: a supervisor in the background, stopped by pid.
 
-:func:`start_detached` spawns ``python -m hivemind.swarm.lifecycle.supervisor`` in a
-new session with the settings passed as ``HIVEMIND_*`` variables, and
-returns once it records itself ready (or raises with its last log line).
-:func:`stop_swarm` signals the recorded supervisor and waits for it to
-finish its orderly shutdown.
+:func:`start_detached` spawns ``python -m hivemind.swarm.lifecycle.keeper`` (which
+runs the supervisor and starts it again if it dies) in a new session with
+the settings passed as ``HIVEMIND_*`` variables, and returns once the
+supervisor records itself ready (or raises with its last log line).
+:func:`stop_swarm` signals the keeper and returns only once every process
+the swarm recorded (keeper, supervisor, ``redis-server``, Ray head and
+actors) has exited, checked by pid.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
     fd = open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     with os.fdopen(fd, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "hivemind.swarm.lifecycle.supervisor"],
+            [sys.executable, "-m", "hivemind.swarm.lifecycle.keeper"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -72,7 +74,7 @@ def start_detached(settings: Settings, timeout_s: float = 180.0) -> SwarmInfo:
         if code is not None:
             raise SwarmStartError(f"swarm did not start: {_last_line(log_path)}")
         info = read_info(settings.state_dir)
-        if info is not None and info.pid == child.pid and info.state == "ready":
+        if info is not None and info.keeper_pid == child.pid and info.state == "ready":
             return info
         time.sleep(0.05)
     child.terminate()
@@ -109,20 +111,47 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0, *, identify_s: float = 
         stop_orphans(state_dir)
         remove_info(state_dir)
         raise NotRunningError(f"no swarm is running on {state_dir}")
-    info = _identified(state_dir, info, identify_s)
+    keeper = info.keeper_pid if info.keeper_pid and _is_keeper(info.keeper_pid) else None
+    if keeper is None:
+        info = _identified(state_dir, info, identify_s)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGTERM)
+        # The keeper passes SIGTERM on and, unlike the supervisor, is there even
+        # while it is starting a new supervisor (swarm.json then names a dead one).
+        os.kill(keeper or info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not SupervisorLock.held(state_dir) and not pid_alive(info.pid):
+        pids = _recorded_pids(state_dir, info)
+        if not SupervisorLock.held(state_dir) and not any(pid_alive(p) for p in pids):
             return info
         time.sleep(0.05)
     if same_process(info.pid, info.pid_start):
         os.kill(info.pid, signal.SIGKILL)
+    for pid in _recorded_pids(state_dir, info):  # did not stop in time: end the rest by pid
+        if pid not in (info.pid, info.redis_pid) and same_process(pid, None, needle=b"ray"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    if info.keeper_pid and _is_keeper(info.keeper_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.keeper_pid, signal.SIGKILL)
     EmbeddedRedis(state_dir).stop()
     stop_orphans(state_dir)
     remove_info(state_dir)
     return info
+
+
+KEEPER = b"hivemind.swarm.lifecycle.keeper"
+
+
+def _is_keeper(pid: int) -> bool:
+    """True if ``pid`` is a live keeper process (its command line says so)."""
+    return same_process(pid, None, needle=KEEPER)
+
+
+def _recorded_pids(state_dir: Path, first: SwarmInfo) -> list[int]:
+    """Every pid the swarm recorded: at ``down`` and since (a restart records new ones)."""
+    now = read_info(state_dir)
+    pids = first.pids() + (now.pids() if now is not None else [])
+    return list(dict.fromkeys(pids))
 
 
 def _identified(state_dir: Path, info: SwarmInfo, wait_s: float = 10.0) -> SwarmInfo:

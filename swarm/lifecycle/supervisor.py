@@ -6,16 +6,23 @@ external URL), starts a local Ray (or joins ``--ray-address``), creates the
 agent actors and waits for each to answer, then records ``swarm.json`` as
 ready. ``stop()`` undoes it in reverse, leaving no process behind.
 ``python -m hivemind.swarm.lifecycle.supervisor`` runs one in the background for
-``swarm up --detach``; its settings come from ``HIVEMIND_*`` variables.
+``swarm up --detach`` (under its keeper, :mod:`hivemind.swarm.lifecycle.keeper`);
+its settings come from ``HIVEMIND_*`` variables. While it runs, a
+:class:`~hivemind.swarm.lifecycle.watch.Watcher` restarts what dies; when
+the Ray head dies the supervisor ends its Ray processes and exits with
+:data:`RESTART_EXIT` so the keeper starts it again with the same session.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -23,9 +30,12 @@ import redis
 
 from hivemind.swarm.agent.base import AgentConfig
 from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import HivemindError, SwarmStartError
+from hivemind.swarm.health import remove_health, write_health
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.lifecycle.ray_head import RayHead
+from hivemind.swarm.lifecycle.watch import Watcher, load_health, reap
 from hivemind.swarm.paths import write_private_file
 from hivemind.swarm.procs import start_ticks
 from hivemind.swarm.redis.connection import connect, strip_password
@@ -41,9 +51,16 @@ from hivemind.swarm.secret import (
 from hivemind.swarm.settings import Settings
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 
-__all__ = ["Swarm", "agent_facades"]
+__all__ = ["RESTART_EXIT", "Swarm", "agent_facades", "under_keeper"]
 
 log = logging.getLogger(__name__)
+
+RESTART_EXIT = 75  # EX_TEMPFAIL: "start me again" (the keeper does, with the same session)
+
+
+def under_keeper() -> bool:
+    """True when this process is the supervisor child of a keeper (``swarm up --detach``)."""
+    return env_str("keeper_pid") == str(os.getppid())
 
 
 def agent_facades() -> list[type[ActorFacade]]:
@@ -73,9 +90,15 @@ class Swarm:
         self._ray_started = False
         self.ray_head: RayHead | None = None
         self._lease: contextlib.ExitStack | None = None
+        self._head: dict[str, int] = {}
+        self._pings: dict[str, int] = {}
         self._metrics: Any = None
         self.session_id = settings.session_id or ""
         self.session_created = False
+        self.watcher: Watcher | None = None
+        self.head_lost = threading.Event()
+        self.head_lost_reason = ""
+        self._restart_of = env_str("restart_reason") or ""
 
     # --- lifecycle --------------------------------------------------------
     def __enter__(self) -> Swarm:
@@ -86,8 +109,13 @@ class Swarm:
         self.stop()
 
     def start(self) -> None:
-        """Bring everything up; on any failure, tear down what was started and raise."""
-        self.lock.acquire()
+        """Bring everything up; on any failure, tear down what was started and raise.
+
+        Under a keeper the keeper holds the state folder's lock for the
+        supervisor (so the swarm counts as running while it is restarted).
+        """
+        if not under_keeper():
+            self.lock.acquire()
         try:
             self._start_redis()
             self._start_ray()
@@ -100,12 +128,19 @@ class Swarm:
             raise
         assert self.info is not None
         self.info.state = "ready"
+        pings = self._pings
+        self.info.ray_pids = [*self.ray_head_pids().values(), *pings.values()]
         write_info(self.settings.state_dir, self.info)
         assert self.redis is not None
         self.redis.hset(self.keys.swarm, "state", "ready")
+        self.replay_journal()
+        self._start_watcher(pings)
 
     def stop(self) -> None:
         """Stop agents, Ray and the embedded Redis; safe to call more than once."""
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
         if self.info is not None:
             self.info.state = "stopping"
             with contextlib.suppress(OSError):
@@ -142,6 +177,7 @@ class Swarm:
         self.embedded = None
         if self.info is not None:
             remove_info(self.settings.state_dir)
+            remove_health(self.settings.state_dir)
             self.info = None
         self.lock.release()
 
@@ -173,10 +209,13 @@ class Swarm:
             session_id=self.session_id,
             target_mb=s.target_mb,
             redis_pid=redis_pid,
+            keeper_pid=os.getppid() if under_keeper() else None,
         )
         write_info(s.state_dir, self.info)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.keys.swarm, self.keys.agent_restarts)
+        pipe.delete(self.keys.swarm)
+        if not self._restart_of:  # a restart by the keeper keeps counting
+            pipe.delete(self.keys.agent_restarts, self.keys.restarts)
         pipe.hset(
             self.keys.swarm,
             mapping={
@@ -218,6 +257,12 @@ class Swarm:
             where = s.ray_address or "a local Ray"
             raise SwarmStartError(f"cannot start {where}: {exc}".splitlines()[0]) from None
         self._ray_started = True
+        heads = self.ray_head_pids()
+        # Watched: the two a swarm cannot live without (the agents of the raylet die with it).
+        self._head = {k: v for k, v in heads.items() if k in ("gcs_server", "raylet")}
+        if self.info is not None and heads:  # recorded now: a crash before ready leaves none
+            self.info.ray_pids = list(heads.values())
+            write_info(s.state_dir, self.info)
 
     def ray_head_pids(self) -> dict[str, int]:
         """The Ray head processes this swarm started, by role (empty when it joined a cluster)."""
@@ -265,18 +310,116 @@ class Swarm:
         if read_node_file(state / SECRET_FILE) != key.decode():
             write_private_file(state / AGENT_SECRET_FILE, key.decode())
         self.agents = [facade.start(config) for facade in agent_facades()]
+        here = socket.gethostname()
         for agent in self.agents:
-            agent.ping(timeout_s=120.0)
+            info = agent.ping(timeout_s=120.0)
+            if info.get("node") == here:  # a pid on another node cannot be watched from here
+                self._pings[agent.name] = int(info["pid"])
+
+    # --- healing ------------------------------------------------------------
+    def _start_watcher(self, actor_pids: dict[str, int]) -> None:
+        health = load_health(self.settings.state_dir, carry=bool(self._restart_of))
+        self.watcher = Watcher(self, self._on_head_lost, health=health)
+        if self._restart_of:
+            # The keeper started us again: that is the supervisor's (and, when the
+            # Ray head died, the head's) restart; count it once, here.
+            part = "ray_head" if self._restart_of.startswith("Ray ") else "supervisor"
+            health.mark_down(part, self._restart_of)
+            down_s = health.mark_up(part, os.getpid(), restarted=True)
+            if part == "ray_head":
+                health.mark_up("supervisor", os.getpid(), restarted=False)
+            write_health(self.settings.state_dir, health)
+            self.record_restart(
+                part, health.part(part).restarts, self._restart_of, down_s, os.getpid()
+            )
+        self.watcher.start(self._head, actor_pids)
+
+    def _on_head_lost(self, reason: str) -> None:
+        self.head_lost_reason = reason
+        self.head_lost.set()
+
+    def record_restart(
+        self, component: str, count: int, reason: str, down_s: float, pid: int | None
+    ) -> None:
+        """Count a restart in Redis and record it as a ``restart`` event in the session."""
+        if self.redis is None:
+            return
+        from hivemind.coordinator.sessions.recorder import SessionStore
+
+        try:
+            self.redis.hset(self.keys.restarts, component, count)
+            if self.session_id:
+                SessionStore(self.redis, self.keys, maxlen=self.settings.stream_maxlen).append(
+                    self.session_id,
+                    "restart",
+                    {
+                        "component": component,
+                        "reason": reason,
+                        "down_s": round(down_s, 3),
+                        "pid": pid,
+                        "restarts": count,
+                    },
+                )
+        except redis.RedisError as exc:
+            log.warning("recording the %s restart failed: %s", component, exc)
+
+    def replay_journal(self) -> None:
+        """Replay the hooks' journal (events written while Redis was away) into Redis."""
+        from hivemind.hooks.journal import replay_into
+
+        try:
+            result = replay_into(self.settings.state_dir, self.redis_url)
+        except Exception as exc:  # never fatal: the next hook replays it
+            log.warning("replaying the hooks journal failed: %s", exc)
+            return
+        if result.replayed or result.torn:
+            log.info("hooks journal: %s", result.summary())
+
+    def abandon_ray(self) -> None:
+        """The Ray head died: end every Ray process of this swarm by pid, without Ray's API.
+
+        Ray's own shutdown cannot run against a dead head (it may hang or
+        abort the process); the actors, whose raylet is gone, would live on.
+        """
+        import psutil
+
+        if self.watcher is not None:
+            self.watcher.stop()
+        pids = [*self._pings.values(), *self.ray_head_pids().values(), *self._head.values()]
+        for pid in list(pids):
+            with contextlib.suppress(psutil.Error):
+                pids += [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        for pid in dict.fromkeys(pids):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        for pid in pids:
+            reap(pid)
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+                reap(pid)
+        if self.ray_head is not None:
+            self.ray_head.stop()  # by pid, whatever is left of the head
+            self.ray_head = None
+        self.agents = []
+        self._ray_started = False
 
 
 def _own_pid() -> int:
-    import os
-
     return os.getpid()
 
 
+def _alive(pid: int) -> bool:
+    from hivemind.swarm.redis.server import pid_alive
+
+    return pid_alive(pid)
+
+
 def run_until_signalled(swarm: Swarm, stop: threading.Event, tick: Any = None) -> None:
-    """Block until ``stop`` is set (SIGINT/SIGTERM set it), calling ``tick`` twice a second."""
+    """Block until ``stop`` is set (SIGINT/SIGTERM set it) or the Ray head is lost.
+
+    Calls ``tick`` twice a second.
+    """
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -284,9 +427,16 @@ def run_until_signalled(swarm: Swarm, stop: threading.Event, tick: Any = None) -
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    while not stop.wait(0.5):
-        if tick is not None:
+    while not stop.wait(0.1) and not swarm.head_lost.is_set():
+        if tick is not None and int(time.monotonic() * 10) % 5 == 0:
             tick()
+
+
+def stop_after_head_loss(swarm: Swarm) -> str:
+    """End a swarm whose Ray head died (no Ray API calls); return the one line that says why."""
+    swarm.abandon_ray()
+    swarm.stop()
+    return f"swarm stopped: {swarm.head_lost_reason}"
 
 
 def main() -> int:
@@ -303,12 +453,28 @@ def main() -> int:
     except HivemindError as exc:
         print(f"hivemind: {exc}", file=sys.stderr)
         return exc.exit_code
-    log.info("swarm ready (namespace %s)", settings.namespace)
+    log.info("swarm ready (namespace %s, session %s)", settings.namespace, swarm.session_id)
     try:
         run_until_signalled(swarm, threading.Event())
-    finally:
+    except BaseException:
         swarm.stop()
-        log.info("swarm stopped")
+        raise
+    if swarm.head_lost.is_set():
+        reason = swarm.head_lost_reason
+        if under_keeper():
+            # Leave Redis running (clients keep their data and reconnect); end Ray
+            # by pid; the keeper starts a new supervisor on the same session.
+            swarm.abandon_ray()
+            if swarm.info is not None:
+                swarm.info.state = "restarting"
+                with contextlib.suppress(OSError):
+                    write_info(settings.state_dir, swarm.info)
+            print(f"hivemind: {reason}; restarting the swarm", file=sys.stderr, flush=True)
+            os._exit(RESTART_EXIT)  # not sys.exit: Ray's atexit hooks must not run now
+        print(f"hivemind: {stop_after_head_loss(swarm)}", file=sys.stderr, flush=True)
+        os._exit(1)
+    swarm.stop()
+    log.info("swarm stopped")
     return 0
 
 

@@ -106,7 +106,7 @@ class SwarmCollector(Collector):
             "hivemind_up", "1 if Redis answered this scrape", labels=["namespace"]
         )
         try:
-            swarm, counters, bus, latency, targets = self._read()
+            swarm, counters, bus, latency, targets, restarts = self._read()
         except (redis.RedisError, OSError):
             up.add_metric([ns], 0)
             yield up
@@ -136,6 +136,15 @@ class SwarmCollector(Collector):
             be.add_metric([ns, channel], self._num(count))
         yield be
 
+        rs = CounterMetricFamily(
+            "hivemind_restarts",
+            "Restarts the supervisor made (redis, ray_head, an agent role, supervisor)",
+            labels=["namespace", "component"],
+        )
+        for component, count in sorted(restarts.items()):
+            rs.add_metric([ns, component], self._num(count))
+        yield rs
+
         yield from self._targets(targets)
 
         bad = CounterMetricFamily(
@@ -154,6 +163,7 @@ class SwarmCollector(Collector):
         dict[str, str],
         dict[str, str],
         list[tuple[str, dict[str, str], dict[str, str]]],
+        dict[str, str],
     ]:
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
@@ -161,7 +171,8 @@ class SwarmCollector(Collector):
         pipe.hgetall(k.counters)
         pipe.hgetall(k.bus_errors)
         pipe.hgetall(k.latency)
-        swarm, counters, bus, latency = (_hash(x) for x in pipe.execute())
+        pipe.hgetall(k.restarts)
+        swarm, counters, bus, latency, restarts = (_hash(x) for x in pipe.execute())
         prefix = k.target("")
         names = sorted(
             {_text(key)[len(prefix) :] for key in self.client.scan_iter(match=k.target_pattern)}
@@ -177,7 +188,7 @@ class SwarmCollector(Collector):
                 state, tc = _hash(raw[2 * i]), _hash(raw[2 * i + 1])
                 if state:  # expired between SCAN and HGETALL
                     targets.append((state.get("name") or name, state, tc))
-        return swarm, counters, bus, latency, targets
+        return swarm, counters, bus, latency, targets, restarts
 
     def _latency(self, h: dict[str, str]) -> HistogramMetricFamily:
         buckets: list[tuple[str, float]] = []

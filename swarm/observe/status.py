@@ -2,7 +2,11 @@
 
 :func:`collect_status` returns a :class:`SwarmStatus`: each agent (name,
 role, pid, alive, restarts), each guarded target, the Redis in use, the
-namespace, session and current pressure level. Whatever is in Redis is
+namespace, session and current pressure level, and the supervisor's health
+record (``health.json``: what is down since when, restarts per part). When
+Redis itself is down it still returns a status (``health="degraded"``,
+``redis.reachable=False``) built from that record, never a connection error.
+Whatever is in Redis is
 data, not trusted structure: a field that does not parse (say ``HSET
 hm:ns:target:x pid abc``) is shown as unknown and counted in
 ``bad_values``, never raised, so one malformed hash cannot stop the
@@ -21,12 +25,21 @@ import redis
 from pydantic import BaseModel
 
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
+from hivemind.swarm.health import COMPONENTS, Health, read_health
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.connection import connect, redact_url
+from hivemind.swarm.redis.server import pid_alive
 from hivemind.swarm.state import SwarmInfo, running_swarm
 from hivemind.swarm.vocab import AGENT_ROLES
 
-__all__ = ["AgentStatus", "RedisStatus", "SwarmStatus", "TargetStatus", "collect_status"]
+__all__ = [
+    "AgentStatus",
+    "DownStatus",
+    "RedisStatus",
+    "SwarmStatus",
+    "TargetStatus",
+    "collect_status",
+]
 
 
 class AgentStatus(BaseModel):
@@ -58,6 +71,16 @@ class RedisStatus(BaseModel):
     persistence: str
     used_memory_mb: float
     error: str = ""
+    reachable: bool = True
+
+
+class DownStatus(BaseModel):
+    """One part of the swarm that is down: since when (epoch s), for how long, why."""
+
+    component: str
+    since: float
+    down_s: float
+    reason: str
 
 
 class SwarmStatus(BaseModel):
@@ -76,6 +99,10 @@ class SwarmStatus(BaseModel):
     bus_errors: dict[str, int]
     counters: dict[str, int]
     bad_values: int = 0  # fields in Redis that did not parse (shown as unknown)
+    health: str = "ok"  # "ok", "degraded" (something is down) or "restarting"
+    down: list[DownStatus] = []
+    restarts: dict[str, int] = {}
+    problem: str = ""  # one line saying what is wrong ("" when healthy)
 
 
 def _s(value: Any) -> str:
@@ -220,6 +247,40 @@ def _targets(client: redis.Redis, keys: Keys, r: _Reader) -> list[TargetStatus]:
     return out
 
 
+def _health(
+    state_dir: Path, info: SwarmInfo, redis_error: str
+) -> tuple[str, list[DownStatus], dict[str, int], str]:
+    """``(health, down, restarts, problem)`` from ``health.json``, the pids and Redis."""
+    now = time.time()
+    record = read_health(state_dir) or Health()
+    down = [
+        DownStatus(component=k, since=c.since, down_s=round(now - c.since, 1), reason=c.reason)
+        for k, c in record.down().items()
+    ]
+    gone = info.state == "restarting" or (info.pid and not pid_alive(info.pid))
+    if gone and not any(d.component == "supervisor" for d in down):
+        since = record.updated or now
+        why = f"supervisor {info.pid} gone; its keeper is starting it again"
+        down.append(
+            DownStatus(
+                component="supervisor", since=since, down_s=round(now - since, 1), reason=why
+            )
+        )
+    if redis_error and not any(d.component == "redis" for d in down):
+        down.insert(0, DownStatus(component="redis", since=now, down_s=0.0, reason=redis_error))
+    restarts = {k: record.part(k).restarts for k in COMPONENTS}
+    restarts |= record.restarts()
+    state = "ok"
+    if down:
+        state = "restarting" if info.state == "restarting" else "degraded"
+    problem = ""
+    if down:
+        what = "; ".join(f"{d.component} down for {d.down_s:.1f}s ({d.reason})" for d in down)
+        total = sum(restarts.values())
+        problem = f"swarm {state}: {what}; {total} restart(s) so far"
+    return state, down, restarts, problem
+
+
 def _f(raw: str | None) -> float:
     try:
         return float(raw or 0)
@@ -244,23 +305,63 @@ def _guard_line(t: dict[str, str]) -> str:
     )
 
 
+def _unreachable_status(
+    state_dir: Path, info: SwarmInfo, error: str, heartbeat_s: float
+) -> SwarmStatus:
+    health, down, restarts, problem = _health(state_dir, info, error)
+    return SwarmStatus(
+        running=True,
+        state=info.state,
+        pid=info.pid,
+        namespace=info.namespace,
+        state_dir=str(state_dir),
+        session_id=info.session_id,
+        level="unknown",
+        target_mb=info.target_mb,
+        uptime_s=round(time.time() - info.started_at, 1),
+        redis=RedisStatus(
+            mode="embedded" if info.embedded else "external",
+            url=redact_url(info.redis_url),
+            version="?",
+            persistence="?",
+            used_memory_mb=0.0,
+            error=error,
+            reachable=False,
+        ),
+        agents=[],
+        targets=[],
+        bus_errors={},
+        counters={},
+        health=health,
+        down=down,
+        restarts=restarts,
+        problem=problem,
+    )
+
+
 def collect_status(
     state_dir: Path, heartbeat_s: float = 1.0, *, with_targets: bool = True
 ) -> SwarmStatus:
-    """Read the swarm recorded in ``state_dir`` from Redis.
+    """Read the swarm recorded in ``state_dir`` from Redis and its health record.
 
     ``with_targets=False`` leaves ``targets`` empty (``hivemind top`` reads
     them itself, pipelined, more often).
 
-    Raises :class:`NotRunningError` when no swarm is up there and
-    :class:`RedisUnavailableError` when its Redis cannot be reached.
+    Raises :class:`NotRunningError` when no swarm is up there. When its
+    Redis cannot be reached the status says so (``redis.reachable`` False,
+    ``health`` "degraded", ``problem`` one line) instead of raising.
     """
     info = running_swarm(state_dir)
     if info is None:
+        last = read_health(state_dir)
+        why = f" ({last.stopped_reason})" if last and last.stopped_reason else ""
         raise NotRunningError(
-            f"no swarm is running on {state_dir}; start one with `hivemind swarm up`"
+            f"no swarm is running on {state_dir}{why}; start one with `hivemind swarm up`"
         )
-    client = connect(info.redis_url)
+    try:
+        client = connect(info.redis_url, timeout_s=1.0)
+    except RedisUnavailableError as exc:
+        return _unreachable_status(state_dir, info, str(exc), heartbeat_s)
     try:
         keys = Keys(info.namespace)
         swarm = _hash(client, keys.swarm)
@@ -269,6 +370,7 @@ def collect_status(
         targets = _targets(client, keys, r) if with_targets else []
         bus_errors = r.counts(_hash(client, keys.bus_errors))
         counters = r.counts(_hash(client, keys.counters))
+        health, down, restarts, problem = _health(state_dir, info, "")
         return SwarmStatus(
             running=True,
             state=swarm.get("state", info.state),
@@ -285,6 +387,14 @@ def collect_status(
             bus_errors=bus_errors,
             counters=counters,
             bad_values=r.bad,
+            health=health,
+            down=down,
+            restarts=restarts,
+            problem=problem,
+        )
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        return _unreachable_status(
+            state_dir, info, f"Redis of the swarm failed: {exc}", heartbeat_s
         )
     except redis.RedisError as exc:
         raise RedisUnavailableError(f"Redis of the swarm failed: {exc}") from None

@@ -25,13 +25,32 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
-__all__ = ["Connection", "RedisPyConnection", "RespConnection", "RespError", "open_connection"]
+__all__ = [
+    "Connection",
+    "RedisPyConnection",
+    "RespConnection",
+    "RespConnectionError",
+    "RespError",
+    "open_connection",
+    "unreachable",
+]
 
 Arg = str | bytes | int | float
 
 
 class RespError(Exception):
     """Redis answered with an error reply, or the connection failed."""
+
+
+class RespConnectionError(RespError):
+    """Redis could not be reached, or the connection broke: the server is away."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means Redis is away (not reachable, or still loading its data)."""
+    if isinstance(exc, RespConnectionError):
+        return True
+    return isinstance(exc, RespError) and str(exc).startswith("LOADING")
 
 
 class Connection(Protocol):
@@ -89,7 +108,7 @@ class RespConnection:
             else:
                 raise RespError(f"unsupported URL scheme {parts.scheme!r}")
         except OSError as exc:
-            raise RespError(f"cannot connect: {exc.strerror or exc}") from None
+            raise RespConnectionError(f"cannot connect: {exc.strerror or exc}") from None
         conn = cls(sock)
         try:
             if password is not None:
@@ -112,9 +131,9 @@ class RespConnection:
             try:
                 chunk = self._sock.recv(65536)
             except OSError as exc:
-                raise RespError(f"connection lost: {exc.strerror or exc}") from None
+                raise RespConnectionError(f"connection lost: {exc.strerror or exc}") from None
             if not chunk:
-                raise RespError("connection closed by server")
+                raise RespConnectionError("connection closed by server")
             self._reader.feed(chunk)
 
     def call(self, *args: Arg) -> Any:
@@ -130,7 +149,7 @@ class RespConnection:
         try:
             self._sock.sendall(_encode(args))
         except OSError as exc:
-            raise RespError(f"connection lost: {exc.strerror or exc}") from None
+            raise RespConnectionError(f"connection lost: {exc.strerror or exc}") from None
 
     def read_reply(self, timeout_s: float) -> Any:
         """The next reply or pushed message, or ``None`` after ``timeout_s``."""
@@ -168,7 +187,7 @@ class RedisPyConnection:
         try:
             self._conn.connect()  # type: ignore[no-untyped-call]
         except (redis.RedisError, OSError) as exc:
-            raise RespError(f"cannot connect: {exc}") from None
+            raise RespConnectionError(f"cannot connect: {exc}") from None
 
     def call(self, *args: Arg) -> Any:
         import redis
@@ -179,7 +198,7 @@ class RedisPyConnection:
         except redis.ResponseError as exc:
             raise RespError(str(exc)) from None
         except (redis.RedisError, OSError) as exc:
-            raise RespError(f"connection lost: {exc}") from None
+            raise RespConnectionError(f"connection lost: {exc}") from None
 
     def send(self, *args: Arg) -> None:
         import redis
@@ -187,7 +206,7 @@ class RedisPyConnection:
         try:
             self._conn.send_command(*args)  # type: ignore[no-untyped-call]
         except (redis.RedisError, OSError) as exc:
-            raise RespError(f"connection lost: {exc}") from None
+            raise RespConnectionError(f"connection lost: {exc}") from None
 
     def read_reply(self, timeout_s: float) -> Any:
         import redis
@@ -197,7 +216,7 @@ class RedisPyConnection:
                 return None
             return self._conn.read_response()
         except (redis.RedisError, OSError) as exc:
-            raise RespError(f"connection lost: {exc}") from None
+            raise RespConnectionError(f"connection lost: {exc}") from None
 
     def close(self) -> None:
         self._conn.disconnect()  # type: ignore[no-untyped-call]

@@ -2,10 +2,10 @@
 
 :class:`Discovery` walks ``sys.modules`` — each module's globals, the
 dictionaries of the classes it defines (methods, ``staticmethod`` and
-``classmethod`` wrappers, nested classes) and the closure cells and
-``__wrapped__`` of its module-level functions — for
-``functools._lru_cache_wrapper`` objects (``lru_cache`` and ``cache``).
-It never walks the heap (no ``gc.get_objects()``): a full scan visits only
+``classmethod`` wrappers, nested classes) and the closure cells of its
+module-level functions, two decorator layers deep (methods' closures are
+not walked) — for ``functools._lru_cache_wrapper`` objects (``lru_cache``
+and ``cache``). It never walks the heap (no ``gc.get_objects()``): a full scan visits only
 module and class namespaces, and a rescan after imports visits only the
 modules that are new. The runtime calls it when pressure first rises and
 when ``len(sys.modules)`` has changed, never on the 20 Hz sampling path.
@@ -393,15 +393,14 @@ def _walk_namespaces(namespaces: list[dict[str, Any]], found: dict[int, Any]) ->
         if _LRU in present:
             for i in _positions(kinds, _LRU):
                 found[id(values[i])] = values[i]
-        funcs = _of_kind(values, kinds, types.FunctionType)
-        for desc_type in (staticmethod, classmethod):
+        for desc_type in (staticmethod, classmethod):  # @staticmethod over @lru_cache
             if desc_type in present:
                 inner = list(map(_func_of, _of_kind(values, kinds, desc_type)))
                 inner_kinds: list[type] = list(map(_type_of, inner))
                 for i in _positions(inner_kinds, _LRU):
                     found[id(inner[i])] = inner[i]
-                funcs += _of_kind(inner, inner_kinds, types.FunctionType)
-        _from_functions(funcs, found)
+        if _depth == 0:  # closures of module-level functions (methods' are not walked)
+            _from_functions(_of_kind(values, kinds, types.FunctionType), found)
         metas = {t: True for t in present if issubclass(t, type)}
         try:  # classes hash by identity (a metaclass overriding __hash__ would be odd)
             if len(metas) == 1:

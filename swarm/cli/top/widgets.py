@@ -173,12 +173,16 @@ class FeedView(Static):
         super().__init__(id=id)
         self.items: Sequence[FeedItem] = ()
         self._key: tuple[object, ...] = ()
+        self._painted = 0.0
 
     def show(self, items: Sequence[FeedItem]) -> None:
-        """Show ``items``; repaint at most four times a second (rows show events at once)."""
-        key = (len(items), int(time.time() * 4))
-        if key == self._key:
+        """Show ``items``; repaint when one came (at most four times a second) or once a
+        second for the ages; the rows show each event at once."""
+        now = time.monotonic()
+        key = (len(items), items[-1].ts if items else 0.0, int(time.time()))
+        if key == self._key or now - self._painted < 0.25:
             return
+        self._painted = now
         self._key = key
         self.items = items
         self.refresh()
