@@ -51,8 +51,8 @@ from hivemind.swarm.messages import (
     Command,
     Level,
     MemorySample,
-    parse_message,
 )
+from hivemind.swarm.redis.bus import peek_message
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.settings import load_settings
 from hivemind.swarm.signing import sign
@@ -120,7 +120,7 @@ class AckTap:
             if m is None:
                 continue
             with contextlib.suppress(Exception):
-                a = parse_message(m["data"])
+                a = peek_message(m["data"])  # sealed by the target; an observer here
                 if isinstance(a, Ack):
                     self.acks.append((a.target, a.applied_ts, a.decision_id, a.phase))
 
@@ -396,7 +396,7 @@ def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
             if m is None:
                 continue
             now = time.time()
-            s = parse_message(m["data"])
+            s = peek_message(m["data"])  # sealed by the target; we only read the timestamp
             if isinstance(s, MemorySample):
                 lags.append((now - s.ts) * 1000)
         ps.close()
