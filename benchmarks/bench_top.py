@@ -119,7 +119,7 @@ def decision_latency(
     tmux: Tmux, name: str, client: Any, ns: str, session_id: str, n: int
 ) -> list[float]:
     from hivemind.swarm.keys import Keys
-    from hivemind.swarm.messages import Action, ActionKind, Decision, Level
+    from hivemind.swarm.messages import Action, ActionKind, Decision, Level, owner_of
 
     keys = Keys(ns)
     out = []
@@ -141,7 +141,7 @@ def decision_latency(
             event_ts=now,
             sample_ts=now,
         )
-        client.publish(keys.decisions, d.model_dump_json())
+        client.publish(keys.decisions(owner_of(d)), d.model_dump_json())
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < 5.0:
             row = [ln for ln in tmux.pane(name).splitlines() if ln.strip().startswith(target)]
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         out: Any = ctx.Queue()
         for share in (names[0::2], names[1::2]):
             p = ctx.Process(
-                target=_publisher, args=(server.url, ns, share, 20.0, total_s, out, 1.0)
+                target=_publisher,
+                args=(server.url, ns, share, 20.0, total_s, out, swarm.secret, 1.0),
             )
             p.start()
             procs.append(p)

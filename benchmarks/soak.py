@@ -37,12 +37,15 @@ def _publisher(
     hz: float,
     seconds: float,
     out: Any,
+    key: bytes,
     status_every_s: float = 0.0,
 ) -> None:
     """Simulate ``names`` for ``seconds``; with ``status_every_s`` also keep each target's
-    status hash fresh as the runtime does (``swarm status`` and ``hivemind top`` read it)."""
+    status hash fresh as the runtime does (``swarm status`` and ``hivemind top`` read it).
+    The simulated targets hold the swarm's key, so samples and acks go out sealed."""
     from hivemind.swarm.keys import Keys, pick_slot
     from hivemind.swarm.messages import Ack, Command, MemorySample, parse_message
+    from hivemind.swarm.redis.bus import wire
     from hivemind.swarm.redis.connection import connect
 
     keys = Keys(ns)
@@ -87,7 +90,7 @@ def _publisher(
                 s = MemorySample(
                     target=n, pid=os.getpid(), seq=seq, rss_bytes=rss[n], target_bytes=target[n]
                 )
-                pipe.publish(keys.sample_channel(pick_slot(n)), s.model_dump_json())
+                pipe.publish(keys.sample_channel(pick_slot(n)), wire(s, key))
             pipe.execute()
             next_tick += period
             if next_tick < now:
@@ -113,7 +116,7 @@ def _publisher(
             received_ts=time.time(),
             sample_ts=cmd.sample_ts,
         )
-        pub.publish(keys.acks, ack.model_dump_json())
+        pub.publish(keys.acks, wire(ack, key))
         acks += 1
     time.sleep(1.0)  # answer what is still in flight
     while (msg := sub.get_message(timeout=0.5)) is not None:
@@ -121,7 +124,7 @@ def _publisher(
         if isinstance(cmd, Command):
             commands += 1
             ack = Ack(command_id=cmd.id, decision_id=cmd.decision_id, target=cmd.target, ok=True)
-            pub.publish(keys.acks, ack.model_dump_json())
+            pub.publish(keys.acks, wire(ack, key))
             acks += 1
     out.put({"commands": commands, "acks": acks, "samples": seq * len(names)})
 
@@ -158,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = mp.get_context("spawn")
         out: Any = ctx.Queue()
         procs = [
-            ctx.Process(target=_publisher, args=(server.url, ns, s, args.hz, seconds, out))
+            ctx.Process(
+                target=_publisher, args=(server.url, ns, s, args.hz, seconds, out, swarm.secret)
+            )
             for s in share
         ]
         for p in procs:

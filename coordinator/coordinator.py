@@ -1,13 +1,18 @@
 """The coordinator agent: pressure events in, decisions out, acks learned from.
 
-It subscribes to ``hm:{ns}:events``, ``hm:{ns}:acks`` and
-``hm:{ns}:control``. For each event it asks the pure policy
-(:func:`hivemind.coordinator.policy.decide`) and publishes the decision;
-for each ack it records the measured effect in the session (events stream,
-counters, learned table) and in the reaction-latency histogram. Per-target
+It subscribes to ``hm:{ns}:events`` and ``hm:{ns}:acks`` (both sealed with
+the swarm's key: the benchmarker seals events, each target its acks;
+anything else is dropped and counted) and ``hm:{ns}:control``. For each
+event it asks the pure policy (:func:`hivemind.coordinator.policy.decide`)
+and publishes the decision, sealed, on the owning optimizer's channel
+(``hm:{ns}:decisions:{owner}``); for each ack of a decision it is still
+waiting for, it records the measured effect in the session (events stream,
+counters, learned table) and in the reaction-latency histogram, once. Per-target
 history is kept in Redis, so a restarted coordinator carries on where the
-old one stopped. A ``restore`` control message switches it to another
-session: that session's learned table, level and settings come back.
+old one stopped; targets silent for ``forget_after_s`` are forgotten, and
+at most ``max_targets`` are kept. A ``restore`` control message switches it
+to another session: that session's learned table, level and settings come
+back. A message its handler fails on is counted and dropped; the loop goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import time
 from collections import deque
 from dataclasses import asdict
 from typing import Any, ClassVar
+
+from cachetools import TTLCache
+from pydantic import BaseModel
 
 from hivemind.coordinator.policy import (
     LearnedStat,
@@ -31,8 +39,16 @@ from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.agent.base import AgentCore, Role
 from hivemind.swarm.agent.facade import ActorFacade
 from hivemind.swarm.keys import LATENCY_BUCKETS_MS
-from hivemind.swarm.messages import Ack, ActionKind, Control, Decision, Level, PressureEvent
-from hivemind.swarm.redis.bus import Subscription, publish
+from hivemind.swarm.messages import (
+    Ack,
+    ActionKind,
+    Control,
+    Decision,
+    Level,
+    PressureEvent,
+    owner_of,
+)
+from hivemind.swarm.redis.bus import publish
 from hivemind.swarm.target.controller import CTL_T0_SETTING
 
 __all__ = ["ACK_TIMEOUT_S", "Coordinator", "CoordinatorCore"]
@@ -61,11 +77,15 @@ class CoordinatorCore(AgentCore):
     """Policy, sessions and learning for the whole swarm."""
 
     role: ClassVar[Role] = "coordinator"
+    forget_after_s: ClassVar[float] = 300.0
+    max_targets: ClassVar[int] = 4096
 
     def on_start(self) -> None:
         self.policy = PolicyConfig()
         self.store = SessionStore(self.redis, self.keys, maxlen=self.config.stream_maxlen)
         self.histories: dict[str, TargetHistory] = self._load_histories()
+        now = time.monotonic()
+        self.last_seen: dict[str, float] = dict.fromkeys(self.histories, now)
         self.pending: dict[str, tuple[Decision, float]] = {}
         self.decision_ms: deque[float] = deque(maxlen=10_000)  # real decisions only
         self.queue_ms: deque[float] = deque(maxlen=10_000)  # event published -> decided
@@ -73,15 +93,20 @@ class CoordinatorCore(AgentCore):
         self.events_seen = 0
         self.session_id = ""
         self.learned: dict[str, LearnedStat] = {}
-        self._sub: Subscription | None = None
         self._cost_recorded: dict[str, float] = {}
         self._infeasible: dict[str, bool] = {}
         self._held_t0: dict[str, int] = {}
         self._reclaims: dict[str, deque[dict[str, Any]]] = {}  # target -> its last reclaims
+        self._own_acks: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=120.0)
         current = self.redis.hget(self.keys.swarm, "session_id")
         self.use_session(self.config.session_id or _text(current) or None)
         self._last_sweep = time.monotonic()
-        self.spawn("bus", self._loop)
+        expect: dict[str, tuple[type[BaseModel], ...]] = {
+            self.keys.events: (PressureEvent,),
+            self.keys.acks: (Ack,),
+            self.keys.control: (Control,),
+        }
+        self.spawn("bus", self.subscribe(expect, self._on_message, tick=self._tick))
 
     # --- status -----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -92,13 +117,14 @@ class CoordinatorCore(AgentCore):
             "events_seen": self.events_seen,
             "level": self.level.value,
             "pending": len(self.pending),
+            "targets": len(self.histories),
             "decision_ms_p50": ms[len(ms) // 2] if ms else None,
             "decision_ms_p99": ms[int(len(ms) * 0.99)] if ms else None,
             "decision_n": len(ms),
             "queue_ms_p50": qs[len(qs) // 2] if qs else None,
             "queue_ms_p99": qs[int(len(qs) * 0.99)] if qs else None,
             "events_declined": self.events_declined,
-            "bus_errors": dict(self._sub.errors) if self._sub else {},
+            "bus_errors": self.bus_errors(),
         }
 
     @property
@@ -142,6 +168,7 @@ class CoordinatorCore(AgentCore):
     def handle_event(self, event: PressureEvent) -> Decision | None:
         """Decide for ``event``'s target; publish and record the decision if any."""
         self.events_seen += 1
+        self._seen(event.target)
         if event.cost is not None:
             self._record_cost(event)
         t0 = time.perf_counter()
@@ -157,7 +184,7 @@ class CoordinatorCore(AgentCore):
         if decision is None:
             self.events_declined += 1
             return None
-        publish(self.redis, self.keys.decisions, decision)
+        publish(self.redis, self.keys.decisions(owner_of(decision)), decision, self.secret)
         self.decision_ms.append((time.perf_counter() - t0) * 1000)
         self.queue_ms.append(max(0.0, (decision.ts - event.ts) * 1000))
         self.histories[event.target] = new
@@ -222,8 +249,18 @@ class CoordinatorCore(AgentCore):
             )
 
     def handle_ack(self, ack: Ack) -> None:
-        """Record what a command freed; learn from it; time the reaction."""
-        if ack.phase == "effect":
+        """Record what a command freed; learn from it; time the reaction.
+
+        The ack arrived sealed by a target (the bus drops anything else). It
+        counts only once: an ack of a decision still pending, from that
+        decision's target; or a target's report of its own reclaim (no
+        ``decision_id``) whose ``command_id`` was not seen before. A replayed
+        or stray ack changes nothing. A refusal (``ok=False`` with
+        ``error``) is the optimizer's to report; it teaches nothing.
+        """
+        if ack.error:
+            return
+        if ack.phase == "effect":  # a command's cost to the app, measured after it (once)
             self.store.append(
                 self.session_id,
                 "effect",
@@ -239,19 +276,30 @@ class CoordinatorCore(AgentCore):
                 dedup_key=f"effect:{ack.command_id}",
             )
             return
-        pending = self.pending.pop(ack.decision_id, None)
-        decision = pending[0] if pending else None
-        if ack.decision_id and ack.target in self.histories:  # not a target's own reclaim
+        decision: Decision | None = None
+        if ack.decision_id:
+            pending = self.pending.get(ack.decision_id)
+            if pending is None or pending[0].target != ack.target:
+                return
+            del self.pending[ack.decision_id]
+            decision = pending[0]
+        elif (own := f"{ack.target}|{ack.command_id}|{ack.ts!r}") in self._own_acks:
+            return
+        else:
+            self._own_acks[own] = True
+        if decision is not None and ack.target in self.histories:
             self.histories[ack.target] = record_ack(self.histories[ack.target], ack.bytes_freed)
-        actions = decision.actions if decision else ()
+        actions = decision.actions if decision is not None else ()
         for i, result in enumerate(ack.results):
             action = actions[i] if i < len(actions) else None
-            suffix = f":{result.name}" if result.name else ""
-            key = (
-                learned_key(ack.target, action)
-                if action
-                else f"{ack.target}|{result.kind.value}{suffix}"
-            )
+            if decision is not None:
+                if action is None or action.kind is not result.kind:
+                    continue  # results follow the command's actions; anything else is noise
+                key = learned_key(ack.target, action)
+            else:  # the target's own reclaim: learned by kind and name
+                key = f"{ack.target}|{result.kind.value}" + (
+                    f":{result.name}" if result.name else ""
+                )
             self._learn(key, result.bytes_freed, result.duration_ms)
         total_ms = max(0.0, (ack.applied_ts - ack.sample_ts) * 1000) if ack.sample_ts else 0.0
         parts = None
@@ -327,19 +375,33 @@ class CoordinatorCore(AgentCore):
         )
 
     def sweep_timeouts(self, now: float) -> list[str]:
-        """Mark decisions unacked for ``ACK_TIMEOUT_S``; return their targets."""
+        """Stop waiting for decisions unacked for ``ACK_TIMEOUT_S``; return their targets.
+
+        The optimizer that sent the command reports the time-out (counters and
+        session event); here the decision only stops being learnable.
+        """
         late = [d for d, (_, t) in self.pending.items() if now - t > ACK_TIMEOUT_S]
-        targets = []
-        for decision_id in late:
-            decision, _ = self.pending.pop(decision_id)
-            targets.append(decision.target)
-            self.redis.hincrby(self.keys.target_counters(decision.target), "timeouts", 1)
-            self.store.append(
-                self.session_id,
-                "timeout",
-                {"decision_id": decision_id, "target": decision.target},
-            )
-        return targets
+        return [self.pending.pop(decision_id)[0].target for decision_id in late]
+
+    def _seen(self, target: str) -> None:
+        if target not in self.last_seen and len(self.last_seen) >= self.max_targets:
+            oldest = sorted(self.last_seen, key=self.last_seen.__getitem__)
+            self.forget(oldest[: max(1, len(oldest) // 10)])
+        self.last_seen[target] = time.monotonic()
+
+    def forget(self, targets: list[str]) -> None:
+        """Drop ``targets``' histories (in memory and in Redis)."""
+        for name in targets:
+            self.last_seen.pop(name, None)
+            self.histories.pop(name, None)
+        if targets:
+            self.redis.hdel(self.keys.coordinator_state, *targets)
+
+    def prune(self, now: float) -> list[str]:
+        """Forget targets no event came from for ``forget_after_s``; return them."""
+        gone = [n for n, t in self.last_seen.items() if now - t > self.forget_after_s]
+        self.forget(gone)
+        return gone
 
     def handle_control(self, control: Control) -> None:
         if control.op == "restore":
@@ -348,27 +410,20 @@ class CoordinatorCore(AgentCore):
             except Exception as exc:
                 log.warning("coordinator: restore of %s failed: %s", control.session_id, exc)
 
-    def _loop(self) -> None:
-        channels = [self.keys.events, self.keys.acks, self.keys.control]
-        sub = Subscription(self.redis, self.keys, channels, expect=(PressureEvent, Ack, Control))
-        self._sub = sub
-        try:
-            while not self.stopping:
-                got = sub.get(timeout_s=0.5)
-                if got is not None:
-                    msg = got[1]
-                    if isinstance(msg, PressureEvent):
-                        self.handle_event(msg)
-                    elif isinstance(msg, Ack):
-                        self.handle_ack(msg)
-                    elif isinstance(msg, Control):
-                        self.handle_control(msg)
-                now = time.monotonic()
-                if now - self._last_sweep >= 1.0:
-                    self._last_sweep = now
-                    self.sweep_timeouts(now)
-        finally:
-            sub.close()
+    def _on_message(self, channel: str, msg: BaseModel) -> None:
+        if isinstance(msg, PressureEvent):
+            self.handle_event(msg)
+        elif isinstance(msg, Ack):
+            self.handle_ack(msg)
+        elif isinstance(msg, Control):
+            self.handle_control(msg)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep >= 1.0:
+            self._last_sweep = now
+            self.sweep_timeouts(now)
+            self.prune(now)
 
     def _load_histories(self) -> dict[str, TargetHistory]:
         out = {}
@@ -386,10 +441,6 @@ class CoordinatorCore(AgentCore):
         self.decision_ms.clear()
         self.queue_ms.clear()
         self.events_declined = 0
-
-    def bus_errors(self) -> dict[str, int]:
-        """Malformed or unexpected messages dropped by this coordinator, per channel."""
-        return dict(self._sub.errors) if self._sub is not None else {}
 
 
 def _history_json(h: TargetHistory) -> dict[str, Any]:

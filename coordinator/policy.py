@@ -131,7 +131,6 @@ IN_TARGET_KINDS = frozenset(
     {
         ActionKind.GC_PROFILE,
         ActionKind.COLLECT,
-        ActionKind.FREEZE,
         ActionKind.MALLOC_TRIM,
         ActionKind.EMERGENCY,
     }

@@ -540,9 +540,12 @@ def session_restore(ctx: Ctx) -> None:
     if ctx.target is not None and ctx.target.mode == "swarm":
         # pydantic only on this path, and only when a swarm can take the session.
         from hivemind.swarm.messages import Control
+        from hivemind.swarm.seal import seal
+        from hivemind.swarm.secret import read_secret
 
-        msg = Control(op="restore", session_id=sid)
-        handed = int(ctx.conn.call("PUBLISH", ctx.keys.control, msg.model_dump_json())) > 0
+        key = read_secret(ctx.target.state_dir, env_str("secret"))
+        msg = seal(Control(op="restore", session_id=sid).model_dump_json(), key)
+        handed = int(ctx.conn.call("PUBLISH", ctx.keys.control, msg)) > 0
     ctx.out.extra["restored"] = view_json(view)
     ctx.out.extra["handed_to_coordinator"] = handed
     note = (

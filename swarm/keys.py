@@ -66,10 +66,6 @@ class Keys:
 
     ns: str
 
-    @property
-    def prefix(self) -> str:
-        return f"hm:{self.ns}:"
-
     # --- pub/sub channels -------------------------------------------------
     @property
     def samples(self) -> str:
@@ -93,17 +89,13 @@ class Keys:
     def events(self) -> str:
         return f"hm:{self.ns}:events"
 
-    @property
-    def decisions(self) -> str:
-        return f"hm:{self.ns}:decisions"
+    def decisions(self, owner: str) -> str:
+        """Channel: sealed decisions for one optimizer (``gc_optimizer``, ``widget_optimizer``)."""
+        return f"hm:{self.ns}:decisions:{owner}"
 
     @property
     def acks(self) -> str:
         return f"hm:{self.ns}:acks"
-
-    @property
-    def heartbeats(self) -> str:
-        return f"hm:{self.ns}:heartbeats"
 
     @property
     def control(self) -> str:
@@ -122,10 +114,6 @@ class Keys:
     def agent(self, name: str) -> str:
         """Hash with a TTL: one agent's latest heartbeat."""
         return f"hm:{self.ns}:agent:{name}"
-
-    @property
-    def agent_pattern(self) -> str:
-        return f"hm:{self.ns}:agent:*"
 
     @property
     def agent_restarts(self) -> str:
@@ -155,12 +143,14 @@ class Keys:
         """Hash: swarm-wide counters.
 
         Fields: ``samples``, ``events``, ``decisions``, ``commands``, ``acks``,
-        ``bytes_freed``, ``refused`` (commands a target refused).
+        ``bytes_freed``, ``refused`` (commands a target refused), ``timeouts``
+        (commands no ack came back for in time).
         """
         return f"hm:{self.ns}:counters"
 
     def target_counters(self, name: str) -> str:
-        """Hash: one target's counters (same fields as :attr:`counters`)."""
+        """Hash: one target's counters (same fields as :attr:`counters`, plus
+        ``refused_<reason>``), written where each thing happens."""
         return f"hm:{self.ns}:tcounters:{name}"
 
     @property
@@ -229,7 +219,3 @@ class Keys:
     def memory_ns_of(self, key: str) -> str:
         """The memory namespace of a key built by :meth:`memory`."""
         return key.removeprefix(f"hm:{self.ns}:memory:")
-
-    @property
-    def nonces(self) -> str:
-        return f"hm:{self.ns}:nonces"

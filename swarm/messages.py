@@ -2,7 +2,11 @@
 
 Messages travel as JSON (never pickle). :func:`parse_message` turns bytes
 from Redis into the right model or raises :class:`MessageError`; the bus
-counts and drops those.
+counts and drops those. Every number is bounded (timestamps, byte counts,
+durations: finite and in a plausible range), so a forged or corrupt value
+is refused at the edge instead of overflowing a Redis counter later.
+Samples, events, decisions, acks and control messages travel sealed
+(:mod:`hivemind.swarm.seal`); commands carry their own signature.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from hivemind.swarm.vocab import ActionKind, AgentRole, Level
+from hivemind.swarm.vocab import ActionKind, Level
 
 __all__ = [
     "SCHEMA_VERSION",
+    "WIDGET_KINDS",
     "Ack",
     "Action",
     "ActionKind",
@@ -26,18 +31,28 @@ __all__ = [
     "Control",
     "Decision",
     "GuardCost",
-    "Heartbeat",
     "Level",
     "MemorySample",
     "Message",
     "MessageError",
     "PressureEvent",
     "new_id",
+    "owner_of",
     "parse_message",
 ]
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TS = 4_102_444_800.0  # 2100-01-01: any later (or negative) timestamp is forged or corrupt
+MAX_BYTES = 2**50  # 1 PiB: more than any process's memory
+MAX_MS = 3_600_000.0  # one hour: longer than any action may take
+
+_Ts = Annotated[float, Field(ge=0.0, le=MAX_TS)]
+_Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES)]
+_Freed = Annotated[int, Field(ge=-MAX_BYTES, le=MAX_BYTES)]  # RSS may grow during an action
+_Ms = Annotated[float, Field(ge=0.0, le=MAX_MS)]
+_Pid = Annotated[int, Field(ge=0, le=2**22)]  # Linux's pid_max ceiling
+_Seq = Annotated[int, Field(ge=0, le=2**62)]
 
 
 def new_id() -> str:
@@ -49,21 +64,10 @@ class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     v: Literal[1] = 1  # SCHEMA_VERSION
-    ts: float = Field(default_factory=time.time)
+    ts: _Ts = Field(default_factory=time.time)
 
 
 _Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/-]+$")]
-
-
-class Heartbeat(_Msg):
-    """An agent or a target saying it is alive."""
-
-    kind: Literal["heartbeat"] = "heartbeat"
-    name: _Name
-    role: AgentRole | Literal["target"]
-    pid: int = Field(ge=0)
-    node: str = Field("", max_length=256)
-    restarts: int = Field(0, ge=0)
 
 
 class GuardCost(BaseModel):
@@ -99,16 +103,14 @@ class MemorySample(_Msg):
 
     kind: Literal["sample"] = "sample"
     target: _Name
-    pid: int = Field(ge=0)
-    seq: int = Field(ge=0)
-    rss_bytes: int = Field(ge=0)
-    target_bytes: int = Field(gt=0)
-    gc_counts: tuple[int, int, int] = (0, 0, 0)
-    local_level: Level = Level.CONSERVATIVE
-    reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
+    pid: _Pid
+    seq: _Seq
+    rss_bytes: _Bytes
+    target_bytes: Annotated[int, Field(gt=0, le=MAX_BYTES)]
+    reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)  # what the target advertises
     cost: GuardCost | None = None
-    caches_found: int = Field(0, ge=0)  # memo caches the target discovered in itself
-    reclaimable_bytes: int = Field(0, ge=0)  # their estimated size plus the other actions'
+    caches_found: int = Field(0, ge=0, le=2**31)  # memo caches the target discovered in itself
+    reclaimable_bytes: _Bytes = 0  # their estimated size plus the other actions'
 
 
 class PressureEvent(_Msg):
@@ -118,13 +120,10 @@ class PressureEvent(_Msg):
     target: _Name
     level: Level
     previous: Level
-    rss_bytes: int = Field(ge=0)
-    target_bytes: int = Field(gt=0)
-    sample_ts: float
-    seq: int = Field(ge=0)
-    host_available_bytes: int | None = Field(None, ge=0)
-    psi_some_avg10: float | None = Field(None, ge=0)
-    reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)
+    rss_bytes: _Bytes
+    target_bytes: Annotated[int, Field(gt=0, le=MAX_BYTES)]
+    sample_ts: _Ts
+    reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)  # from the target's sample
     cost: GuardCost | None = None  # the sample's, passed on by the benchmarker
 
 
@@ -157,8 +156,21 @@ class Decision(_Msg):
     level: Level
     actions: tuple[Action, ...] = Field(max_length=16)
     reason: str = Field("", max_length=512)
-    event_ts: float
-    sample_ts: float
+    event_ts: _Ts
+    sample_ts: _Ts
+
+
+WIDGET_KINDS = frozenset(
+    {ActionKind.TRIM_POOLS, ActionKind.EVICT_CACHES, ActionKind.RECLAIM, ActionKind.EMERGENCY}
+)
+
+
+def owner_of(decision: Decision) -> Literal["gc_optimizer", "widget_optimizer"]:
+    """The optimizer agent ``decision`` is routed to: ``widget_optimizer`` if it includes
+    any pool, cache, user reclaim or emergency action, else ``gc_optimizer``."""
+    if any(a.kind in WIDGET_KINDS for a in decision.actions):
+        return "widget_optimizer"
+    return "gc_optimizer"
 
 
 class Command(_Msg):
@@ -170,7 +182,7 @@ class Command(_Msg):
     target: _Name
     actions: tuple[Action, ...] = Field(max_length=16)
     nonce: str = Field(default_factory=new_id, min_length=8, max_length=64)
-    sample_ts: float = 0.0
+    sample_ts: _Ts = 0.0
     sig: str = Field("", max_length=128)
 
 
@@ -181,10 +193,10 @@ class ActionResult(BaseModel):
 
     kind: ActionKind
     name: str = Field("", max_length=128)
-    bytes_freed: int = 0
-    duration_ms: float = Field(0.0, ge=0)
+    bytes_freed: _Freed = 0
+    duration_ms: _Ms = 0.0
     ok: bool = True
-    expected_bytes: int = -1  # what the target expected it to free (-1: unknown)
+    expected_bytes: int = Field(-1, ge=-1, le=MAX_BYTES)  # expected to free (-1: unknown)
     error: str = Field("", max_length=256)
 
 
@@ -195,10 +207,10 @@ class CacheReport(BaseModel):
 
     name: str = Field(max_length=128)
     kind: Literal["lru", "interp", "plugin"]
-    entries: int = -1
-    bytes: int = -1  # estimated
-    hit_rate: float = -1.0
-    cost: float = Field(0.0, ge=0)
+    entries: int = Field(-1, ge=-1, le=2**40)
+    bytes: int = Field(-1, ge=-1, le=MAX_BYTES)  # estimated
+    hit_rate: float = Field(-1.0, ge=-1.0, le=1.0)
+    cost: float = Field(0.0, ge=0, le=1e9)
     keep: bool = False
 
 
@@ -216,13 +228,13 @@ class Ack(_Msg):
     decision_id: str = Field(max_length=64)
     target: _Name
     ok: bool
-    bytes_freed: int = 0
-    duration_ms: float = Field(0.0, ge=0)
-    applied_ts: float = 0.0
-    received_ts: float = 0.0
-    sample_ts: float = 0.0
+    bytes_freed: _Freed = 0
+    duration_ms: _Ms = 0.0
+    applied_ts: _Ts = 0.0
+    received_ts: _Ts = 0.0
+    sample_ts: _Ts = 0.0
     results: tuple[ActionResult, ...] = Field((), max_length=32)
-    error: str = Field("", max_length=512)
+    error: str = Field("", max_length=512)  # why the target refused the command (ok=False)
     phase: Literal["applied", "effect"] = "applied"
     gc_ms_per_s_before: float = Field(0.0, ge=0, le=1e6)
     gc_ms_per_s_after: float | None = Field(None, ge=0, le=1e6)
@@ -238,7 +250,7 @@ class Control(_Msg):
 
 
 Message = Annotated[
-    Heartbeat | MemorySample | PressureEvent | Decision | Command | Ack | Control,
+    MemorySample | PressureEvent | Decision | Command | Ack | Control,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
@@ -263,7 +275,7 @@ def _classify(exc: ValidationError) -> str:
 
 def parse_message(
     raw: bytes | str,
-) -> Heartbeat | MemorySample | PressureEvent | Decision | Command | Ack | Control:
+) -> MemorySample | PressureEvent | Decision | Command | Ack | Control:
     """Parse one JSON message, or raise :class:`MessageError` saying why not.
 
     ``reason`` is a short class of failure (``too_large``, ``invalid``,

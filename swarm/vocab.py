@@ -71,7 +71,6 @@ class ActionKind(StrEnum):
 
     GC_PROFILE = "gc_profile"
     COLLECT = "collect"
-    FREEZE = "freeze"
     TRIM_POOLS = "trim_pools"
     EVICT_CACHES = "evict_caches"
     MALLOC_TRIM = "malloc_trim"

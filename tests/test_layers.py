@@ -32,7 +32,8 @@ LAYERS: dict[str, int] = {
 }
 # Within the product layer: who may import whom.
 PRODUCT_ALLOWED: dict[str, tuple[str, ...]] = {
-    "hivemind.agents.actors": (),
+    # The optimizers report their commands' outcomes (refused, timeout) into the session.
+    "hivemind.agents.actors": ("hivemind.coordinator.sessions",),
     "hivemind.coordinator": (),
     "hivemind.hooks": ("hivemind.coordinator.sessions",),
 }

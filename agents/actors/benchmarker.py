@@ -1,24 +1,28 @@
 """The benchmarker agent: turns guarded processes' samples into pressure events.
 
-It subscribes to ``hm:{ns}:samples`` and classifies each target with the
-seed's rule plus hysteresis (:func:`hivemind.swarm.vocab.classify`).
-When a target changes level it publishes a :class:`PressureEvent` at once;
-while a target stays at ``balanced`` or above it repeats the event every
-``repeat_s`` so the coordinator can escalate. Each event carries the host's
-available memory and ``/proc/pressure/memory`` (PSI ``some avg10``) where
-the kernel has them, read at most once a second. Every ``series_every_s``
-it adds each target's peak RSS, target and level over that interval to the
-session's memory series (``hm:{ns}:session:{id}:memory``, capped), which
-``hivemind session plot`` draws.
+It subscribes to ``hm:{ns}:samples`` (sealed by each target with the
+swarm's key: a sample that is not is dropped and counted) and classifies
+each target with the seed's rule plus hysteresis
+(:func:`hivemind.swarm.vocab.classify`). When a target changes level
+it publishes a sealed :class:`PressureEvent` at once; while a target stays
+at ``balanced`` or above it repeats the event every ``repeat_s`` so the
+coordinator can escalate. Each event carries the reclaim action names the
+target advertised in its sample, and its guard cost. Samples and events
+are counted swarm-wide and per target (``hivemind_target_{samples,events}_total``).
+Every ``series_every_s`` it adds each target's peak RSS, target and level
+over that interval to the session's memory series
+(``hm:{ns}:session:{id}:memory``, capped), which ``hivemind session plot`` draws.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 from hivemind.swarm.agent.base import AgentCore, Role
 from hivemind.swarm.keys import SAMPLE_SLOTS, parse_slots
@@ -26,35 +30,7 @@ from hivemind.swarm.messages import Level, MemorySample, PressureEvent
 from hivemind.swarm.redis.bus import Subscription, publish
 from hivemind.swarm.vocab import classify
 
-__all__ = ["BenchmarkerCore", "HostReading", "read_host"]
-
-_PSI = Path("/proc/pressure/memory")
-_MEMINFO = Path("/proc/meminfo")
-
-
-@dataclass(frozen=True, slots=True)
-class HostReading:
-    available_bytes: int | None
-    psi_some_avg10: float | None
-
-
-def read_host() -> HostReading:
-    """MemAvailable and PSI ``some avg10`` for the host, ``None`` where absent."""
-    available = None
-    psi = None
-    try:
-        for line in _MEMINFO.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-                break
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        first = _PSI.read_text().splitlines()[0]  # "some avg10=0.00 avg60=..."
-        psi = float(first.split()[1].split("=")[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return HostReading(available, psi)
+__all__ = ["BenchmarkerCore"]
 
 
 @dataclass(slots=True)
@@ -73,6 +49,7 @@ class BenchmarkerCore(AgentCore):
     role: ClassVar[Role] = "benchmarker"
     repeat_s: ClassVar[float] = 0.2
     forget_after_s: ClassVar[float] = 10.0
+    max_targets: ClassVar[int] = 10_000
     series_every_s: ClassVar[float] = 2.0
     series_budget: ClassVar[int] = 200_000  # target-points kept per session (~5 MB)
 
@@ -80,28 +57,18 @@ class BenchmarkerCore(AgentCore):
         self.targets: dict[str, _Target] = {}
         self.samples_seen = 0
         self.events_sent = 0
-        self._host = read_host()
-        self._host_ts = time.monotonic()
         self._flushed = 0.0
         self._series_ts = 0.0
-        self._samples_counted = 0
-        self._events_counted = 0
-        self._sub: Subscription | None = None
-        self.spawn("samples", self._loop)
+        self._counts: Counter[tuple[str, str]] = Counter()  # (target, field) not yet in Redis
+        self.spawn("samples", self._samples_loop)
 
     def describe(self) -> dict[str, Any]:
         return {
             "targets": len(self.targets),
             "samples_seen": self.samples_seen,
             "events_sent": self.events_sent,
-            "bus_errors": dict(self._sub.errors) if self._sub else {},
+            "bus_errors": self.bus_errors(),
         }
-
-    def host(self) -> HostReading:
-        now = time.monotonic()
-        if now - self._host_ts >= 1.0:
-            self._host, self._host_ts = read_host(), now
-        return self._host
 
     def on_sample(self, sample: MemorySample, now: float) -> PressureEvent | None:
         """Classify ``sample``; return the event to publish, if any (pure but for state)."""
@@ -109,6 +76,8 @@ class BenchmarkerCore(AgentCore):
         previous = state.level if state else Level.CONSERVATIVE
         level = classify(sample.rss_bytes, sample.target_bytes, previous)
         if state is None:
+            if len(self.targets) >= self.max_targets:
+                self._forget(now, 0.0)  # bounded: the quietest go first
             state = self.targets[sample.target] = _Target(previous, 0.0, now)
         state.last_seen = now
         state.peak_rss = max(state.peak_rss, sample.rss_bytes)
@@ -120,7 +89,6 @@ class BenchmarkerCore(AgentCore):
         if not (changed or repeat):
             return None
         state.last_event = now
-        host = self.host()
         return PressureEvent(
             target=sample.target,
             level=level,
@@ -128,9 +96,6 @@ class BenchmarkerCore(AgentCore):
             rss_bytes=sample.rss_bytes,
             target_bytes=sample.target_bytes,
             sample_ts=sample.ts,
-            seq=sample.seq,
-            host_available_bytes=host.available_bytes,
-            psi_some_avg10=host.psi_some_avg10,
             reclaim_actions=sample.reclaim_actions,
             cost=sample.cost,
         )
@@ -146,49 +111,65 @@ class BenchmarkerCore(AgentCore):
         channels = [self.keys.sample_channel(s) for s in slots]
         return [*channels, self.keys.samples] if 0 in slots else channels
 
-    def _loop(self) -> None:
-        channels = self.sample_channels()
-        sub = Subscription(self.redis, self.keys, channels, expect=(MemorySample,))
-        self._sub = sub
-        checked = time.monotonic()
-        try:
-            while not self.stopping:
-                if time.monotonic() - checked >= 1.0:  # slots are dealt again when nodes come/go
-                    checked = time.monotonic()
-                    if (fresh := self.sample_channels()) != channels:
-                        channels, old = fresh, sub
-                        sub = self._sub = Subscription(
-                            self.redis, self.keys, channels, expect=(MemorySample,)
-                        )
-                        old.close()
-                got = sub.get(timeout_s=0.5)
-                now = time.monotonic()
-                if got is not None:
-                    sample = got[1]
-                    assert isinstance(sample, MemorySample)
-                    self.samples_seen += 1
-                    event = self.on_sample(sample, now)
-                    if event is not None:
-                        publish(self.redis, self.keys.events, event)
-                        self.events_sent += 1
-                self._housekeeping(now)
-        finally:
-            sub.close()
+    def _samples_loop(self) -> None:
+        """Read this benchmarker's slots; subscribe again when its slots are dealt anew."""
+        while not self.stopping:
+            channels = self.sample_channels()
+            checked = [time.monotonic()]
 
-    def _housekeeping(self, now: float) -> None:
-        """Once a second: forget silent targets, add sample counts to Redis."""
+            def moved(channels: list[str] = channels, checked: list[float] = checked) -> bool:
+                if self.stopping:
+                    return True
+                if time.monotonic() - checked[0] < 1.0:
+                    return False
+                checked[0] = time.monotonic()
+                return self.sample_channels() != channels
+
+            self.sub = Subscription(
+                self.redis,
+                self.keys,
+                channels,
+                dict.fromkeys(channels, (MemorySample,)),
+                key=self.secret or b"",
+            )
+            self.sub.run(self._on_message, moved, tick=self._tick)
+
+    def _on_message(self, channel: str, sample: BaseModel) -> None:
+        assert isinstance(sample, MemorySample)
+        self.samples_seen += 1
+        self._counts[(sample.target, "samples")] += 1
+        event = self.on_sample(sample, time.monotonic())
+        if event is not None:
+            publish(self.redis, self.keys.events, event, self.secret)
+            self.events_sent += 1
+            self._counts[(sample.target, "events")] += 1
+
+    def _forget(self, now: float, after_s: float) -> None:
+        if after_s > 0:
+            gone = [n for n, t in self.targets.items() if now - t.last_seen > after_s]
+        else:
+            gone = sorted(self.targets, key=lambda n: self.targets[n].last_seen)
+            gone = gone[: max(1, len(gone) // 10)]
+        for name in gone:
+            del self.targets[name]
+
+    def _tick(self) -> None:
+        """Once a second: forget silent targets, add sample and event counts to Redis."""
+        now = time.monotonic()
         if now - self._flushed < 1.0:
             return
         self._flushed = now
-        for name in [n for n, t in self.targets.items() if now - t.last_seen > self.forget_after_s]:
-            del self.targets[name]
-        delta = self.samples_seen - self._samples_counted
-        if delta:
+        self._forget(now, self.forget_after_s)
+        if self._counts:
+            counts, self._counts = self._counts, Counter()
+            totals: Counter[str] = Counter()
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hincrby(self.keys.counters, "samples", delta)
-            pipe.hincrby(self.keys.counters, "events", self.events_sent - self._events_counted)
+            for (target, field), n in counts.items():
+                totals[field] += n
+                pipe.hincrby(self.keys.target_counters(target), field, n)
+            for field, n in totals.items():
+                pipe.hincrby(self.keys.counters, field, n)
             pipe.execute()
-            self._samples_counted, self._events_counted = self.samples_seen, self.events_sent
         if now - self._series_ts >= self.series_every_s:
             self._series_ts = now
             self.record_series()

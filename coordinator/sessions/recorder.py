@@ -390,23 +390,28 @@ class SessionStore:
 
 
 def request_restore(
-    client: redis.Redis, keys: Keys, session_id: str, *, timeout_s: float = 3.0
+    client: redis.Redis,
+    keys: Keys,
+    session_id: str,
+    *,
+    key: bytes | None,
+    timeout_s: float = 3.0,
 ) -> bool:
     """Ask a running coordinator to take ``session_id`` back; wait until it has.
 
-    Publishes ``Control(op="restore")`` on ``keys.control`` and polls
+    Publishes ``Control(op="restore")``, sealed with the swarm's ``key`` (the
+    coordinator drops anything unsealed), on ``keys.control`` and polls
     ``HGET keys.swarm session_id`` until it equals ``session_id`` or
     ``timeout_s`` passes. Returns False at once when nobody is subscribed.
     Raises :class:`UnknownSessionError` for an unknown id.
     """
     from hivemind.swarm.messages import Control
+    from hivemind.swarm.redis.bus import publish
 
     _check_id(session_id)
     if not client.exists(keys.session(session_id)):
         raise UnknownSessionError(f"unknown session {session_id!r} in namespace {keys.ns}")
-    receivers = client.publish(
-        keys.control, Control(op="restore", session_id=session_id).model_dump_json()
-    )
+    receivers = publish(client, keys.control, Control(op="restore", session_id=session_id), key)
     if not receivers:
         return False
     deadline = time.monotonic() + timeout_s

@@ -3,8 +3,10 @@
 :class:`AgentCore` is plain Python (no Ray import), so its behaviour is
 tested without Ray; :mod:`hivemind.swarm.agent.facade` wraps a subclass in a Ray
 actor. An agent writes its heartbeat to ``hm:{ns}:agent:{name}`` (a hash
-with a TTL, read by ``swarm status`` without Ray) and publishes it on
-``hm:{ns}:heartbeats``. Restarts after a crash are counted in Redis.
+with a TTL, read by ``swarm status`` without Ray). Restarts after a crash
+are counted in Redis. :meth:`AgentCore.subscribe` gives an agent its one
+receive loop (:class:`~hivemind.swarm.redis.bus.Subscription`), checking
+every message's seal against the swarm's key.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import redis
+from pydantic import BaseModel
 
 from hivemind.swarm.env import env_str
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.messages import Heartbeat
-from hivemind.swarm.redis.bus import publish
+from hivemind.swarm.redis.bus import Handler, Subscription
 from hivemind.swarm.redis.connection import connect, strip_password
 from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
@@ -164,6 +166,8 @@ class AgentCore:
         self.config = config
         self.name = name
         self.keys = Keys(config.namespace)
+        #: The swarm's shared secret: seals what this agent publishes, checks what it reads.
+        self.secret: bytes | None = node_secret(config) or None
         self.redis = connect(node_redis_url(config), timeout_s=5.0)
         self.pid = os.getpid()
         self.node = node_label()
@@ -171,6 +175,7 @@ class AgentCore:
         self.started_at = time.time()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.sub: Subscription | None = None
         self.restarts = self._record_start()
         self._beat()
         self.spawn("heartbeat", self._heartbeat_loop)
@@ -229,6 +234,32 @@ class AgentCore:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def subscribe(
+        self,
+        expect: dict[str, tuple[type[BaseModel], ...]],
+        handler: Handler,
+        *,
+        tick: Callable[[], None] | None = None,
+    ) -> Callable[[], None]:
+        """A loop body for :meth:`spawn`: receive sealed messages, ``expect`` maps each
+        channel to the kinds accepted there, ``handler(channel, message)`` gets them.
+
+        Each (re)start subscribes afresh; the live subscription is ``self.sub``
+        (its ``errors`` and ``reasons`` count what was dropped and why).
+        """
+
+        def loop() -> None:
+            self.sub = Subscription(
+                self.redis, self.keys, list(expect), expect, key=self.secret or b""
+            )
+            self.sub.run(handler, lambda: self.stopping, tick=tick)
+
+        return loop
+
+    def bus_errors(self) -> dict[str, int]:
+        """Messages this agent dropped (unsigned, stale, malformed, ...), per channel."""
+        return dict(self.sub.errors) if self.sub is not None else {}
+
     # --- internals --------------------------------------------------------
     def _was_restarted(self) -> bool:
         ray = sys.modules.get("ray")
@@ -263,15 +294,6 @@ class AgentCore:
         )
         pipe.pexpire(key, self.config.heartbeat_ttl_ms)  # status shows the dead a while
         pipe.execute()
-        beat = Heartbeat(
-            name=self.name,
-            role=self.role,
-            pid=self.pid,
-            node=self.node,
-            restarts=self.restarts,
-            ts=now,
-        )
-        publish(self.redis, self.keys.heartbeats, beat)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.config.heartbeat_s):

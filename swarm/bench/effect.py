@@ -25,8 +25,9 @@ from typing import Literal
 
 from hivemind.swarm.bench.workloads import check_workload, run_workload_process
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.messages import Ack, Decision, parse_message
+from hivemind.swarm.messages import Ack, Decision
 from hivemind.swarm.paths import default_state_dir
+from hivemind.swarm.redis.bus import peek_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.state import SwarmInfo, running_swarm
 from hivemind.swarm.target.launch import guarded_env
@@ -99,7 +100,9 @@ class _Listener:
     ) -> None:
         self._client = connect(url)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.subscribe(keys.decisions, keys.acks)
+        self._pubsub.subscribe(
+            keys.decisions("gc_optimizer"), keys.decisions("widget_optimizer"), keys.acks
+        )
         self.target = target
         self.decisions: dict[str, Decision] = {}
         self.acks: list[Ack] = []
@@ -115,7 +118,7 @@ class _Listener:
             if raw is None:
                 continue
             try:
-                msg = parse_message(raw["data"])
+                msg = peek_message(raw["data"])  # an observer: acts on nothing
             except ValueError:
                 continue
             if isinstance(msg, Decision) and msg.target == self.target:

@@ -30,10 +30,12 @@ from hivemind.coordinator.sessions.store import printable
 from hivemind.hooks.memory import MemoryEntry, memory_get, memory_list, memory_search
 from hivemind.hooks.target import RedisTarget, redis_target
 from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
+from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import HivemindError, RedisUnavailableError
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.resp import Connection, RespError, open_connection
+from hivemind.swarm.secret import read_secret
 
 __all__ = ["memory_app", "session_app"]
 
@@ -254,7 +256,13 @@ def session_restore(
         snap = store.snapshot(session_id, recent=0)
         running = target.mode == "swarm"
         taken = (
-            request_restore(store.client, store.keys, session_id, timeout_s=timeout)
+            request_restore(
+                store.client,
+                store.keys,
+                session_id,
+                key=read_secret(target.state_dir, env_str("secret")),
+                timeout_s=timeout,
+            )
             if running
             else False
         )

@@ -59,8 +59,6 @@ def _run_one(
     elif kind == "collect":
         gen = action.get("generation")
         gc.collect(2 if gen is None else gen)
-    elif kind == "freeze":
-        gc.freeze()
     elif kind == "trim_pools":
         _trim(1.0 if fraction is None else fraction)
     elif kind == "evict_caches":

@@ -38,7 +38,6 @@ ACTION_KINDS = frozenset(
     {
         "gc_profile",
         "collect",
-        "freeze",
         "trim_pools",
         "evict_caches",
         "malloc_trim",
@@ -114,7 +113,9 @@ class CommandVerifier:
     run, else ``(reason, None)`` with reason one of ``too_large``,
     ``unsigned``, ``bad_signature``, ``malformed_invalid``,
     ``malformed_version``, ``wrong_target``, ``stale``, ``replayed`` (the
-    same names :class:`hivemind.swarm.signing.Verifier` uses).
+    same names :class:`hivemind.swarm.signing.Verifier` uses). ``refused``
+    holds the last command refused *after* its signature held (wrong target,
+    stale, replayed), so the target can ack the refusal to its sender.
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class CommandVerifier:
         self._clock = clock
         self._max_nonces = max_nonces
         self._seen: dict[str, float] = {}  # nonce -> expiry (insertion order = age order)
+        self.refused: dict[str, Any] | None = None
 
     def _signature_ok(self, body: bytes, sig: bytes) -> bool:
         assert self._pads is not None
@@ -141,6 +143,7 @@ class CommandVerifier:
 
     def check(self, raw: bytes) -> tuple[str | None, dict[str, Any] | None]:
         """Verify ``raw`` (signature first), then decode and check it; see the class doc."""
+        self.refused = None
         if len(raw) > MAX_COMMAND_BYTES:
             return "too_large", None
         raw = raw.rstrip()
@@ -177,12 +180,15 @@ class CommandVerifier:
         ):
             return "malformed_invalid", None
         if cmd.get("target") != self._target:
+            self.refused = cmd
             return "wrong_target", None
         now = self._clock()
         if abs(now - cmd["ts"]) > self._max_age:
+            self.refused = cmd
             return "stale", None
         self._expire(now)
         if cmd["nonce"] in self._seen:
+            self.refused = cmd
             return "replayed", None
         self._seen[cmd["nonce"]] = now + 2 * self._max_age
         return None, cmd

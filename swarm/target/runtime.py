@@ -1,13 +1,16 @@
 """The target runtime: one daemon thread inside a guarded process.
 
 ``attach()`` starts it. It samples RSS (``/proc/self/statm``, ~14 µs) at
-``sample_hz`` (default 20 Hz), publishes :class:`MemorySample` messages,
-keeps its ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and
-carries out signed commands from ``hm:{ns}:cmd:{name}``, acking each with
-what it freed. It imports no Ray, no redis-py and no pydantic, ever: it
-speaks RESP through :mod:`hivemind.swarm.redis.resp`, reads its command
-channel with a capped reader (:mod:`~hivemind.swarm.target.inbox`), checks
-each command's HMAC on the raw bytes before decoding anything
+``sample_hz`` (default 20 Hz), publishes :class:`MemorySample` messages
+sealed with the swarm's key (:mod:`hivemind.swarm.seal`), keeps its
+``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and carries out
+signed commands from ``hm:{ns}:cmd:{name}``, acking each (sealed) with what
+it freed, or with ``ok=False`` and the reason it refused an authentic one
+(stale, replayed, wrong target, a reclaim name it never registered). It
+imports no Ray, no redis-py and no pydantic, ever: it speaks RESP through
+:mod:`hivemind.swarm.redis.resp`, reads its command channel with a capped
+reader (:mod:`~hivemind.swarm.target.inbox`), checks each command's HMAC
+on the raw bytes before decoding anything
 (:mod:`~hivemind.swarm.target.envelope`) and builds samples and acks as
 plain dicts with the message models' fields.
 
@@ -119,7 +122,7 @@ class Runtime:
         self.level = "conservative"
         self.last_action = ""
         self.connected = False
-        self._outbox: deque[str] = deque(maxlen=config.buffer_size)
+        self._outbox: deque[str | bytes] = deque(maxlen=config.buffer_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Connection | None = None
@@ -252,7 +255,7 @@ class Runtime:
             self._last_cost = now
             self._refresh_cost()
         self.effects.observe(now)
-        self._near = rss >= NEAR_FRACTION * self.target_bytes
+        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:
             self._control(now, rss)
         self._poll_effect(now)
@@ -262,7 +265,7 @@ class Runtime:
         if reclaimed:
             self.stats["local_reclaims"] += 1
             self.last_action = "reclaim"
-            self._outbox.append(self.reclaim_hook.local_ack(reclaimed, time.time()))
+            self._outbox.append(self._seal(self.reclaim_hook.local_ack(reclaimed, time.time())))
             rss = current_rss_bytes()
             if self._client is not None:
                 self._flush()
@@ -282,13 +285,11 @@ class Runtime:
             "seq": self._seq,
             "rss_bytes": rss,
             "target_bytes": self.target_bytes,
-            "gc_counts": gc.get_count(),
-            "local_level": self.level,
             "reclaim_actions": self._reclaim_names[:32],
             **self.reclaim_hook.sample_fields(),
             "cost": self._cost,
         }
-        self._client.call("PUBLISH", self._sample_channel, json.dumps(sample))
+        self._client.call("PUBLISH", self._sample_channel, self._seal(json.dumps(sample)))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._last_status = time.monotonic()
             self._pick_sample_channel()
@@ -325,7 +326,7 @@ class Runtime:
     def _fast_check(self) -> None:
         """Between samples, near the target: react within milliseconds, publish nothing."""
         rss = current_rss_bytes()
-        self._near = rss >= NEAR_FRACTION * self.target_bytes
+        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:
             self._control(time.monotonic(), rss)
 
@@ -439,8 +440,18 @@ class Runtime:
 
             self._verifier = CommandVerifier(self.config.key, self.config.name)
         reason, cmd = self._verifier.check(raw)
+        if (
+            reason is None
+            and cmd is not None
+            and any(  # only names this target advertised
+                a["kind"] == "reclaim" and self.reclaim.get(a.get("name") or "") is None
+                for a in cmd["actions"]
+            )
+        ):
+            reason, self._verifier.refused = "unknown_reclaim", cmd
         if reason is not None or cmd is None:
             self._refuse(reason or "invalid")
+            self._ack_refusal(reason or "invalid", received)
             return
         from hivemind.swarm.target.actions import apply_actions
 
@@ -475,7 +486,7 @@ class Runtime:
             "caches": self.reclaim_hook.reclaimer.report()["caches"][:16],
             "gc_ms_per_s_before": round(before_gc, 3),
         }
-        self._outbox.append(json.dumps(ack))
+        self._outbox.append(self._seal(json.dumps(ack)))
         previous = self.effects.begin(
             self.last_action,
             freed,
@@ -500,10 +511,39 @@ class Runtime:
             gc_ms_per_s_before=round(effect.gc_ms_per_s_before, 3),
             gc_ms_per_s_after=round(effect.gc_ms_per_s_after, 3),
         )
-        self._outbox.append(json.dumps(follow))
+        self._outbox.append(self._seal(json.dumps(follow)))
         self.stats["effects"] += 1
         if self._client is not None:
             self._flush()
+
+    def _ack_refusal(self, reason: str, received: float) -> None:
+        """Tell the sender of an authentic command why it did not run (sealed ``ok=False``).
+
+        Only a command whose signature held has ids worth trusting; a forged
+        one is counted, never answered.
+        """
+        cmd = self._verifier.refused if self._verifier is not None else None
+        if cmd is None:
+            return
+        refusal = {
+            "v": SCHEMA_VERSION,
+            "ts": time.time(),
+            "kind": "ack",
+            "command_id": cmd["id"],
+            "decision_id": cmd["decision_id"],
+            "target": self.name,
+            "ok": False,
+            "received_ts": received,
+            "error": reason,
+        }
+        self._outbox.append(self._seal(json.dumps(refusal)))
+        self._flush()
+
+    def _seal(self, body: str) -> str | bytes:
+        """``body`` sealed with the swarm's key (as is without one: then nobody trusts it)."""
+        from hivemind.swarm.seal import seal
+
+        return seal(body, self.config.key) if self.config.key else body
 
     def _refuse(self, reason: str) -> None:
         self.stats["refused"] += 1
@@ -512,9 +552,9 @@ class Runtime:
         if self._client is not None:
             with contextlib.suppress(RespError, OSError):
                 self._client.call("HINCRBY", self._keys.counters, "refused", 1)
-                self._client.call(
-                    "HINCRBY", self._keys.target_counters(self.name), f"refused_{reason}", 1
-                )
+                tkey = self._keys.target_counters(self.name)
+                self._client.call("HINCRBY", tkey, "refused", 1)
+                self._client.call("HINCRBY", tkey, f"refused_{reason}", 1)
 
     def _flush(self) -> None:
         if self._client is None:

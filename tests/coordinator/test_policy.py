@@ -33,7 +33,6 @@ def ev(
         rss_bytes=int(rss_mb * MB),
         target_bytes=TARGET,
         sample_ts=0.0,
-        seq=1,
         ts=0.0,
         **kw,
     )  # type: ignore[arg-type]

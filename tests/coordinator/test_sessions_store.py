@@ -25,6 +25,9 @@ from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Control, parse_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.seal import unseal
+
+KEY = b"k" * 32
 
 
 @pytest.fixture
@@ -92,7 +95,7 @@ def test_unknown_session(store: SessionStore) -> None:
     with pytest.raises(UnknownSessionError):
         store.export("ghost", "json", io.StringIO())
     with pytest.raises(UnknownSessionError):
-        request_restore(store.client, store.keys, "ghost")
+        request_restore(store.client, store.keys, "ghost", key=KEY)
     assert not store.exists("ghost")
 
 
@@ -133,7 +136,7 @@ def test_export_json_and_csv(store: SessionStore, tmp_path: Path) -> None:
 def test_request_restore_with_a_tiny_coordinator(store: SessionStore) -> None:
     sid, _ = store.ensure(None, {})
     keys, client = store.keys, store.client
-    assert request_restore(client, keys, sid, timeout_s=0.2) is False  # nobody listening
+    assert request_restore(client, keys, sid, key=KEY, timeout_s=0.2) is False  # nobody listening
     pubsub: redis.client.PubSub = client.pubsub()
     pubsub.subscribe(keys.control)
     pubsub.get_message(timeout=1)
@@ -144,7 +147,7 @@ def test_request_restore_with_a_tiny_coordinator(store: SessionStore) -> None:
         while time.monotonic() < deadline:
             msg = pubsub.get_message(timeout=0.1)
             if msg and msg["type"] == "message":
-                control = parse_message(msg["data"])
+                control = parse_message(unseal(msg["data"], KEY))  # sealed
                 assert isinstance(control, Control)
                 got.append(control)
                 time.sleep(0.1)  # the coordinator takes a moment to reload
@@ -153,7 +156,7 @@ def test_request_restore_with_a_tiny_coordinator(store: SessionStore) -> None:
 
     t = threading.Thread(target=coordinator)
     t.start()
-    assert request_restore(client, keys, sid, timeout_s=3) is True
+    assert request_restore(client, keys, sid, key=KEY, timeout_s=3) is True
     t.join(5)
     pubsub.close()
     assert got[0].op == "restore" and got[0].session_id == sid

@@ -5,7 +5,10 @@ valid models with one field mutated, valid models of the wrong kind, wrong
 schema versions, random bytes, oversized bodies, deep nesting, unicode and
 invalid UTF-8. :func:`is_bad` is the ground truth a subscriber must agree
 with: a payload is bad when :func:`parse_message` refuses it or its kind is
-not one the subscriber expects.
+not one the subscriber expects. :func:`authenticated_variant` wraps a
+payload for a sealed channel: unsealed, sealed with another key, sealed with
+the right key around a bad body, or with a broken signature, so that every
+one of them must still be dropped.
 """
 
 from __future__ import annotations
@@ -24,18 +27,24 @@ from hivemind.swarm.messages import (
     Command,
     Control,
     Decision,
-    Heartbeat,
     Level,
     MemorySample,
     MessageError,
     PressureEvent,
     parse_message,
 )
+from hivemind.swarm.seal import SIG_HEX_LEN, seal
 
-__all__ = ["MODELS", "hostile_group", "is_bad", "payloads", "valid_message"]
+__all__ = [
+    "MODELS",
+    "authenticated_variant",
+    "hostile_group",
+    "is_bad",
+    "payloads",
+    "valid_message",
+]
 
 MODELS: tuple[type[BaseModel], ...] = (
-    Heartbeat,
     MemorySample,
     PressureEvent,
     Decision,
@@ -66,28 +75,17 @@ _actions = st.lists(_action, max_size=3)
 # Plain dicts shaped like each model (valid unless a mutation breaks them);
 # drawing dicts is several times cheaper than building pydantic models.
 _SHAPES: dict[type[BaseModel], st.SearchStrategy[dict[str, Any]]] = {
-    Heartbeat: st.fixed_dictionaries(
-        {
-            "kind": st.just("heartbeat"),
-            "v": st.just(1),
-            "ts": now_ts,
-            "name": names,
-            "role": st.sampled_from(["benchmarker", "coordinator", "target"]),
-            "pid": small_ints,
-        }
-    ),
     MemorySample: st.fixed_dictionaries(
         {
             "kind": st.just("sample"),
             "v": st.just(1),
             "ts": now_ts,
             "target": names,
-            "pid": small_ints,
+            "pid": st.integers(0, 2**22),
             "seq": small_ints,
             "rss_bytes": small_ints,
             "target_bytes": st.integers(1, 2**40),
-            "gc_counts": st.tuples(small_ints, small_ints, small_ints),
-            "local_level": levels,
+            "reclaim_actions": st.lists(names, max_size=3),
         }
     ),
     PressureEvent: st.fixed_dictionaries(
@@ -101,7 +99,7 @@ _SHAPES: dict[type[BaseModel], st.SearchStrategy[dict[str, Any]]] = {
             "rss_bytes": small_ints,
             "target_bytes": st.integers(1, 2**40),
             "sample_ts": timestamps,
-            "seq": small_ints,
+            "reclaim_actions": st.lists(names, max_size=3),
         }
     ),
     Decision: st.fixed_dictionaries(
@@ -222,7 +220,7 @@ def nested(draw: st.DrawFn) -> bytes:
     body = opener * depth + "1" + closer * depth
     if draw(st.booleans()):
         body = (
-            '{"kind":"sample","v":1,"target":"x","pid":1,"seq":1,"rss_bytes":1,"target_bytes":1,"gc_counts":'
+            '{"kind":"sample","v":1,"target":"x","pid":1,"seq":1,"rss_bytes":1,"target_bytes":1,"reclaim_actions":'
             + body
             + "}"
         )
@@ -334,3 +332,28 @@ def is_bad(raw: bytes, expect: tuple[type[BaseModel], ...]) -> bool:
 def fresh(model: BaseModel) -> BaseModel:
     """``model`` with ``ts`` set to now (for valid messages sent after the fuzzing)."""
     return model.model_copy(update={"ts": time.time()})
+
+
+WRONG_KEY = b"w" * 32
+
+
+def authenticated_variant(
+    raw: bytes, n: int, key: bytes, expect: tuple[type[BaseModel], ...]
+) -> bytes:
+    """``raw`` as a forger would send it on a sealed channel (chosen by ``n``).
+
+    0: unsealed; 1: sealed with another key; 2: sealed with the right key
+    around a body the subscriber must refuse (else with another key);
+    3: sealed with the right key, then one signature character changed.
+    """
+    mode = n % 4
+    if mode == 0:
+        return raw
+    if mode == 1 or (mode == 2 and not is_bad(raw, expect)):
+        return seal(raw, WRONG_KEY)
+    sealed = seal(raw, key)
+    if mode == 2:
+        return sealed
+    at = 8 + (n // 4) % SIG_HEX_LEN
+    swapped = b"0" if sealed[at : at + 1] != b"0" else b"1"
+    return sealed[:at] + swapped + sealed[at + 1 :]

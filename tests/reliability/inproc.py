@@ -8,7 +8,6 @@ Redis pub/sub at full speed and can look inside them afterwards.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,38 +16,9 @@ from hivemind.agents.actors.optimizers import GCOptimizerCore, WidgetOptimizerCo
 from hivemind.coordinator.coordinator import CoordinatorCore
 from hivemind.swarm.agent.base import AgentConfig, AgentCore, remember_secret
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.messages import Heartbeat
-from hivemind.swarm.redis.bus import Subscription
-from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 
-__all__ = ["HeartbeatWatcher", "InProcessSwarm"]
-
-
-class HeartbeatWatcher:
-    """A subscriber to ``hm:{ns}:heartbeats`` (no agent listens there; status-like tools would)."""
-
-    def __init__(self, url: str, keys: Keys) -> None:
-        self.client = connect(url)
-        self.sub = Subscription(self.client, keys, [keys.heartbeats], expect=(Heartbeat,))
-        self.crashes = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="hm-heartbeat-watcher", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sub.get(timeout_s=0.2)
-            except Exception:  # counted: the fuzz test asserts there are none
-                self.crashes += 1
-                self._stop.wait(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(2)
-        self.sub.close()
-        self.client.close()
+__all__ = ["InProcessSwarm"]
 
 
 @dataclass
@@ -114,7 +84,7 @@ class InProcessSwarm:
 
     def subscribed(self) -> bool:
         """True once every core's bus loop holds its subscription."""
-        return all(getattr(c, "_sub", None) is not None for c in self.cores.values()) and all(
+        return all(c.sub is not None for c in self.cores.values()) and all(
             rt.connected for rt in self.runtimes
         )
 

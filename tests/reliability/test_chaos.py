@@ -101,12 +101,17 @@ def test_a_hung_guarded_process_is_timed_out_and_the_others_go_on(
             os.kill(pid, signal.SIGSTOP)
         # Make it look over target to the swarm: one sample on its behalf.
         from hivemind.swarm.messages import MemorySample
+        from hivemind.swarm.redis.bus import wire
+        from hivemind.swarm.secret import read_secret
 
-        c.publish(
+        c.publish(  # sealed with the project's key, as the target itself would
             keys.samples,
-            MemorySample(
-                target="hung", pid=child[0], seq=1, rss_bytes=2 << 30, target_bytes=1 << 30
-            ).model_dump_json(),
+            wire(
+                MemorySample(
+                    target="hung", pid=child[0], seq=1, rss_bytes=2 << 30, target_bytes=1 << 30
+                ),
+                read_secret(state),
+            ),
         )
         assert wait_for(lambda: int(c.hget(keys.target_counters("hung"), "timeouts") or 0) >= 1, 15)
         fine_acks = int(c.hget(keys.target_counters("fine"), "acks") or 0)

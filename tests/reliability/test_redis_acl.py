@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from hivemind.swarm.messages import MemorySample
+from hivemind.swarm.redis.bus import wire
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 from tests.conftest import wait_for
@@ -109,7 +110,7 @@ def test_loop_hooks_sessions_and_status_under_the_acl_user(
             target="acl-rt", pid=1, seq=1, rss_bytes=2 << 30, target_bytes=1 << 30
         )
         c = swarm.coordinator.redis
-        c.publish(swarm.keys.samples, sample.model_dump_json())
+        c.publish(swarm.keys.samples, wire(sample, secret))  # sealed, as a target does
         assert wait_for(lambda: rt.stats["commands"] >= 1, 10), rt.stats
         assert wait_for(lambda: int(c.hget(swarm.keys.counters, "acks") or 0) >= 1, 10)
         assert rt.stats["refused"] == 0

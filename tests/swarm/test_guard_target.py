@@ -32,6 +32,7 @@ from hivemind.swarm.messages import (
     parse_message,
 )
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.seal import unseal
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.signing import sign
 from hivemind.swarm.target.controller import CTL_T0_SETTING, Controller, ControllerConfig
@@ -91,7 +92,7 @@ def test_wire_fields_round_trip() -> None:
                                     "seq": 1, "rss_bytes": 1, "target_bytes": 2}))  # fmt: skip
     assert isinstance(old, MemorySample) and old.cost is None, "samples without cost still parse"
     ev = PressureEvent(target="t", level="emergency", previous="balanced", rss_bytes=1,
-                       target_bytes=2, sample_ts=1.0, seq=1, cost=cost)  # fmt: skip
+                       target_bytes=2, sample_ts=1.0, cost=cost)  # fmt: skip
     assert parse_message(ev.model_dump_json()) == ev
     ack = Ack(command_id="c", decision_id="d", target="t", ok=True, phase="effect",
               gc_ms_per_s_after=2.0)  # fmt: skip
@@ -198,7 +199,7 @@ def test_oversized_commands_are_dropped_unbuffered_and_the_next_one_runs(
     while got is None and time.monotonic() < deadline:
         m = acks.get_message(timeout=0.2)
         if m is not None:
-            got = parse_message(m["data"])
+            got = parse_message(unseal(m["data"], key))  # acks are sealed
     assert isinstance(got, Ack) and got.command_id == good.id and got.phase == "applied"
     assert wait_for(lambda: rt.stats["effects"] == 1, 5), "the effect ack follows"
     acks.close()
@@ -240,7 +241,7 @@ def test_learned_setting_is_restored_with_the_session(
         cost = GuardCost(controller="engaged", held_t0=2222, threshold0=2222)
         first.handle_event(PressureEvent(target="app", level="balanced", previous="conservative",
                                          rss_bytes=80 * MB, target_bytes=100 * MB,
-                                         sample_ts=time.time(), seq=1, cost=cost))  # fmt: skip
+                                         sample_ts=time.time(), cost=cost))  # fmt: skip
         kinds = [e.kind for e in first.store.events("learn-1")]
         assert "cost" in kinds
     finally:
@@ -276,7 +277,7 @@ def test_infeasible_is_recorded_in_the_session_and_gets_no_decision(
         cost = GuardCost(controller="infeasible", live_over_bytes=300 * MB)
         ev = PressureEvent(target="mypy", level="emergency", previous="aggressive",
                            rss_bytes=420 * MB, target_bytes=120 * MB, sample_ts=time.time(),
-                           seq=1, cost=cost)  # fmt: skip
+                           cost=cost)  # fmt: skip
         assert core.handle_event(ev) is None
         events = core.store.events(core.session_id)
         inf = [e for e in events if e.kind == "infeasible"]

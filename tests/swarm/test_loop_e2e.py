@@ -15,6 +15,7 @@ import pytest
 from hivemind.coordinator.sessions.recorder import SessionStore
 from hivemind.swarm.lifecycle.supervisor import Swarm
 from hivemind.swarm.observe.status import collect_status
+from hivemind.swarm.secret import read_secret
 from hivemind.swarm.settings import load_settings
 from tests.conftest import wait_for
 
@@ -121,7 +122,8 @@ def test_restore_hands_a_session_back_to_the_running_coordinator(
     old, _ = store.ensure("old-session", {"source": "test"})
     store.learned_record(old, "app|evict_caches:1", 64 * 2**20, 3.0)
     store.set_level(old, "aggressive")
-    assert request_restore(swarm.redis, swarm.keys, old, timeout_s=10) is True
+    key = read_secret(state_dir)  # the control message is sealed
+    assert request_restore(swarm.redis, swarm.keys, old, key=key, timeout_s=10) is True
     assert collect_status(state_dir).session_id == old
     info = Coordinator.lookup(swarm.keys.ns).ping()
     assert info["session_id"] == old

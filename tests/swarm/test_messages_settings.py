@@ -14,7 +14,6 @@ from hivemind.swarm.messages import (
     ActionKind,
     Command,
     Decision,
-    Heartbeat,
     Level,
     MemorySample,
     MessageError,
@@ -22,11 +21,13 @@ from hivemind.swarm.messages import (
 )
 from hivemind.swarm.settings import load_settings
 
+_SAMPLE = b'{"kind":"sample","target":"t","seq":1,"rss_bytes":1,"target_bytes":2,%s}'
+_ACK = b'{"kind":"ack","command_id":"c","decision_id":"d","target":"t","ok":true,%s}'
+
 
 def test_every_model_round_trips_with_version() -> None:
     action = Action(kind=ActionKind.COLLECT, generation=2)
     msgs = [
-        Heartbeat(name="x", role="coordinator", pid=3),
         MemorySample(target="t", pid=1, seq=0, rss_bytes=10, target_bytes=100),
         Decision(
             session_id="s",
@@ -51,10 +52,19 @@ def test_every_model_round_trips_with_version() -> None:
         (b"{", "invalid"),
         (b'{"kind":"sample"}', "invalid"),
         (b'{"kind":"bogus"}', "unknown_kind"),
-        (b'{"kind":"heartbeat","v":2,"name":"a","role":"target","pid":1}', "version"),
-        (b'{"kind":"heartbeat","name":"a","role":"target","pid":-1}', "invalid"),
-        (b'{"kind":"heartbeat","name":"a b","role":"target","pid":1}', "invalid"),
-        (b'{"kind":"heartbeat","name":"a","role":"target","pid":1,"extra":1}', "invalid"),
+        (b'{"kind":"control","v":2,"op":"restore","session_id":"a"}', "version"),
+        (_SAMPLE % b'"pid":-1', "invalid"),
+        (_SAMPLE.replace(b'"t"', b'"a b"') % b'"pid":1', "invalid"),
+        (_SAMPLE % b'"pid":1,"extra":1', "invalid"),
+        (_SAMPLE % b'"pid":1,"ts":1e309', "invalid"),  # inf
+        (_SAMPLE % b'"pid":1,"ts":NaN', "invalid"),
+        (_SAMPLE % b'"pid":1,"ts":-1e308', "invalid"),
+        (_SAMPLE % b'"pid":1,"ts":1e308', "invalid"),
+        (_SAMPLE.replace(b'"rss_bytes":1', b'"rss_bytes":1' + b"0" * 25) % b'"pid":1', "invalid"),
+        (_ACK % b'"bytes_freed":10000000000000000000000000', "invalid"),
+        (_ACK % b'"bytes_freed":-10000000000000000000000000', "invalid"),
+        (_ACK % b'"applied_ts":1e308,"sample_ts":-1e308', "invalid"),
+        (_ACK % b'"duration_ms":1e300', "invalid"),
         (b"[" * 100_000, "too_large"),
     ],
 )
@@ -113,7 +123,7 @@ def test_keys_all_share_the_prefix() -> None:
     names = [
         k.samples,
         k.events,
-        k.decisions,
+        k.decisions("gc_optimizer"),
         k.acks,
         k.cmd("t"),
         k.swarm,

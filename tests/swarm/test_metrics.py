@@ -11,8 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hivemind.swarm.errors import UsageError
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.messages import Action, ActionKind, Command, MemorySample
 from hivemind.swarm.observe.metrics import start_metrics_server
+from hivemind.swarm.redis.bus import wire
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.secret import read_secret
+from tests.conftest import wait_for
+from tests.reliability.inproc import InProcessSwarm
 
 
 def _scrape(url: str) -> dict[str, Any]:
@@ -63,7 +68,6 @@ def test_scrape_reads_swarm_state(
                 "guard_cpu_pct": 0.5,
             },
         )
-        client.hset(keys.target_counters(name), mapping={"samples": 60, "bytes_freed": 1_000_000})
     client.hset(keys.bus_errors, mapping={keys.samples: 2, keys.acks: 1})
     client.hset(keys.restarts, mapping={"redis": 2, "coordinator": 1})
     client.hset(
@@ -114,9 +118,6 @@ def test_scrape_reads_swarm_state(
     assert _value(tl, "hivemind_target_level", target="tui", level="emergency") == 0
     info = fams["hivemind_target_info"]
     assert _value(info, "hivemind_target_info", target="app", pid="4242") == 1
-    assert (
-        _value(fams["hivemind_target_samples"], "hivemind_target_samples_total", target="tui") == 60
-    )
     seen = fams["hivemind_target_last_seen_timestamp_seconds"]
     assert _value(seen, "hivemind_target_last_seen_timestamp_seconds", target="app") == 1700000000.5
     inf = fams["hivemind_target_infeasible_over_bytes"]
@@ -126,6 +127,49 @@ def test_scrape_reads_swarm_state(
     assert _value(gcs, "hivemind_target_gc_seconds_per_second", target="tui") == 0.0125
     cpu = fams["hivemind_target_guard_cpu_ratio"]
     assert _value(cpu, "hivemind_target_guard_cpu_ratio", target="app") == pytest.approx(0.005)
+
+
+def test_per_target_counters_come_from_the_loop(
+    embedded: EmbeddedRedis, client: redis.Redis, namespace: str
+) -> None:
+    """``hivemind_target_{samples,events,refused}_total`` as the agents and runtime write them
+    (nothing written by hand): real samples, one sealed sample over the target, one forgery."""
+    swarm = InProcessSwarm(
+        url=embedded.url,
+        namespace=namespace,
+        secret=read_secret(embedded.state_dir),
+        state_dir=embedded.state_dir,
+    )
+    try:
+        swarm.start()
+        rt = swarm.add_runtime("counted", target_mb=100_000)
+        assert wait_for(swarm.subscribed, 10)
+        keys = swarm.keys
+        over = MemorySample(
+            target="counted", pid=1, seq=1, rss_bytes=900 << 20, target_bytes=1000 << 20
+        )
+        client.publish(keys.samples, wire(over, swarm.secret))  # -> event -> decision -> ack
+        forged = Command(
+            decision_id="d", target="counted", actions=(Action(kind=ActionKind.COLLECT),)
+        )
+        client.publish(keys.cmd("counted"), forged.model_dump_json())  # unsigned: refused
+        tkey = keys.target_counters("counted")
+        assert wait_for(lambda: int(client.hget(tkey, "events") or 0) >= 1, 10)
+        assert wait_for(lambda: int(client.hget(tkey, "refused") or 0) == 1, 10)
+        assert wait_for(lambda: client.exists(keys.target("counted")), 5)
+        srv = start_metrics_server(embedded.url, namespace, 0)
+        try:
+            fams = _scrape(srv.url)
+        finally:
+            srv.stop()
+    finally:
+        swarm.stop()
+    total = {
+        f: _value(fams[f"hivemind_target_{f}"], f"hivemind_target_{f}_total", target="counted")
+        for f in ("samples", "events", "refused")
+    }
+    assert total["samples"] >= 2 and total["events"] >= 1 and total["refused"] == 1, total
+    assert rt.stats["refused_unsigned"] == 1
 
 
 def test_empty_namespace_scrapes_zeroes(embedded: EmbeddedRedis, namespace: str) -> None:

@@ -26,6 +26,7 @@ from hivemind.swarm.cli.app import run
 from hivemind.swarm.messages import Ack, parse_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.seal import unseal
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
 from tests.conftest import wait_for
@@ -90,7 +91,7 @@ def test_unregistered_cache_is_reclaimed_acked_and_shown(
         msg = acks.get_message(timeout=0.5)
         if msg is None:
             continue
-        ack = parse_message(msg["data"])
+        ack = parse_message(unseal(msg["data"], swarm.secret))  # acks are sealed
         if isinstance(ack, Ack) and any(r.name == mine for r in ack.results):
             got = ack
     acks.close()

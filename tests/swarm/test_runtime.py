@@ -21,6 +21,7 @@ from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Ack, Action, ActionKind, Command, parse_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.seal import unseal
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.signing import sign
 from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
@@ -52,7 +53,8 @@ def runtime(embedded: EmbeddedRedis, namespace: str) -> Iterator[Runtime]:
 class _Acks:
     """Subscribed at construction (a generator would subscribe too late)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, key: bytes) -> None:
+        self.key = key
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(keys.acks)
 
@@ -61,7 +63,7 @@ class _Acks:
         while time.monotonic() < deadline:
             msg = self.pubsub.get_message(timeout=0.2)
             if msg is not None:
-                ack = parse_message(msg["data"])
+                ack = parse_message(unseal(msg["data"], self.key))  # acks are sealed
                 assert isinstance(ack, Ack)
                 return ack
         raise AssertionError("no ack")
@@ -82,7 +84,7 @@ def test_signed_command_runs_and_acks(runtime: Runtime, client: redis.Redis, key
     key = read_secret(runtime.config.state_dir)  # type: ignore[arg-type]
     calls = []
     runtime.register_reclaim("mine", lambda: calls.append(1) or None)
-    acks = _Acks(client, keys)
+    acks = _Acks(client, keys, key)
     cmd = sign(
         Command(
             decision_id="d1",
@@ -113,6 +115,8 @@ def test_forged_commands_are_refused_and_counted(
     runtime.register_reclaim("probe", lambda: ran.append(1) or None)
     probe = (Action(kind=ActionKind.RECLAIM, name="probe"),)
     good = sign(Command(decision_id="d", target="rt-test", actions=probe), key)
+    acks = _Acks(client, keys, key)
+    time.sleep(0.1)
     if attack == "unsigned":
         raws = [Command(decision_id="d", target="rt-test", actions=probe).model_dump_json()]
     elif attack == "wrong_key":
@@ -142,6 +146,37 @@ def test_forged_commands_are_refused_and_counted(
     assert len(ran) == expected_runs
     assert int(client.hget(keys.counters, "refused") or 0) == 1
     assert int(client.hget(keys.target_counters("rt-test"), f"refused_{reason}") or 0) == 1
+    assert int(client.hget(keys.target_counters("rt-test"), "refused") or 0) == 1
+    # The refusal is acked (sealed) with its reason, so the sender learns why.
+    # An authentic but refused command (stale, replayed) is acked with its reason, so the
+    # sender learns why; a forged one (unsigned, bad signature) is counted, never answered.
+    if reason in ("stale", "replayed"):
+        refusals = [a for a in (acks.next() for _ in raws) if not a.ok]
+        assert [(a.decision_id, a.error) for a in refusals] == [("d", reason)]
+    else:
+        with pytest.raises(AssertionError, match="no ack"):
+            acks.next(timeout_s=0.5)
+
+
+def test_unknown_reclaim_name_is_refused_with_an_ack(
+    runtime: Runtime, client: redis.Redis, keys: Keys
+) -> None:
+    """A correctly signed command naming a reclaim action the target never advertised."""
+    key = read_secret(runtime.config.state_dir)  # type: ignore[arg-type]
+    ran: list[int] = []
+    runtime.register_reclaim("mine", lambda: ran.append(1) or None)
+    acks = _Acks(client, keys, key)
+    time.sleep(0.1)
+    actions = (
+        Action(kind=ActionKind.RECLAIM, name="mine"),
+        Action(kind=ActionKind.RECLAIM, name="rm-rf"),
+    )
+    cmd = sign(Command(decision_id="d2", target="rt-test", actions=actions), key)
+    client.publish(keys.cmd("rt-test"), cmd.model_dump_json())
+    ack = acks.next()
+    assert (ack.ok, ack.error, ack.command_id) == (False, "unknown_reclaim", cmd.id)
+    assert ack.results == ()
+    assert ran == [], "nothing of a refused command runs"
 
 
 def test_survives_redis_kill_and_reconnects(

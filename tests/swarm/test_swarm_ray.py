@@ -20,6 +20,7 @@ from hivemind.swarm.observe.status import collect_status
 from hivemind.swarm.redis.bus import publish
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis
+from hivemind.swarm.secret import read_secret
 from hivemind.swarm.settings import load_settings
 from tests.conftest import pid_gone, wait_for
 
@@ -54,10 +55,10 @@ def test_coordinator_hears_pressure_events(swarm: Swarm, state_dir: Path) -> Non
         rss_bytes=1,
         target_bytes=2,
         sample_ts=time.time(),
-        seq=1,
     )
+    key = read_secret(state_dir)  # events are sealed, as the benchmarker seals them
     # The coordinator subscribes asynchronously after it answers ping.
-    assert wait_for(lambda: publish(swarm.redis, swarm.keys.events, ev) >= 1, 10)  # type: ignore[arg-type]
+    assert wait_for(lambda: publish(swarm.redis, swarm.keys.events, ev, key) >= 1, 10)  # type: ignore[arg-type]
     assert wait_for(lambda: collect_status(state_dir).level == "aggressive", 10)
     swarm.redis.publish(swarm.keys.events, b"garbage")
     assert wait_for(lambda: collect_status(state_dir).bus_errors.get(swarm.keys.events) == 1, 10)

@@ -125,7 +125,7 @@ def test_rows_follow_targets_and_decisions_reach_their_row(
         b.append(runtime(embedded, namespace, "worker-two", 64))
         await until(lambda: sorted(table_names(app)) == ["app-one", "worker-two"])
         d = decision("worker-two")
-        client.publish(keys.decisions, d.model_dump_json())
+        client.publish(keys.decisions("gc_optimizer"), d.model_dump_json())
         await until(lambda: "→col+mtrim" in screen_text(app), app=app)
         await until(lambda: "worker-two aggr collect+malloc" in screen_text(app))  # the feed
         ack = Ack(
@@ -307,3 +307,39 @@ def test_in_a_real_terminal(
     finally:
         subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True, timeout=10)
         rt.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_demo_uses_the_dashboard_in_a_terminal(tmp_path: Path) -> None:
+    """``hivemind demo`` in tmux: its guarded run on the dashboard, then the summary."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.fail("tmux is not installed (.ci/run installs it)")
+    sock, session = str(tmp_path / "tmux.sock"), "hmdemo"
+    exe = str(Path(sys.executable).parent / "hivemind")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    env["HIVEMIND_STATE_DIR"] = str(tmp_path / ".hivemind")
+
+    def pane() -> str:
+        return subprocess.run(
+            [tmux, "-S", sock, "capture-pane", "-p", "-t", session, "-S", "-80"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout  # fmt: skip
+
+    try:
+        subprocess.run(
+            [tmux, "-S", sock, "new-session", "-d", "-s", session, "-x", "120", "-y", "30",
+             f"cd {tmp_path} && {exe} demo --seconds 4 --target-mb 128; echo EXITED-$?; "
+             "sleep 60"],
+            check=True, timeout=10, env=env,
+        )  # fmt: skip
+        deadline, text, dashboard = time.monotonic() + 180, "", False
+        while time.monotonic() < deadline and "EXITED-" not in text:
+            text = pane()
+            dashboard = dashboard or ("effect-" in text and "q quit" in text)
+            time.sleep(0.2)
+        assert dashboard, "the guarded run was not shown on the dashboard\n" + text
+        assert "demo summary" in text and "EXITED-0" in text, text
+    finally:
+        subprocess.run([tmux, "-S", sock, "kill-server"], capture_output=True, timeout=10)

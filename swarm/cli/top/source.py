@@ -4,8 +4,9 @@ It finds the swarm in the state folder (as ``swarm status`` does), then
 every ``period_s`` reads every target hash and its counters in one
 pipelined round trip, once a second the swarm's health through
 :func:`hivemind.swarm.observe.status.collect_status`, and in between
-listens to ``hm:{ns}:decisions`` and ``hm:{ns}:acks`` so a decision
-reaches its row without waiting for the next poll. It imports no Ray.
+listens to ``hm:{ns}:decisions:{optimizer}`` and ``hm:{ns}:acks`` so a
+decision reaches its row without waiting for the next poll (a display
+only: it reads sealed messages without checking them and acts on nothing). It imports no Ray.
 With no swarm (or its Redis gone) it reports that and keeps looking.
 """
 
@@ -32,8 +33,9 @@ from hivemind.coordinator.sessions.store import (
 from hivemind.swarm.cli.top.frame import FeedItem, Frame, Health, TargetRow, human_bytes
 from hivemind.swarm.errors import HivemindError
 from hivemind.swarm.keys import Keys
-from hivemind.swarm.messages import Ack, Decision, MessageError, parse_message
+from hivemind.swarm.messages import Ack, Decision, MessageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
+from hivemind.swarm.redis.bus import peek_message
 from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.state import SwarmInfo, running_swarm
 
@@ -128,26 +130,33 @@ class TargetDetail:
 
 
 def _health(st: SwarmStatus, info: SwarmInfo) -> Health:
-    degraded = [f"agent {a.role} down" for a in st.agents if not a.alive]
-    if st.redis.error:
+    """The health line's data from ``swarm status``'s reader (whatever fields it has)."""
+    down = list(getattr(st, "down", []) or [])
+    degraded = [
+        f"{d.component} down {d.down_s:.0f}s ({d.reason})" if hasattr(d, "component") else str(d)
+        for d in down
+    ]
+    parts = {getattr(d, "component", "") for d in down}
+    degraded += [f"agent {a.role} down" for a in st.agents if not a.alive and a.role not in parts]
+    if st.redis.error and "redis" not in parts:
         degraded.append(f"redis: {st.redis.error}")
-    extra = getattr(st, "degraded", None)  # added by the self-healing swarm, where present
-    if isinstance(extra, list | tuple):
-        degraded += [str(x) for x in extra]
-    elif isinstance(extra, dict):
-        degraded += [f"{k}: {v}" for k, v in extra.items()]
-    elif extra:
-        degraded.append(str(extra))
+    restarts = getattr(st, "restarts", None)
+    if isinstance(restarts, dict) and restarts:
+        total = sum(int(v) for v in restarts.values())  # every part, agents included
+    else:
+        total = sum(a.restarts for a in st.agents)
     ray = info.ray_address or "local"
+    if "ray_head" in parts:
+        ray += " DOWN"
     return Health(
         namespace=st.namespace,
         session_id=st.session_id,
         level=st.level,
-        state=st.state,
+        state=str(getattr(st, "health", "") or st.state),
         uptime_s=st.uptime_s,
         agents_alive=sum(a.alive for a in st.agents),
         agents_total=len(st.agents),
-        restarts=sum(a.restarts for a in st.agents) + int(getattr(st, "restarts", 0) or 0),
+        restarts=total,
         redis=f"{st.redis.mode} {st.redis.used_memory_mb:.1f}MB",
         ray=ray,
         degraded=degraded,
@@ -237,7 +246,9 @@ class TopSource:
             client = connect(info.redis_url)
             keys = Keys(info.namespace)
             pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            pubsub.subscribe(keys.decisions, keys.acks)
+            pubsub.subscribe(
+                keys.decisions("gc_optimizer"), keys.decisions("widget_optimizer"), keys.acks
+            )
         except (redis.RedisError, OSError, HivemindError) as exc:
             self._emit_waiting(f"swarm found on {self.state_dir} but its Redis fails ({exc})")
             return False
@@ -334,7 +345,7 @@ class TopSource:
 
     def _on_message(self, raw: bytes) -> FeedItem | None:
         try:
-            msg = parse_message(raw)
+            msg = peek_message(raw)
         except MessageError:
             self.dropped += 1
             return None
