@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_foundation import REAPER  # noqa: E402
 from hivemind.swarm.keys import Keys, pick_slot  # noqa: E402
+from hivemind.swarm.redis.bus import peek_message  # noqa: E402
 from hivemind.swarm.redis.connection import connect  # noqa: E402
 
 PY = sys.executable
@@ -73,7 +74,7 @@ class Wire:
             if m is None:
                 continue
             now = time.time()
-            data = json.loads(m["data"])
+            data = peek_message(m["data"]).model_dump()
             kind = data.get("kind")
             if kind == "decision":
                 ms = (data["ts"] - data["event_ts"]) * 1000

@@ -15,6 +15,7 @@ import pytest
 
 from hivemind.swarm.keys import SAMPLE_SLOTS, Keys, parse_slots, pick_slot
 from hivemind.swarm.lifecycle.placement import Shard, assign_slots
+from hivemind.swarm.redis.bus import peek_message
 from hivemind.swarm.redis.connection import connect
 from tests.conftest import pid_gone, wait_for
 from tests.swarm.ray_cluster import LocalCluster
@@ -132,7 +133,7 @@ def test_a_benchmarker_per_node_and_samples_stay_on_their_node(cluster: LocalClu
 
         def both_acted() -> bool:
             while (m := watcher.get_message(timeout=0.05)) is not None:
-                target = json.loads(m["data"])["target"]
+                target = peek_message(m["data"]).target  # type: ignore[union-attr]
                 seen[target].add(int(m["channel"].decode().rsplit(":", 1)[1]))
             acks = [int(c.hget(keys.target_counters(t), "acks") or 0) for t in ("on1", "on2")]
             return all(acks)
