@@ -58,7 +58,8 @@ class Wire:
         self.keys = Keys(ns)
         self.client = connect(url)
         self.ps = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self.ps.subscribe(self.keys.decisions, self.keys.acks)
+        self.ps.subscribe(self.keys.acks)
+        self.ps.psubscribe(f"hm:{ns}:decisions:*")  # one channel per optimizer
         if sample_slot is not None:
             self.ps.subscribe(self.keys.sample_channel(sample_slot))
         self.decision_ms: dict[str, list[float]] = {}
@@ -245,7 +246,9 @@ def section_nodes(tmp: Path, quick: bool) -> list[str]:
 # -- 4. scale ---------------------------------------------------------------------
 
 
-def _run_scale(url: str, ns: str, targets: int, hz: float, seconds: float) -> dict[str, Any]:
+def _run_scale(
+    url: str, ns: str, targets: int, hz: float, seconds: float, key: bytes
+) -> dict[str, Any]:
     from benchmarks.soak import _publisher
 
     keys = Keys(ns)
@@ -258,7 +261,9 @@ def _run_scale(url: str, ns: str, targets: int, hz: float, seconds: float) -> di
     share = [names[i::publishers] for i in range(publishers)]
     ctx = mp.get_context("spawn")
     out: Any = ctx.Queue()
-    procs = [ctx.Process(target=_publisher, args=(url, ns, s, hz, seconds, out)) for s in share]
+    procs = [
+        ctx.Process(target=_publisher, args=(url, ns, s, hz, seconds, out, key)) for s in share
+    ]
     for p in procs:
         p.start()
         REAPER.track(p.pid or 0, tree=False)
@@ -311,7 +316,8 @@ def section_scale(tmp: Path, quick: bool) -> list[str]:
         bench = {k.decode(): v.decode() for k, v in c.hgetall(keys.bench_slots).items()}
         c.close()
         for n in sizes:
-            rows.append(_run_scale(info["redis_url"], ns, n, hz, seconds))
+            key = (state / "secret").read_text().strip().encode()  # publishers seal like runtimes
+            rows.append(_run_scale(info["redis_url"], ns, n, hz, seconds, key))
             print(json.dumps(rows[-1]), flush=True)
     finally:
         _stop(sup)
