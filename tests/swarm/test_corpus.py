@@ -246,7 +246,9 @@ def test_every_corpus_app_guarded_by_a_real_swarm(where: SideEnv) -> None:
         if u["error"] is not None or g["error"] is not None:
             problems.append((app.name, u["error"], g["error"]))
             continue
-        if g["units"] <= 0.3 * u["units"] * g["duration_s"] / u["duration_s"]:
+        # "Collapsed" is an order of magnitude: single 2 s runs of the bursty and
+        # fragmentation apps swing 3x either way on a loaded machine.
+        if g["units"] <= 0.1 * u["units"] * g["duration_s"] / u["duration_s"]:
             problems.append((app.name, "work collapsed", g["units"], u["units"]))
         slack = SLACK.get(app.name)
         if app.feasible and slack is not None and g["peak_rss_mb"] > app.target_mb * slack:
