@@ -390,7 +390,7 @@ def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
     def listen() -> None:
         assert swarm.redis is not None
         ps = swarm.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        ps.subscribe(swarm.keys.samples)
+        ps.psubscribe(f"{swarm.keys.samples}*")  # every sample slot
         while not stop.is_set():
             m = ps.get_message(timeout=0.2)
             if m is None:
