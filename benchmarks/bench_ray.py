@@ -128,6 +128,9 @@ def _wait_ready(state: Path, pid: int, timeout_s: float = 240.0) -> None:
             info = json.loads((state / "swarm.json").read_text())
             if info.get("pid") == pid and info.get("state") == "ready":
                 return
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                raise RuntimeError("supervisor exited before ready")
         if not psutil.pid_exists(pid):
             raise RuntimeError("supervisor exited before ready")
         time.sleep(0.02)
@@ -176,7 +179,8 @@ def side_before(tmp: Path, idle_s: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [PY, "-c", BEFORE],
-        env=_env(HIVEMIND_STATE_DIR=str(state)),
+        # RAY_TMPDIR: its own folder, so no other ray.init() on the machine finds this one.
+        env=_env(HIVEMIND_STATE_DIR=str(state), RAY_TMPDIR=str(tmp)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -200,7 +204,7 @@ def side_bare(tmp: Path, idle_s: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [PY, "-c", BARE],
-        env=_env(),
+        env=_env(RAY_TMPDIR=str(tmp)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -381,16 +385,16 @@ def main() -> int:
     ]
     try:
         if "footprint" in sections:
-            body, _ = section_footprint(tmp, 1 if quick else 3, 3.0 if quick else 10.0)
+            body, _ = section_footprint(tmp, 1 if quick else 2, 3.0 if quick else 8.0)
             lines += body
         if "imports" in sections:
             lines += section_imports(1 if quick else 3)
         if "nodes" in sections:
-            from benchmarks.ray_cluster import section_nodes
+            from benchmarks.ray_sections import section_nodes
 
             lines += section_nodes(tmp, quick)
         if "scale" in sections:
-            from benchmarks.ray_cluster import section_scale
+            from benchmarks.ray_sections import section_scale
 
             lines += section_scale(tmp, quick)
     finally:

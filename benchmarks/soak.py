@@ -43,7 +43,7 @@ def _publisher(
     """Simulate ``names`` for ``seconds``; with ``status_every_s`` also keep each target's
     status hash fresh as the runtime does (``swarm status`` and ``hivemind top`` read it).
     The simulated targets hold the swarm's key, so samples and acks go out sealed."""
-    from hivemind.swarm.keys import Keys
+    from hivemind.swarm.keys import Keys, pick_slot
     from hivemind.swarm.messages import Ack, Command, MemorySample, parse_message
     from hivemind.swarm.redis.bus import wire
     from hivemind.swarm.redis.connection import connect
@@ -90,7 +90,7 @@ def _publisher(
                 s = MemorySample(
                     target=n, pid=os.getpid(), seq=seq, rss_bytes=rss[n], target_bytes=target[n]
                 )
-                pipe.publish(keys.samples, wire(s, key))
+                pipe.publish(keys.sample_channel(pick_slot(n)), wire(s, key))
             pipe.execute()
             next_tick += period
             if next_tick < now:

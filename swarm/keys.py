@@ -6,9 +6,45 @@ All keys start ``hm:{namespace}:``. Nobody formats a key string elsewhere.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 
-__all__ = ["LATENCY_BUCKETS_MS", "NAMESPACE_PATTERN", "Keys", "validate_namespace"]
+__all__ = [
+    "LATENCY_BUCKETS_MS",
+    "NAMESPACE_PATTERN",
+    "SAMPLE_SLOTS",
+    "Keys",
+    "parse_slots",
+    "pick_slot",
+    "validate_namespace",
+]
+
+# The sample stream is cut into this many channels, dealt out to the benchmarkers.
+SAMPLE_SLOTS = 16
+
+
+def parse_slots(raw: bytes | str | None) -> list[int]:
+    """Slots from a ``bench_slots``/``sample_nodes`` value ("0,2,4"); bad entries dropped."""
+    if not raw:
+        return []
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
+    out = []
+    for item in text.split(","):
+        if item.strip().isdigit() and int(item) < SAMPLE_SLOTS:
+            out.append(int(item))
+    return out
+
+
+def pick_slot(target: str, node_slots: bytes | str | None = None) -> int:
+    """The slot ``target`` publishes its samples on.
+
+    One of its node's slots (``node_slots``, from ``hm:{ns}:sample_nodes``)
+    when a benchmarker runs on its node, else the slot its name hashes to.
+    """
+    digest = zlib.crc32(target.encode("utf-8", "replace"))
+    slots = parse_slots(node_slots)
+    return slots[digest % len(slots)] if slots else digest % SAMPLE_SLOTS
+
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (5, 10, 20, 40, 60, 100, 150, 250, 500, 1000, 2500)
 
@@ -34,6 +70,20 @@ class Keys:
     @property
     def samples(self) -> str:
         return f"hm:{self.ns}:samples"
+
+    def sample_channel(self, slot: int) -> str:
+        """Channel: the samples of one slot (see :func:`pick_slot`)."""
+        return f"hm:{self.ns}:samples:{slot}"
+
+    @property
+    def bench_slots(self) -> str:
+        """Hash: benchmarker actor name -> the sample slots it reads ("0,2,4")."""
+        return f"hm:{self.ns}:bench_slots"
+
+    @property
+    def sample_nodes(self) -> str:
+        """Hash: node label -> the sample slots of the benchmarkers on that node."""
+        return f"hm:{self.ns}:sample_nodes"
 
     @property
     def events(self) -> str:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     ray_object_store_mb: int = Field(
         75, ge=75, description="object store of our own Ray head (Ray's minimum, 75 MB)"
     )
+    benchmarkers_per_node: int = Field(
+        1, ge=1, le=16, description="benchmarker shards on each Ray node (samples split by target)"
+    )
     ray_api_server: bool = Field(
         False, description="keep Ray's API server (for `ray list`, the state API) on our head"
     )

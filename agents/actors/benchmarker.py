@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from hivemind.swarm.agent.base import AgentCore, Role
+from hivemind.swarm.keys import SAMPLE_SLOTS, parse_slots
 from hivemind.swarm.messages import Level, MemorySample, PressureEvent
-from hivemind.swarm.redis.bus import publish
+from hivemind.swarm.redis.bus import Subscription, publish
 from hivemind.swarm.vocab import classify
 
 __all__ = ["BenchmarkerCore"]
@@ -59,10 +60,7 @@ class BenchmarkerCore(AgentCore):
         self._flushed = 0.0
         self._series_ts = 0.0
         self._counts: Counter[tuple[str, str]] = Counter()  # (target, field) not yet in Redis
-        self.spawn(
-            "samples",
-            self.subscribe({self.keys.samples: (MemorySample,)}, self._on_message, tick=self._tick),
-        )
+        self.spawn("samples", self._samples_loop)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -101,6 +99,40 @@ class BenchmarkerCore(AgentCore):
             reclaim_actions=sample.reclaim_actions,
             cost=sample.cost,
         )
+
+    def sample_channels(self) -> list[str]:
+        """The sample channels this benchmarker reads: its slots from ``bench_slots``.
+
+        Every slot when none is assigned (a single benchmarker); the slot-0
+        owner also reads the old single ``samples`` channel.
+        """
+        slots = parse_slots(self.redis.hget(self.keys.bench_slots, self.name))
+        slots = slots or list(range(SAMPLE_SLOTS))
+        channels = [self.keys.sample_channel(s) for s in slots]
+        return [*channels, self.keys.samples] if 0 in slots else channels
+
+    def _samples_loop(self) -> None:
+        """Read this benchmarker's slots; subscribe again when its slots are dealt anew."""
+        while not self.stopping:
+            channels = self.sample_channels()
+            checked = [time.monotonic()]
+
+            def moved(channels: list[str] = channels, checked: list[float] = checked) -> bool:
+                if self.stopping:
+                    return True
+                if time.monotonic() - checked[0] < 1.0:
+                    return False
+                checked[0] = time.monotonic()
+                return self.sample_channels() != channels
+
+            self.sub = Subscription(
+                self.redis,
+                self.keys,
+                channels,
+                dict.fromkeys(channels, (MemorySample,)),
+                key=self.secret or b"",
+            )
+            self.sub.run(self._on_message, moved, tick=self._tick)
 
     def _on_message(self, channel: str, sample: BaseModel) -> None:
         assert isinstance(sample, MemorySample)

@@ -32,7 +32,15 @@ from hivemind.swarm.redis.bus import Handler, Subscription
 from hivemind.swarm.redis.connection import connect, strip_password
 from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
-__all__ = ["AgentConfig", "AgentCore", "Role", "node_redis_url", "node_secret", "remember_secret"]
+__all__ = [
+    "AgentConfig",
+    "AgentCore",
+    "Role",
+    "node_label",
+    "node_redis_url",
+    "node_secret",
+    "remember_secret",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +71,25 @@ class AgentConfig:
     def heartbeat_ttl_ms(self) -> int:
         """How long a heartbeat hash outlives its agent (status shows it dead meanwhile)."""
         return max(30_000, int(self.heartbeat_s * 30_000))
+
+
+def node_label() -> str:
+    """This machine's name for sample locality: ``HIVEMIND_NODE``, else the hostname.
+
+    A guarded process uses the same rule, so its samples go to a benchmarker
+    on its own node (two Ray nodes on one machine need ``HIVEMIND_NODE``).
+    """
+    return env_str("node") or socket.gethostname()
+
+
+def _ray_node_id() -> str:
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return ""
+    try:
+        return str(ray.get_runtime_context().get_node_id() or "")
+    except Exception:
+        return ""
 
 
 def node_redis_url(config: AgentConfig) -> str:
@@ -143,7 +170,8 @@ class AgentCore:
         self.secret: bytes | None = node_secret(config) or None
         self.redis = connect(node_redis_url(config), timeout_s=5.0)
         self.pid = os.getpid()
-        self.node = socket.gethostname()
+        self.node = node_label()
+        self.ray_node = _ray_node_id()
         self.started_at = time.time()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -169,6 +197,8 @@ class AgentCore:
             "role": self.role,
             "pid": self.pid,
             "node": self.node,
+            "host": socket.gethostname(),
+            "ray_node": self.ray_node,
             "restarts": self.restarts,
             "started_at": self.started_at,
             **self.describe(),

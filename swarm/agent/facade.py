@@ -45,9 +45,17 @@ class ActorFacade:
         return cls._remote_cls
 
     @classmethod
-    def start(cls, config: AgentConfig, *, name: str | None = None) -> Self:
-        """Create the actor (not yet waited for: call :meth:`ping` to wait)."""
+    def start(
+        cls, config: AgentConfig, *, name: str | None = None, scheduling_strategy: Any = None
+    ) -> Self:
+        """Create the actor (not yet waited for: call :meth:`ping` to wait).
+
+        ``scheduling_strategy`` pins it (say to a node, with Ray's node affinity).
+        """
         name = name or cls.actor_name(config.namespace)
+        extra: dict[str, Any] = {}
+        if scheduling_strategy is not None:
+            extra["scheduling_strategy"] = scheduling_strategy
         handle = (
             cls._remote()
             .options(
@@ -56,6 +64,7 @@ class ActorFacade:
                 max_restarts=MAX_RESTARTS,
                 max_task_retries=-1,
                 num_cpus=0,
+                **extra,
             )
             .remote(config, name)
         )

@@ -135,7 +135,12 @@ def _run_foreground(settings: Settings) -> None:
         with Live(
             _status_line(settings), console=out, refresh_per_second=2, transient=True
         ) as live:
-            run_until_signalled(swarm, stop, tick=lambda: live.update(_status_line(settings)))
+
+            def tick() -> None:
+                swarm.tick()
+                live.update(_status_line(settings))
+
+            run_until_signalled(swarm, stop, tick=tick)
     finally:
         if swarm.head_lost.is_set():
             # Only a detached swarm's keeper starts a supervisor again; here we stop cleanly.

@@ -264,7 +264,11 @@ class RayHead:
         would sit in the memory of the GCS, the raylet and every worker. Agents
         read them from the state folder instead.
         """
-        base = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("HIVEMIND_") or k == "HIVEMIND_NODE"
+        }
         return {**base, **self.env}
 
     def command(self) -> list[str]:

@@ -34,6 +34,7 @@ from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import HivemindError, SwarmStartError
 from hivemind.swarm.health import remove_health, write_health
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.lifecycle.placement import BenchmarkerPlacement
 from hivemind.swarm.lifecycle.ray_head import RayHead
 from hivemind.swarm.lifecycle.watch import Watcher, load_health, reap
 from hivemind.swarm.paths import write_private_file
@@ -86,6 +87,8 @@ class Swarm:
         self.redis: redis.Redis | None = None
         self.redis_url = ""
         self.agents: list[ActorFacade] = []
+        self.placement: BenchmarkerPlacement | None = None
+        self._placed = 0.0
         self.info: SwarmInfo | None = None
         self._ray_started = False
         self.ray_head: RayHead | None = None
@@ -154,6 +157,7 @@ class Swarm:
             except Exception as exc:  # keep tearing down the rest
                 log.warning("stopping %s failed: %s", agent.name, exc)
         self.agents = []
+        self.placement = None
         if self._ray_started:
             import ray
 
@@ -309,11 +313,19 @@ class Swarm:
         key = load_secret(self.settings)
         if read_node_file(state / SECRET_FILE) != key.decode():
             write_private_file(state / AGENT_SECRET_FILE, key.decode())
-        self.agents = [facade.start(config) for facade in agent_facades()]
+        others = [f.start(config) for f in agent_facades() if f.role != "benchmarker"]
+        from hivemind.agents.actors.facades import BenchmarkerAgent
+
+        assert self.redis is not None
+        self.placement = BenchmarkerPlacement(
+            BenchmarkerAgent, config, self.redis, per_node=self.settings.benchmarkers_per_node
+        )
+        self.placement.reconcile(timeout_s=120.0)  # one (or per_node) on every Ray node
+        self.agents = [others[0], *self.placement.agents.values(), *others[1:]]
         here = socket.gethostname()
         for agent in self.agents:
             info = agent.ping(timeout_s=120.0)
-            if info.get("node") == here:  # a pid on another node cannot be watched from here
+            if info.get("host", info.get("node")) == here:  # a pid elsewhere is not ours to watch
                 self._pings[agent.name] = int(info["pid"])
 
     # --- healing ------------------------------------------------------------
@@ -404,6 +416,29 @@ class Swarm:
         self.agents = []
         self._ray_started = False
 
+    def recreate_agent(self, agent: ActorFacade) -> ActorFacade:
+        """Create ``agent``'s actor again under its name (a benchmarker on its node)."""
+        if self.placement is not None and agent.name in self.placement.shards:
+            return self.placement.recreate(agent.name)
+        return type(agent).start(self.agent_config(), name=agent.name)
+
+    def tick(self) -> None:
+        """Called by the supervisor's loop: a node that joined gets its benchmarker.
+
+        At most every 2 s; a failure is logged, never raised (the loop goes on).
+        """
+        if self.placement is None or time.monotonic() - self._placed < 2.0:
+            return
+        self._placed = time.monotonic()
+        try:
+            if self.placement.reconcile():
+                bench = set(self.placement.agents.values())
+                self.agents = [a for a in self.agents if a.role != "benchmarker"]
+                self.agents[1:1] = list(bench)
+                log.info("benchmarkers: %s", self.placement.describe())
+        except Exception as exc:  # a node coming or going mid-call: try again next tick
+            log.warning("placing benchmarkers failed: %s", exc)
+
 
 def _own_pid() -> int:
     return os.getpid()
@@ -455,7 +490,7 @@ def main() -> int:
         return exc.exit_code
     log.info("swarm ready (namespace %s, session %s)", settings.namespace, swarm.session_id)
     try:
-        run_until_signalled(swarm, threading.Event())
+        run_until_signalled(swarm, threading.Event(), tick=swarm.tick)
     except BaseException:
         swarm.stop()
         raise

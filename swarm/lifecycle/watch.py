@@ -242,7 +242,7 @@ class Watcher:
         with contextlib.suppress(Exception):
             agent.kill(no_restart=True)
         try:
-            fresh = type(agent).start(sw.agent_config())
+            fresh = sw.recreate_agent(agent)
             info = fresh.ping(timeout_s=30.0)
         except Exception as exc:
             log.error("watcher: recreating %s failed: %s", role, exc)
@@ -289,7 +289,9 @@ def _answers(path: Path, timeout_s: float) -> bool:
 
 
 def _role(actor_name: str) -> str:
-    return actor_name.rsplit(".", 1)[-1]
+    """``ns.benchmarker`` and the extra shards ``ns.benchmarker.1``... are benchmarkers."""
+    head, _, last = actor_name.rpartition(".")
+    return head.rpartition(".")[2] if last.isdigit() else last
 
 
 def load_health(state_dir: Path, *, carry: bool) -> Health:

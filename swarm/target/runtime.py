@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING
 
 from hivemind.agents.gc_profiles import level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim
-from hivemind.swarm.keys import Keys
+from hivemind.swarm.env import env_str
+from hivemind.swarm.keys import Keys, pick_slot
 from hivemind.swarm.redis.resp import Connection, RespConnection, RespError, open_connection
 from hivemind.swarm.target.controller import (
     CTL_T0_SETTING,
@@ -128,6 +129,8 @@ class Runtime:
         self._pubsub: Connection | None = None
         self._redis_url = config.redis_url
         self._keys = Keys(config.namespace or "default")
+        self._node = env_str("node") or os.uname().nodename
+        self._sample_channel = self._keys.sample_channel(pick_slot(self.name))
         self._verifier: CommandVerifier | None = None  # built with the first command
         self._inbox: PushReader | None = None
         self.meter = CostMeter()
@@ -252,7 +255,7 @@ class Runtime:
             self._last_cost = now
             self._refresh_cost()
         self.effects.observe(now)
-        self._near = rss >= NEAR_FRACTION * self.target_bytes
+        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:
             self._control(now, rss)
         self._poll_effect(now)
@@ -286,9 +289,10 @@ class Runtime:
             **self.reclaim_hook.sample_fields(),
             "cost": self._cost,
         }
-        self._client.call("PUBLISH", self._keys.samples, self._seal(json.dumps(sample)))
+        self._client.call("PUBLISH", self._sample_channel, self._seal(json.dumps(sample)))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._last_status = time.monotonic()
+            self._pick_sample_channel()
             if self._swarm_pid is not None and not _supervisor_alive(self._swarm_pid):
                 # A SIGKILLed `swarm up` leaves its redis-server running: without
                 # this we would stay connected to a swarm with no agents.
@@ -322,7 +326,7 @@ class Runtime:
     def _fast_check(self) -> None:
         """Between samples, near the target: react within milliseconds, publish nothing."""
         rss = current_rss_bytes()
-        self._near = rss >= NEAR_FRACTION * self.target_bytes
+        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:
             self._control(time.monotonic(), rss)
 
@@ -575,6 +579,12 @@ class Runtime:
         self._swarm_pid = info.pid
         return info.redis_url
 
+    def _pick_sample_channel(self) -> None:
+        """Publish samples on a slot of a benchmarker on this node, if one runs here."""
+        assert self._client is not None
+        node_slots = self._client.call("HGET", self._keys.sample_nodes, self._node)
+        self._sample_channel = self._keys.sample_channel(pick_slot(self.name, node_slots))
+
     def _connect(self) -> None:
         url = self._find_url()
         if url is None:
@@ -594,6 +604,7 @@ class Runtime:
                 pubsub.close()
             raise
         self._client, self._pubsub = client, pubsub
+        self._pick_sample_channel()
         if isinstance(pubsub, RespConnection):
             self._inbox = PushReader(pubsub.sock, max_bulk=MAX_COMMAND_BYTES)
         self.connected = True
