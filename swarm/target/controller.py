@@ -105,6 +105,7 @@ class ControllerConfig:
     futile_fraction: float = 0.01  # a collection freeing less than this share of the target...
     futile_min_bytes: int = 1 * MB  # ...and less than this is futile
     object_bytes: int = 64  # assumed size of an unreachable object a collection found
+    excess_fraction: float = 0.25  # over the target: must free this share of the excess
     infeasible_after: int = 2
     infeasible_budget: float = 0.01
     probe_min_s: float = 5.0
@@ -263,7 +264,10 @@ class Controller:
         s.freed += max(0, bytes_freed)
         s.last_collect_s = max(0.0, duration_s)
         enough = max(c.futile_min_bytes, c.futile_fraction * target)
-        rss_useful = bytes_freed >= enough
+        excess = rss_after + max(0, bytes_freed) - target  # how far over it was before
+        rss_useful = bytes_freed >= enough and (
+            excess <= 0 or bytes_freed >= c.excess_fraction * excess
+        )  # over the target, freeing a sliver of the excess does not count
         useful = rss_useful or objects * c.object_bytes >= enough
         s.futile = 0 if useful else s.futile + 1
         if useful:

@@ -279,3 +279,13 @@ def test_frequent_useful_collections_hand_young_garbage_to_the_collector() -> No
         w.step(t, 82.0, freed_mb=20.0, collect_s=0.005)
         t += 0.05
     assert w.ctl.engaged and w.current.enabled and w.current.thresholds[0] == 500
+
+
+def test_a_big_heap_over_target_freeing_a_sliver_is_infeasible() -> None:
+    """mypy-like: 80 MB over the target, each collection frees 5 MB of garbage."""
+    w = World(DEFAULT)
+    t = 0.0
+    while t < 5.0 and not w.ctl.infeasible:
+        w.step(t, 180.0, freed_mb=5.0, collect_s=0.2)
+        t += 0.05
+    assert w.ctl.infeasible and t < 5.0, "flagged within 5 s"
