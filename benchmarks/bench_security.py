@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
+
+from hivemind.swarm.bench.measure import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "security.md"
@@ -49,18 +50,8 @@ def test_files() -> list[str]:
 
 
 def _machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}) · Linux {platform.release()} · "
-        f"Python {platform.python_version()}"
-    )
+    m = machine_info()
+    return f"{m['cores']} CPUs ({m['cpu']}) · {m['os']} · Python {m['python']}"
 
 
 def _commit() -> str:
