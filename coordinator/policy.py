@@ -24,9 +24,10 @@ of cases and runs at well over 10k decisions a second.
   swarm then only sends what the target cannot choose alone: cache and pool
   eviction and the app's registered reclaim actions (:data:`IN_TARGET_KINDS`
   are left out). A target that reports itself infeasible (live data over
-  its target) gets only its own registered reclaim actions (they may drop
-  live data), and no decision at all when it has none: nothing else would
-  help, and every action would cost the app.
+  its target) gets only what drops live data (:data:`LIVE_DATA_KINDS`: its
+  caches and pools, and its own registered reclaim actions): the collector
+  cannot free anything there, but a full render cache can still be emptied.
+  The futile backoff keeps that cheap when there is nothing to drop.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from hivemind.swarm.vocab import MB, classify
 __all__ = [
     "IN_TARGET_KINDS",
     "LADDER",
+    "LIVE_DATA_KINDS",
     "LearnedStat",
     "PolicyConfig",
     "TargetHistory",
@@ -136,6 +138,8 @@ IN_TARGET_KINDS = frozenset(
     }
 )
 """What a target's own controller does itself: never sent to a target that runs one."""
+LIVE_DATA_KINDS = frozenset({ActionKind.EVICT_CACHES, ActionKind.TRIM_POOLS, ActionKind.RECLAIM})
+"""What can free live data: sent even to a target that reports itself infeasible."""
 
 
 def learned_key(target: str, action: Action) -> str:
@@ -189,8 +193,6 @@ def decide(
     learned = learned or {}
     in_target = event.cost is not None and event.cost.controller != "off"
     infeasible = in_target and event.cost is not None and event.cost.controller == "infeasible"
-    if infeasible and not event.reclaim_actions:
-        return None, history  # nothing the swarm could send would help
     level = event.level
     need = max(0, event.rss_bytes - int(event.target_bytes * config.relief_ratio))
     same = level == history.level
@@ -225,8 +227,8 @@ def decide(
         candidates += [_a(ActionKind.RECLAIM, name=n) for n in event.reclaim_actions]
     if in_target:
         candidates = [a for a in candidates if a.kind not in IN_TARGET_KINDS]
-        if infeasible:  # only the app's own reclaim actions can free live data
-            candidates = [a for a in candidates if a.kind is ActionKind.RECLAIM]
+        if infeasible:  # only dropping what caches, pools and reclaim actions hold can help
+            candidates = [a for a in candidates if a.kind in LIVE_DATA_KINDS]
         if not candidates:
             return None, history
     actions = _choose(event.target, candidates, need, learned, config)

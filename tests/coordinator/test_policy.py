@@ -185,8 +185,10 @@ def test_futile_top_rung_backs_off() -> None:
         ("engaged", Level.BALANCED, (), None),  # the target collects by itself
         ("engaged", Level.EMERGENCY, (), {"evict_caches", "trim_pools"}),
         ("engaged", Level.EMERGENCY, ("drop",), {"evict_caches", "trim_pools", "reclaim"}),
-        ("infeasible", Level.EMERGENCY, (), None),  # nothing would help
-        ("infeasible", Level.EMERGENCY, ("drop",), {"reclaim"}),  # only the app's own
+        # the collector cannot help; dropping what caches, pools and reclaim actions hold can
+        ("infeasible", Level.EMERGENCY, (), {"evict_caches", "trim_pools"}),
+        ("infeasible", Level.EMERGENCY, ("drop",), {"evict_caches", "trim_pools", "reclaim"}),
+        ("infeasible", Level.BALANCED, (), None),
     ],
 )
 def test_targets_with_their_own_controller_get_only_what_they_cannot_do(
