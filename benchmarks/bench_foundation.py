@@ -11,7 +11,7 @@ every swarm gets a fresh state folder under one temp dir, removed at the end.
 The footprint variants run a copy of ``Swarm._start_ray``'s ``ray.init``
 kwargs (:data:`SUPERVISOR_INIT`) inside a driver that is otherwise the real
 :class:`hivemind.swarm.lifecycle.supervisor.Swarm`; keep the copy in step with
-``swarm/supervisor.py``. The ``control`` variant (the copy, unchanged) shows
+``swarm/lifecycle/supervisor.py``. The ``control`` variant (the copy, unchanged) shows
 the driver matches the shipped supervisor.
 """
 
