@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -147,6 +148,20 @@ def _run_line(meta: dict[str, Any] | None, commit: str) -> str:
     )
 
 
+_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _drop_missing_charts(text: str) -> str:
+    """Replace a chart link whose file is not in the repo with a line that says so."""
+
+    def check(m: re.Match[str]) -> str:
+        if (ROOT / m.group(1)).is_file():
+            return m.group(0)
+        return f"_(chart `{m.group(1)}` was not kept by that run; it is not in the repo)_"
+
+    return _IMAGE.sub(check, text)
+
+
 def _meta(path: Path) -> dict[str, Any] | None:
     run = path.with_suffix(".run.json")
     try:
@@ -172,7 +187,7 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     run += " come from that run." if not other else f"; measured elsewhere: {', '.join(other)}."
     parts = [HEADER.rstrip(), run]
     for path in paths:
-        text = path.read_text().strip()
+        text = _drop_missing_charts(path.read_text().strip())
         first, _, rest = text.partition("\n")
         parts.append(f"{first}\n\n{_run_line(metas[path], commit)}\n{rest}".rstrip())
     return "\n\n".join(parts) + "\n"

@@ -26,6 +26,12 @@ def test_readme_figures_block_is_generated_from_the_results() -> None:
     assert run_all.headlines(), "no results file has a Headline line"
 
 
+def test_every_link_in_benchmarks_md_points_at_a_file_in_the_repo() -> None:
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    for link in re.findall(r"\]\(([^)#:\s]+)\)", text):
+        assert (ROOT / link).exists(), link
+
+
 def _matches(figure: str, measured: set[float]) -> bool:
     """``figure`` as README writes it equals a measured number, or that number rounded."""
     text = figure.replace(",", "")
