@@ -112,8 +112,7 @@ class CommandVerifier:
     :meth:`check` returns ``(None, command_dict)`` for a command that may
     run, else ``(reason, None)`` with reason one of ``too_large``,
     ``unsigned``, ``bad_signature``, ``malformed_invalid``,
-    ``malformed_version``, ``wrong_target``, ``stale``, ``replayed`` (the
-    same names :class:`hivemind.swarm.signing.Verifier` uses). ``refused``
+    ``malformed_version``, ``wrong_target``, ``stale``, ``replayed``. ``refused``
     holds the last command refused *after* its signature held (wrong target,
     stale, replayed), so the target can ack the refusal to its sender.
     """

@@ -31,7 +31,8 @@ from hivemind.swarm.redis.connection import connect
 from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
 from hivemind.swarm.seal import is_sealed
 from hivemind.swarm.secret import read_secret
-from hivemind.swarm.signing import Verifier, sign
+from hivemind.swarm.signing import sign
+from hivemind.swarm.target.envelope import CommandVerifier
 from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 from tests.conftest import wait_for
 
@@ -68,24 +69,27 @@ def guarded(embedded: EmbeddedRedis, namespace: str) -> Iterator[tuple[Runtime, 
 
 def test_non_ascii_signature_is_refused_not_an_error() -> None:
     """hmac.compare_digest raises TypeError on non-ASCII str; the verifier must not."""
-    v = Verifier(b"k" * 32, "t")
+    v = CommandVerifier(b"k" * 32, "t")
     cmd = Command(decision_id="d", target="t", actions=PROBE, sig="é" * 64)
-    assert v.check(cmd) == "bad_signature"
+    assert v.check(cmd.model_dump_json().encode())[0] == "bad_signature"
 
 
 def test_verifier_refuses_wrong_target_future_and_keyless() -> None:
     key = b"k" * 32
     now = 1_000_000.0
-    v = Verifier(key, "t", clock=lambda: now)
-    assert v.check(sign(Command(decision_id="d", target="other", actions=PROBE, ts=now), key)) == (
-        "wrong_target"
-    )
+    v = CommandVerifier(key, "t", clock=lambda: now)
+
+    def raw(cmd: Command) -> bytes:
+        return cmd.model_dump_json().encode()
+
+    other = sign(Command(decision_id="d", target="other", actions=PROBE, ts=now), key)
+    assert v.check(raw(other))[0] == "wrong_target"
     future = sign(Command(decision_id="d", target="t", actions=PROBE, ts=now + 120), key)
-    assert v.check(future) == "stale"
+    assert v.check(raw(future))[0] == "stale"
     ok = sign(Command(decision_id="d", target="t", actions=PROBE, ts=now), key)
-    assert Verifier(None, "t", clock=lambda: now).check(ok) == "bad_signature"
-    assert v.check(ok) is None
-    assert v.check(ok) == "replayed"
+    assert CommandVerifier(None, "t", clock=lambda: now).check(raw(ok))[0] == "bad_signature"
+    assert v.check(raw(ok))[0] is None
+    assert v.check(raw(ok))[0] == "replayed"
 
 
 def test_barrage_of_forgeries_runs_nothing_and_counts_all(
