@@ -28,7 +28,6 @@ __all__ = [
     "level_for",
     "level_with_hysteresis",
     "rank",
-    "text",
 ]
 
 MB: Final = 1024 * 1024
@@ -81,15 +80,6 @@ class ActionKind(StrEnum):
 def rank(level: str) -> int:
     """Position of ``level`` in :data:`LEVELS` (0 = conservative); KeyError if unknown."""
     return _RANK[level]
-
-
-def text(value: bytes | str | None) -> str:
-    """A Redis reply value as ``str`` (UTF-8, undecodable bytes replaced); ``""`` for None."""
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 def check_target(target_mb: float) -> None:
