@@ -13,12 +13,12 @@ serves most calls costs several times more, so cold, large caches with a low
 hit rate go first. Anything marked keep, smaller than ``min_bytes``, or that
 freed nothing measurable twice in a row is never chosen.
 
-**When.** :meth:`Reclaimer.observe` is the O(1) check the runtime may call on
-every sample: it walks every module when pressure first rises (again at
-most once a minute; a rise in between walks only modules imported since),
-and the new modules when ``len(sys.modules)`` changed while under pressure
-(at most once a second). Each look also re-reads every known cache's
-counters and size.
+**When.** :meth:`Reclaimer.due` is the O(1) check the runtime may call on every
+sample (:meth:`Reclaimer.observe` also runs the scan it asks for): it walks
+every module when pressure first rises (again at most once a minute; a rise in
+between walks only modules imported since), and the new modules when
+``len(sys.modules)`` changed while under pressure (at most once a second). Each
+look also re-reads every known cache's counters and size.
 The in-target controller decides when to reclaim: it gets the candidates as
 options (see :meth:`hivemind.swarm.target.wiring.ReclaimHook.options`) and
 the runtime runs what it chose with :meth:`Reclaimer.run`; with the
@@ -139,32 +139,46 @@ class Reclaimer:
         self._last_scan = 0.0
         self._last_full = 0.0
         self._futile: dict[str, int] = {}  # name -> reclaims in a row that freed nothing
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # candidates, history, futility
+        self._scan_lock = threading.Lock()  # the walk; always taken before _lock
         self._candidates: list[Candidate] = []
         self.summary = (0, 0)  # (caches found, reclaimable bytes) at the last scan
 
     # -- when to look ------------------------------------------------------------
-    def observe(self, pressured: bool, now: float | None = None) -> bool:
-        """Cheap per-sample check; scans when pressure first rises or modules loaded."""
+    def due(self, pressured: bool, now: float | None = None) -> bool | None:
+        """The O(1) per-sample check: ``None`` (no scan due), ``True`` (walk every
+        module) or ``False`` (walk only the modules imported since the last look)."""
         now = time.monotonic() if now is None else now
         rising = pressured and not self._pressured
         self._pressured = pressured
         if not pressured:
-            return False
+            return None
         if rising:  # a full walk at most once a minute; in between, only new modules
             full = not self._last_full or now - self._last_full >= FULL_SCAN_EVERY_S
             if full:
                 self._last_full = now
-            self.scan(full=full)
-            return True
+            self._last_scan = now
+            return full
         if self.discover and self.discovery.modules_changed() and now - self._last_scan >= 1.0:
-            self.scan(full=False)
-            return True
-        return False
+            self._last_scan = now
+            return False
+        return None
+
+    def observe(self, pressured: bool, now: float | None = None) -> bool:
+        """:meth:`due`, then the scan it asks for, here and now; True if it scanned."""
+        full = self.due(pressured, now)
+        if full is None:
+            return False
+        self.scan(full=full)
+        return True
 
     def scan(self, *, full: bool = True) -> list[Candidate]:
-        """Find caches (all modules, or the new ones) and rebuild the candidate list."""
-        with self._lock:
+        """Find caches (all modules, or the new ones) and rebuild the candidate list.
+
+        Safe beside :meth:`run` in another thread: the walk holds its own lock,
+        and the candidates are swapped in at the end.
+        """
+        with self._scan_lock:
             if self._want_entry_points:
                 self._want_entry_points = False
                 _, self.entry_point_errors = load_entry_points(self.registry)
@@ -174,8 +188,13 @@ class Reclaimer:
                 except Exception:
                     self.discovery.errors += 1
             self._last_scan = time.monotonic()
-            self._candidates = self._build()
-            return list(self._candidates)
+            return self._rebuild_locked()
+
+    def _rebuild_locked(self) -> list[Candidate]:
+        cands = self._build()
+        with self._lock:
+            self._candidates = cands
+        return list(cands)
 
     def candidates(self) -> list[Candidate]:
         """The last scan's candidates, best first (keep ones last)."""
@@ -249,21 +268,22 @@ class Reclaimer:
         outcome (also kept in :attr:`history`). Never raises.
         """
         try:
+            if self.discovery.scans == 0 and not self.candidates():
+                self.scan(full=True)
+            done: list[Outcome] = []
+            freed = 0
+            t_end = time.monotonic() + deadline_s
             with self._lock:
-                if self.discovery.scans == 0 and not self._candidates:
-                    self.scan(full=True)
-                done: list[Outcome] = []
-                freed = 0
-                t_end = time.monotonic() + deadline_s
                 for cand in self.eligible():
                     if freed >= need_bytes or len(done) >= max_actions or time.monotonic() > t_end:
                         break
                     out = self._run(cand)
                     done.append(out)
                     freed += max(0, out.bytes_freed)
-                if done:
-                    self._candidates = self._build()  # sizes changed
-                return done
+            if done:
+                with self._scan_lock:
+                    self._rebuild_locked()  # sizes changed
+            return done
         except Exception:  # the guard must never raise into the app
             return []
 
@@ -272,15 +292,15 @@ class Reclaimer:
 
         A candidate marked keep is never run: the outcome says so (``ok=False``).
         """
-        with self._lock:
+        cand = next((c for c in self.candidates() if c.name == name), None)
+        if cand is None:
+            self.scan(full=False)
             cand = next((c for c in self.candidates() if c.name == name), None)
-            if cand is None:
-                self.scan(full=False)
-                cand = next((c for c in self.candidates() if c.name == name), None)
-            if cand is None:
-                return Outcome(name, -1, 0, None, 0.0, False, "no such reclaim action")
-            if cand.keep:
-                return Outcome(name, cand.expected_bytes, 0, None, 0.0, False, "marked keep")
+        if cand is None:
+            return Outcome(name, -1, 0, None, 0.0, False, "no such reclaim action")
+        if cand.keep:
+            return Outcome(name, cand.expected_bytes, 0, None, 0.0, False, "marked keep")
+        with self._lock:
             return self._run(cand)
 
     def _run(self, cand: Candidate) -> Outcome:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hivemind.agents.gc_profiles import level_with_hysteresis
-from hivemind.agents.memtools import current_rss_bytes, malloc_trim
+from hivemind.agents.memtools import current_rss_bytes, malloc_trim, malloc_trim_available
 from hivemind.swarm.env import env_str
 from hivemind.swarm.keys import Keys, pick_slot
 from hivemind.swarm.redis.resp import Connection, RespConnection, RespError, open_connection
@@ -160,6 +160,10 @@ class Runtime:
         """Start the sampling thread (idempotent)."""
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
+            # Load ctypes and libc's functions here, not later in the guard thread: an
+            # import there, under pressure beside a busy app, waits on the GIL per file.
+            current_rss_bytes()
+            malloc_trim_available()
             self.meter.start()
             self._thread = threading.Thread(target=self._run, name="hivemind-runtime", daemon=True)
             self._thread.start()

@@ -1,18 +1,19 @@
 """The reclaim hook the runtime calls: discovery on pressure, reclaims over the target.
 
-One object, :class:`ReclaimHook`, is all ``runtime.py`` knows of reclaiming:
-it calls :meth:`ReclaimHook.on_sample` with each RSS reading (an O(1) check
-unless pressure just rose or modules loaded), hands :meth:`ReclaimHook.options`
-(name, expected bytes, expected ms) to the in-target controller whenever
-:attr:`ReclaimHook.version` changed, runs what the controller chose with
-:meth:`ReclaimHook.run`, and publishes the outcomes as an ack of its own
-(:meth:`ReclaimHook.local_ack`). With the controller off, ``on_sample``
-reclaims over the target by itself.
+One object, :class:`ReclaimHook`, is all ``runtime.py`` knows of reclaiming: it
+calls :meth:`ReclaimHook.on_sample` with each RSS reading (an O(1) check; when
+pressure just rose or modules loaded, a scan runs in a thread of its own),
+hands :meth:`ReclaimHook.options` (name, expected bytes, expected ms) to the
+in-target controller whenever :attr:`ReclaimHook.version` changed, runs what
+the controller chose with :meth:`ReclaimHook.run`, and publishes the outcomes
+as an ack of its own (:meth:`ReclaimHook.local_ack`). With the controller off,
+``on_sample`` reclaims over the target by itself.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -27,6 +28,48 @@ RECLAIM_TO = 0.9  # ... until RSS is back under this share of it
 COOLDOWN_S = 1.0
 
 
+class _Scanner:
+    """Runs the reclaimer's scans in a thread of their own, started on the first request.
+
+    A scan walks every module and, the first time, reads every installed
+    package's entry points: file reads that each give the GIL up, which a
+    thread beside a busy app gets back only a switch interval later. Done in
+    the runtime thread, the first scan (when pressure first rises, exactly
+    when the guard is needed) held the controller off for seconds. Here it
+    costs the app the same CPU and delays nothing.
+    """
+
+    def __init__(self, reclaimer: Reclaimer) -> None:
+        self.reclaimer = reclaimer
+        self.finished = 0  # scans done; the hook compares it with what it has seen
+        self.idle = threading.Event()
+        self.idle.set()
+        self._wake = threading.Event()
+        self._full = False
+        self._thread: threading.Thread | None = None
+
+    def request(self, full: bool) -> None:
+        self._full = self._full or full
+        self.idle.clear()
+        self._wake.set()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="hivemind-scan", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            full, self._full = self._full, False
+            try:
+                self.reclaimer.scan(full=full)
+            except Exception:  # never into the app; the next request tries again
+                self.reclaimer.discovery.errors += 1
+            self.finished += 1
+            if not self._wake.is_set():
+                self.idle.set()
+
+
 class ReclaimHook:
     """Discovery and local reclaims for one guarded process; never raises."""
 
@@ -38,16 +81,23 @@ class ReclaimHook:
         self._last = 0.0
         self._seq = 0
         self.version = 0  # bumped whenever the candidates change (a scan, a reclaim)
+        self._scanner = _Scanner(self.reclaimer)
+        self._seen = 0
 
     def on_sample(
         self, rss: int, now: float | None = None, *, decide: bool = True
     ) -> list[Outcome]:
-        """Look for caches when pressure rises. With ``decide`` (no controller running),
+        """Look for caches when pressure rises (in the background: see :class:`_Scanner`;
+        :attr:`version` moves when a scan has finished). With ``decide`` (no controller running),
         also reclaim above the target (cooldown 1 s); otherwise the controller decides
         when, from :meth:`options`, and runs what it chose with :meth:`run`."""
         now = time.monotonic() if now is None else now
         try:
-            if self.reclaimer.observe(rss >= PRESSURE_AT * self.target_bytes, now):
+            full = self.reclaimer.due(rss >= PRESSURE_AT * self.target_bytes, now)
+            if full is not None:
+                self._scanner.request(full)
+            if self._scanner.finished != self._seen:
+                self._seen = self._scanner.finished
                 self.version += 1
             if not decide:
                 return []
@@ -63,6 +113,10 @@ class ReclaimHook:
         except Exception:  # never into the app
             self.errors += 1
             return []
+
+    def wait_scanned(self, timeout_s: float = 5.0) -> bool:
+        """Block until no scan is pending (tests, ``--explain``); False on timeout."""
+        return self._scanner.idle.wait(timeout_s)
 
     def actions(self) -> list[tuple[str, int, float]]:
         """What a controller may choose from: (name, expected bytes, expected cost), best first.
