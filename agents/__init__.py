@@ -16,9 +16,11 @@ here.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
 if TYPE_CHECKING:
+    from typing import Any
+
     from hivemind.agents.benchmarker import (
         HiveMindMemoryBenchmarker,
         Hotspot,

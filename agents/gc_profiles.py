@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
+from hivemind.swarm.record import frozen
 from hivemind.swarm.vocab import (
     DEFAULT_TARGET_MB,
     LEVELS,
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GCProfile:
     """One GC strategy: generation thresholds, collection period, pressure threshold."""
 

@@ -9,13 +9,16 @@ the same but allocates more); psutil is the fallback on other platforms.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from functools import lru_cache
-from typing import Any
 
+from hivemind.swarm.lazylog import get_logger
 from hivemind.swarm.vocab import MB
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MB",
@@ -26,7 +29,7 @@ __all__ = [
     "peak_rss_bytes",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)  # imports logging only to say something
 
 """Bytes in a mebibyte; every ``*_mb`` figure in this package uses it."""
 

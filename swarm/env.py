@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Final
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["ENV_PREFIX", "env_float", "env_name", "env_str"]
 

@@ -6,8 +6,9 @@ All keys start ``hm:{namespace}:``. Nobody formats a key string elsewhere.
 from __future__ import annotations
 
 import re
-import zlib
-from dataclasses import dataclass
+from functools import lru_cache
+
+from hivemind.swarm.record import frozen
 
 __all__ = [
     "LATENCY_BUCKETS_MS",
@@ -35,13 +36,24 @@ def parse_slots(raw: bytes | str | None) -> list[int]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _crc32(text: str) -> int:
+    """``zlib.crc32`` of ``text`` (UTF-8), bit by bit: no libz mapped into a guarded process."""
+    crc = 0xFFFFFFFF
+    for byte in text.encode("utf-8", "replace"):
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
 def pick_slot(target: str, node_slots: bytes | str | None = None) -> int:
     """The slot ``target`` publishes its samples on.
 
     One of its node's slots (``node_slots``, from ``hm:{ns}:sample_nodes``)
     when a benchmarker runs on its node, else the slot its name hashes to.
     """
-    digest = zlib.crc32(target.encode("utf-8", "replace"))
+    digest = _crc32(target)
     slots = parse_slots(node_slots)
     return slots[digest % len(slots)] if slots else digest % SAMPLE_SLOTS
 
@@ -60,7 +72,7 @@ def validate_namespace(ns: str) -> str:
     return ns
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Keys:
     """Key and channel names for one namespace."""
 

@@ -17,10 +17,11 @@ Freshness and replays are the receiver's job (every message carries
 from __future__ import annotations
 
 from _operator import _compare_digest
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
 if TYPE_CHECKING:
     from hashlib import sha256 as _sha256
+    from typing import Any
 else:
     try:  # the interpreter's built-in module: hashlib/hmac would map OpenSSL's libcrypto
         from _sha256 import sha256 as _sha256  # (~3.7 MB RSS) into every guarded process

@@ -18,9 +18,7 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from hivemind.swarm.errors import AlreadyRunningError, StateFolderError
 from hivemind.swarm.paths import (
@@ -30,7 +28,12 @@ from hivemind.swarm.paths import (
     verify_state_dir,
     write_private_file,
 )
+from hivemind.swarm.record import asdict, field, record
 from hivemind.swarm.vocab import DEFAULT_TARGET_MB
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Literal
 
 __all__ = [
     "SupervisorLock",
@@ -45,7 +48,7 @@ INFO_FILE = "swarm.json"
 LOCK_FILE = "swarm.lock"
 
 
-@dataclass(slots=True)
+@record
 class SwarmInfo:
     """Where a swarm is and how to reach it."""
 

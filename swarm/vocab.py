@@ -12,7 +12,12 @@ import math
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Final, Literal
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Final, Literal
+
+    AgentRole = Literal["coordinator", "benchmarker", "gc_optimizer", "widget_optimizer"]
 
 __all__ = [
     "AGENT_ROLES",
@@ -55,7 +60,6 @@ LEVELS: Final[tuple[str, ...]] = tuple(level.value for level in Level)
 """Level names from least to most aggressive."""
 _RANK: Final = {name: i for i, name in enumerate(LEVELS)}
 
-AgentRole = Literal["coordinator", "benchmarker", "gc_optimizer", "widget_optimizer"]
 AGENT_ROLES: Final[tuple[AgentRole, ...]] = (
     "coordinator",
     "benchmarker",
@@ -63,6 +67,15 @@ AGENT_ROLES: Final[tuple[AgentRole, ...]] = (
     "widget_optimizer",
 )
 """The four agents of a swarm, in the order status shows them."""
+
+
+def __getattr__(name: str) -> object:
+    """``AgentRole`` at run time (``Literal`` of :data:`AGENT_ROLES`), built when first asked."""
+    if name == "AgentRole":
+        from typing import Literal
+
+        return Literal[AGENT_ROLES]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ActionKind(StrEnum):

@@ -20,10 +20,17 @@ from __future__ import annotations
 
 import select
 import socket
-from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+
+from hivemind.swarm.redis.errors import RespConnectionError, RespError
+
+TYPE_CHECKING = False  # typing costs ~0.5 MB in a guarded process; only mypy needs Protocol
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 __all__ = [
     "Connection",
@@ -36,14 +43,6 @@ __all__ = [
 ]
 
 Arg = str | bytes | int | float
-
-
-class RespError(Exception):
-    """Redis answered with an error reply, or the connection failed."""
-
-
-class RespConnectionError(RespError):
-    """Redis could not be reached, or the connection broke: the server is away."""
 
 
 def unreachable(exc: BaseException) -> bool:

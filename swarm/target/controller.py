@@ -52,7 +52,8 @@ No I/O, no clock reads: time is in each :class:`Observation`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+
+from hivemind.swarm.record import field, frozen, record, replace
 
 __all__ = [
     "CTL_T0_SETTING",
@@ -76,7 +77,7 @@ PRESET_T0 = {"conservative": 700, "balanced": 500, "aggressive": 300, "emergency
 :mod:`hivemind.agents.gc_profiles`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class GCSettings:
     """The collector's settings: thresholds and whether it runs automatically."""
 
@@ -84,7 +85,7 @@ class GCSettings:
     enabled: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ControllerConfig:
     """Bands (shares of the target), steps, budgets. Defaults are the tuned ones."""
 
@@ -118,7 +119,7 @@ class ControllerConfig:
     fail_memory_s: float = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Observation:
     """One reading: monotonic time, RSS, target, the GC settings now, and the app's GC cost."""
 
@@ -129,7 +130,7 @@ class Observation:
     gc_ms_per_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReclaimOption:
     """An extra reclaim action the controller may choose: expectations, by name."""
 
@@ -138,7 +139,7 @@ class ReclaimOption:
     expected_cost_ms: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Plan:
     """What to do now. ``apply``: settings to set (``None``: leave them);
     ``collect``: run a full collection and ``malloc_trim``, then report it
@@ -150,7 +151,7 @@ class Plan:
     reason: str = ""
 
 
-@dataclass(slots=True)
+@record
 class _State:
     app: GCSettings | None = None  # the app's own settings, restored on release
     applied: GCSettings | None = None  # ours, while engaged

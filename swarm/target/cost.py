@@ -22,8 +22,12 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+
+from hivemind.swarm.record import frozen
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CostMeter", "CostSnapshot", "Effect", "EffectTracker", "percentile"]
 
@@ -38,7 +42,7 @@ def percentile(sorted_xs: list[float], q: float) -> float:
     return sorted_xs[i]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CostSnapshot:
     """The guard's cost figures over the last window (see :meth:`CostMeter.snapshot`)."""
 
@@ -161,7 +165,7 @@ class CostMeter:
         return self.total_s - self.ours_s
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Effect:
     """What one action did: bytes freed and the app's collector time around it."""
 

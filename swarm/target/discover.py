@@ -38,10 +38,13 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 from hivemind.swarm.env import env_str
+from hivemind.swarm.record import field, record
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "CacheFound",
@@ -232,7 +235,7 @@ def estimate_mapping_bytes(mapping: Any, samples: int = 32) -> int:
 # --- discovery ------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@record
 class CacheFound:
     """One ``lru_cache`` found in the app, with its counters at the last look."""
 
@@ -280,7 +283,7 @@ def _wire_name(wrapper: Any) -> str:
     return "".join(c if c in _SAFE else "_" for c in raw)[:110]
 
 
-@dataclass
+@record
 class Discovery:
     """The app's ``lru_cache`` wrappers, found by walking module namespaces.
 

@@ -21,10 +21,11 @@ import json
 import time
 from _operator import _compare_digest
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
 if TYPE_CHECKING:
     from hashlib import sha256 as _sha256
+    from typing import Any
 else:
     try:
         from _sha256 import sha256 as _sha256

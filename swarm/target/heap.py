@@ -17,10 +17,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim, malloc_trim_available
+from hivemind.swarm.record import frozen
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "HeapStats",
@@ -34,7 +37,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HeapStats:
     """RSS, glibc's view of its heap, and tracemalloc's live bytes (-1: unknown)."""
 
@@ -170,7 +173,7 @@ def arena_advice(stats: HeapStats, threads: int | None = None) -> str:
 # --- the interpreter's caches -----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InterpCache:
     """One of the interpreter's caches: its name, entries, estimated bytes and how to clear it."""
 

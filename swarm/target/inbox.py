@@ -12,10 +12,11 @@ the runtime reconnects.
 
 from __future__ import annotations
 
-import select
-import socket
+from hivemind.swarm.redis.errors import RespError
 
-from hivemind.swarm.redis.resp import RespError
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["TOO_LARGE", "PushReader"]
 
@@ -30,6 +31,9 @@ class PushReader:
     """Reads pushed arrays from a subscribed socket, with a cap on each bulk string."""
 
     def __init__(self, sock: socket.socket, max_bulk: int = 64 * 1024) -> None:
+        import select  # here: a guarded process with no swarm never loads it
+
+        self._select = select.select
         self._sock = sock
         self._max = max_bulk
         self._buf = bytearray()
@@ -96,7 +100,7 @@ class PushReader:
         got = self._parse()
         if got is not None:
             return got
-        ready, _, _ = select.select([self._sock], [], [], timeout_s)
+        ready, _, _ = self._select([self._sock], [], [], timeout_s)
         while ready:
             try:
                 chunk = self._sock.recv(65536)
@@ -116,7 +120,7 @@ class PushReader:
             got = self._parse()
             if got is not None:
                 return got
-            ready, _, _ = select.select([self._sock], [], [], 0)
+            ready, _, _ = self._select([self._sock], [], [], 0)
         return None
 
 

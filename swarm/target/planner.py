@@ -33,10 +33,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from hivemind.agents.memtools import current_rss_bytes
+from hivemind.swarm.record import field, record
 from hivemind.swarm.target.discover import Discovery, discover_enabled, keep_patterns
 from hivemind.swarm.target.heap import (
     heap_stats,
@@ -51,6 +50,10 @@ from hivemind.swarm.target.reclaim import (
     load_entry_points,
 )
 
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["Candidate", "Outcome", "Reclaimer"]
 
 KIB = 1024
@@ -63,7 +66,7 @@ _INTERP_COST = {
 }
 
 
-@dataclass(slots=True)
+@record
 class Candidate:
     """One thing that can be cleared, with what it is expected to free and cost."""
 
@@ -81,7 +84,7 @@ class Candidate:
         return max(0, self.expected_bytes) / (1.0 + self.cost)
 
 
-@dataclass(slots=True)
+@record
 class Outcome:
     """What one reclaim gave back, and what the action itself said it freed.
 

@@ -26,8 +26,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+
+from hivemind.swarm.record import frozen, record
+
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
+    C = TypeVar("C")
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -45,8 +52,6 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "hivemind.reclaim"
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/-")
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ReclaimAction:
@@ -72,7 +77,7 @@ class ReclaimAction:
 ReclaimFn = Callable[[], int | None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReclaimSpec:
     """One registered action: what to call, its expected cost, and whether to keep it."""
 
@@ -191,9 +196,6 @@ def reclaim_action(
     return wrap
 
 
-C = TypeVar("C")
-
-
 def reclaimable(
     cache_like: C, name: str | None = None, *, cost: float = 0.5, keep: bool = False
 ) -> C:
@@ -223,7 +225,7 @@ def reclaimable(
 # --- running an action, guarded -------------------------------------------------
 
 
-@dataclass(slots=True)
+@record
 class Guarded:
     """What :func:`call_guarded` saw: the value returned, or why there is none."""
 

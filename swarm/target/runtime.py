@@ -35,23 +35,21 @@ import atexit
 import contextlib
 import gc
 import json
-import logging
 import os
-import random
 import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hivemind.agents.gc_profiles import level_with_hysteresis
 from hivemind.agents.memtools import current_rss_bytes, malloc_trim, malloc_trim_available
 from hivemind.swarm.env import env_str
 from hivemind.swarm.keys import Keys, pick_slot
-from hivemind.swarm.redis.resp import Connection, RespConnection, RespError, open_connection
+from hivemind.swarm.lazylog import get_logger
+from hivemind.swarm.record import frozen, replace
+from hivemind.swarm.redis.errors import RespError
 from hivemind.swarm.target.controller import (
     CTL_T0_SETTING,
     Controller,
@@ -65,7 +63,9 @@ from hivemind.swarm.target.inbox import TOO_LARGE, PushReader
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
 from hivemind.swarm.target.wiring import ReclaimHook
 
+TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
 if TYPE_CHECKING:
+    from hivemind.swarm.redis.resp import Connection
     from hivemind.swarm.target.envelope import CommandVerifier
 
 SCHEMA_VERSION = 1  # of MemorySample/Ack; hivemind.swarm.messages is never imported here
@@ -82,7 +82,7 @@ __all__ = [
     "valid_target_name",
 ]
 
-log = logging.getLogger("hivemind.runtime")
+log = get_logger("hivemind.runtime")  # imports logging only to say something
 MB = 1024 * 1024
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/-")
 
@@ -92,7 +92,7 @@ def valid_target_name(name: str) -> bool:
     return 0 < len(name) <= 128 and set(name) <= _NAME_OK
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RuntimeConfig:
     """Where the runtime reports and how often; see :func:`attach`."""
 
@@ -594,6 +594,9 @@ class Runtime:
         if url is None:
             self._schedule_reconnect()
             return
+        # Here, not at the top: an app with no swarm never loads socket, select or hiredis.
+        from hivemind.swarm.redis.resp import RespConnection, open_connection
+
         client = open_connection(url, timeout_s=1.0)
         pubsub: Connection | None = None
         try:
@@ -629,7 +632,8 @@ class Runtime:
 
     def _schedule_reconnect(self) -> None:
         self._backoff = min(2.0, max(0.05, self._backoff * 2))
-        self._next_connect = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
+        jitter = 0.5 + os.urandom(1)[0] / 510  # 0.5-1.0, without importing random
+        self._next_connect = time.monotonic() + self._backoff * jitter
 
     def _disconnect(self) -> None:
         self.connected = False
@@ -682,8 +686,6 @@ def _after_fork_in_child() -> None:
         cfg = parent.config
         pid = os.getpid()
         name = _default_name() if cfg.name == _default_name(parent._pid) else f"{cfg.name}-{pid}"
-        from dataclasses import replace
-
         child = Runtime(replace(cfg, name=name[:128]), app_gc=app_gc)
         _current = child.start()
         atexit.register(child.stop)
@@ -692,7 +694,7 @@ def _after_fork_in_child() -> None:
 
 
 def _supervisor_alive(pid: int) -> bool:
-    from hivemind.swarm.redis.server import pid_alive
+    from hivemind.swarm.procs import pid_alive  # not redis.server: it loads subprocess
 
     return pid_alive(pid)
 

@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -43,6 +42,7 @@ from hivemind.swarm.paths import (
     verify_state_dir,
 )
 from hivemind.swarm.procs import pid_alive, start_ticks
+from hivemind.swarm.record import asdict
 from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
