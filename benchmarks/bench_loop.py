@@ -3,7 +3,9 @@
 Run: ``.venv/bin/python -m benchmarks.bench_loop [--quick]``. Starts its own
 swarm (real local Ray, embedded redis-server) in a temporary state folder,
 runs real guarded processes through ``hivemind run``, and writes
-``benchmarks/results/loop.md``.
+``benchmarks/results/loop.md``. ``--only overhead`` runs the overhead
+section alone (4 processes per side, ~3 minutes) and splices it into the
+last full run's ``loop.md``, which then says which commit each part is from.
 
 - In-target fast path: from the allocation that crossed the guard's
   collect band (the workload records when) to the start of the guard's own
@@ -31,6 +33,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -319,11 +323,14 @@ def _send_commands(swarm: Swarm, state: Path, name: str) -> None:
         time.sleep(0.2)
 
 
-def overhead(swarm: Swarm, state: Path, seconds: float) -> dict[str, Any]:
+OVERHEAD_HEADING = "### Runtime overhead in an idle guarded process"
+
+
+def overhead(swarm: Swarm, state: Path, seconds: float, reps: int = 2) -> dict[str, Any]:
     """CPU share and RSS of an idle process: unguarded, guarded, guarded after commands."""
     sides = ("unguarded", "guarded", "commands")
     out: dict[str, dict[str, list[float]]] = {s: {"cpu_pct": [], "rss_mb": []} for s in sides}
-    for rep in range(2):
+    for rep in range(reps):
         for side in sides if rep % 2 == 0 else sides[::-1]:
             name = f"idle-{side}-{rep}"
             env = child_env(state, target_mb=1536, name=name, sample_hz=20)
@@ -345,6 +352,77 @@ def overhead(swarm: Swarm, state: Path, seconds: float) -> dict[str, Any]:
     return {s: {k: statistics.median(v) for k, v in d.items()} for s, d in out.items()} | {
         "raw": out
     }
+
+
+def overhead_section(ov: dict[str, Any], note: str = "") -> tuple[list[str], str]:
+    """The overhead section's lines and the headline's words for it."""
+    cpu_added = ov["guarded"]["cpu_pct"] - ov["unguarded"]["cpu_pct"]
+    rss_added = ov["guarded"]["rss_mb"] - ov["unguarded"]["rss_mb"]
+    rss_cmd = ov["commands"]["rss_mb"] - ov["unguarded"]["rss_mb"]
+    headline = (
+        f"idle guard +{cpu_added:.2f} % of a core, +{rss_added:.1f} MB RSS "
+        f"(+{rss_cmd:.1f} MB after commands; aim < 5 MB)"
+    )
+    lines = [
+        OVERHEAD_HEADING + " (20 Hz), same run",
+        "",
+        *([note, ""] if note else []),
+        "| side | CPU % of one core | RSS MB |",
+        "|---|---:|---:|",
+        f"| unguarded | {ov['unguarded']['cpu_pct']:.2f} | {ov['unguarded']['rss_mb']:.1f} |",
+        f"| guarded | {ov['guarded']['cpu_pct']:.2f} | {ov['guarded']['rss_mb']:.1f} |",
+        f"| guarded, after 3 signed commands | {ov['commands']['cpu_pct']:.2f} | "
+        f"{ov['commands']['rss_mb']:.1f} |",
+        "",
+        f"Added: {cpu_added:.2f} % of a core (aim < 1 %: **{verdict(cpu_added < 1)}**), "
+        f"{rss_added:.1f} MB RSS idle and {rss_cmd:.1f} MB after commands (aim < 5 MB: "
+        f"**{verdict(max(rss_added, rss_cmd) < 5)}**). Medians of "
+        f"{len(ov['raw']['guarded']['rss_mb'])} processes per side, the sides alternating. "
+        "Commands are verified on their raw bytes (HMAC with the built-in `_sha256`) and "
+        "applied without pydantic, hashlib or the optimizer modules; an idle guarded process "
+        "never loads redis-py, and loads no `dataclasses`, `typing` or `logging` "
+        "(`tests/swarm/test_footprint.py`).",
+        "",
+    ]
+    return lines, headline
+
+
+def splice_overhead(text: str, section: list[str], headline: str, commit: str) -> str:
+    """``text`` (a full run's results) with its overhead section and headline words replaced."""
+    start = text.index(OVERHEAD_HEADING)
+    end = text.find("\n### ", start)
+    text = text[:start] + "\n".join(section) + (text[end:] if end >= 0 else "\n")
+    words = f"{headline} [re-measured alone at commit {commit}]"
+    head = re.compile(r"^(Headline: .*?)idle guard \+.*$", re.MULTILINE)
+    if head.search(text):
+        return head.sub(lambda m: m.group(1) + words, text)
+    title, blank, rest = text.split("\n", 2)  # a run from before headlines: give it one
+    return f"{title}\n{blank}\nHeadline: {words}\n\n{rest}"
+
+
+def only_overhead(seconds: float, reps: int, write: bool) -> None:
+    """Run the overhead section alone; with ``write``, splice it into ``loop.md`` (saying so)."""
+    old = RESULTS.read_text()
+    tmp = Path(tempfile.mkdtemp(prefix="hm-bench-loop-"))
+    state = tmp / ".hivemind"
+    load = os.getloadavg()
+    try:
+        with Swarm(load_settings(state_dir=state, namespace="benchloop")) as swarm:
+            ov = overhead(swarm, state, seconds, reps)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    full = re.search(r"^Command: .*?commit (\w+)", old, re.MULTILINE)
+    note = (
+        f"_This section, and the idle-guard figures in the headline, were re-measured alone: "
+        f"`.venv/bin/python -m benchmarks.bench_loop --only overhead` · "
+        f"{time.strftime('%Y-%m-%d %H:%M')} · commit {_commit()} (load average {load[0]:.0f} at "
+        f"the start; the machine was shared). The other sections are from the full run at "
+        f"commit {full.group(1) if full else '?'} named at the top._"
+    )
+    section, headline = overhead_section(ov, note)
+    if write:
+        RESULTS.write_text(splice_overhead(old, section, headline, _commit()))
+    print("\n".join(section))
 
 
 def import_cost(state: Path, runs: int) -> dict[str, list[float]]:
@@ -458,7 +536,15 @@ def scale(swarm: Swarm, state: Path, n: int, seconds: float) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer reactions, smaller scale")
+    ap.add_argument(
+        "--only",
+        choices=("overhead",),
+        help="run one section alone and splice it into results/loop.md (which says so)",
+    )
     args = ap.parse_args()
+    if args.only == "overhead":
+        only_overhead(8, 2 if args.quick else 4, write=not args.quick)
+        return
     started = time.monotonic()
     crossings = 40 if args.quick else 100
     fast_n = 40 if args.quick else 120
@@ -580,35 +666,15 @@ def main() -> None:
             "infeasible and has no reclaim action of its own.",
             "",
         ]
-        ov = overhead(swarm, state, 8)
-        cpu_added = ov["guarded"]["cpu_pct"] - ov["unguarded"]["cpu_pct"]
-        rss_added = ov["guarded"]["rss_mb"] - ov["unguarded"]["rss_mb"]
-        rss_cmd = ov["commands"]["rss_mb"] - ov["unguarded"]["rss_mb"]
+        ov_lines, ov_headline = overhead_section(overhead(swarm, state, 8))
         lines.insert(
             2,
             f"Headline: in-target reaction (allocation -> guard's collection) p50 "
             f"{pcts(st, 0.5, 1)} / p99 {pcts(st, 0.99, 100)} ms (aim p99 < 10 ms); swarm round "
             f"trip p50 {pcts(up, 0.5, 1)} / p99 {pcts(up, 0.99, 100)} ms (aim p99 < 100 ms); "
-            f"idle guard +{cpu_added:.2f} % of a core, +{rss_added:.1f} MB RSS "
-            f"(+{rss_cmd:.1f} MB after commands; aim < 5 MB)\n",
+            f"{ov_headline}\n",
         )
-        lines += [
-            "### Runtime overhead in an idle guarded process (20 Hz), same run",
-            "",
-            "| side | CPU % of one core | RSS MB |",
-            "|---|---:|---:|",
-            f"| unguarded | {ov['unguarded']['cpu_pct']:.2f} | {ov['unguarded']['rss_mb']:.1f} |",
-            f"| guarded | {ov['guarded']['cpu_pct']:.2f} | {ov['guarded']['rss_mb']:.1f} |",
-            f"| guarded, after 3 signed commands | {ov['commands']['cpu_pct']:.2f} | "
-            f"{ov['commands']['rss_mb']:.1f} |",
-            "",
-            f"Added: {cpu_added:.2f} % of a core (aim < 1 %: **{verdict(cpu_added < 1)}**), "
-            f"{rss_added:.1f} MB RSS idle and {rss_cmd:.1f} MB after commands (aim < 5 MB: "
-            f"**{verdict(max(rss_added, rss_cmd) < 5)}**). Commands are verified on their raw "
-            "bytes (HMAC with the built-in `_sha256`) and applied without pydantic, hashlib or "
-            "the optimizer modules; an idle guarded process never loads redis-py.",
-            "",
-        ]
+        lines += ov_lines
         ic = import_cost(state, 4 if args.quick else 6)
         ray_loaded = _ray_loaded_after_attach(state)
         base_ms = statistics.median(ic["python -c pass"])
