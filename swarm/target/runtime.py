@@ -728,7 +728,8 @@ def attach(
     Every argument falls back to its ``HIVEMIND_*`` variable, then to the
     swarm recorded in the project's state folder. Returns ``None`` only if
     the runtime could not be built at all (logged; the host never sees an
-    exception). Costs one daemon thread and ~1-2 MB.
+    exception). Costs one daemon thread and a few MB of RSS (under 5 MB:
+    ``benchmarks/bench_loop.py --only overhead`` measures it).
     """
     global _current, _fork_hook
     with _lock:
