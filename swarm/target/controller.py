@@ -3,36 +3,39 @@
 It runs in the guarded process's own runtime thread (no round trip) and
 owns three control variables, cheapest first:
 
-- **When to run a full collection (+ ``malloc_trim``)**: only when RSS is
-  at ``collect`` (85 %) of the target or above, and paced by cost: after a
-  collection that took ``d`` seconds, the next waits ``d / budget`` (10 % of
-  wall time at most, 25 % over the target), and every collection that frees
-  little halves the budget. A full collection of a big live heap is the
-  expensive thing; this never spends more than the budget on it, and the
-  app's own thresholds stay untouched while this alone holds the target.
-- **The gen-0 threshold** (with gen-1/2 capped at the seed's 10): the
-  collector's own incremental way to free young cyclic garbage, taken over
-  only when paced collections do not hold (RSS still reaches ``tighten``,
-  95 %, and rising): it starts from the session's learned setting, else the
-  report's ``balanced`` profile (a preset the coordinator may change). It
-  is also taken over when paced collections keep freeing memory several
-  times within ``busy_window_s`` (garbage comes fast: the collector's
-  incremental gen-0 frees it for less than repeated full collections of a
-  heap full of it). Under pressure it is *halved* (fast) at most every
-  ``tighten_every_s``, down to ``floor_t0``; when headroom returns (RSS under ``relax`` for
-  ``relax_dwell_s``) it grows by ``relax_factor`` a step at a
-  time, never straight back above a setting that recently failed, and once
-  it reaches the app's own threshold the app's settings come back
-  untouched (AIMD-like: the settled state is the cheapest one that holds).
-  The app's collector time is measured: above ``gc_cost_ceiling_ms`` per
-  second with headroom left, it relaxes too.
-- **Infeasible**: over the target and ``infeasible_after`` collections in a
-  row freed (almost) nothing means live data alone exceeds the target. The
-  controller then says so (``live_over_bytes``), gives the app its own
-  settings back and probes at most every ``d / 1 %`` (>= ``probe_min_s``,
-  doubling up to ``probe_max_s``). It resumes when RSS falls under
-  ``feasible_again`` of the target or a probe frees memory again.
-
+- **When to run a full collection (+ ``malloc_trim``)**: from ``collect``
+  (80 %) of the target, the watchdog's rule, with two differences that are
+  the whole point. A collection is *useful* if it freed memory (RSS, or
+  unreachable objects found, which the app reuses even when RSS stays
+  flat); after a useful one the next waits until RSS has grown again
+  (``regrow_fraction`` of the target), since collecting a heap whose garbage
+  is already gone costs the app and frees nothing. And every collection is
+  paced by its own measured cost: after one that took ``d`` seconds the next
+  waits at least ``d / budget`` (20 % of wall time, 30 % over the target),
+  and each futile one in a row halves the budget. The app's own thresholds
+  stay untouched while this alone holds the target.
+- **The gen-0 threshold** (with gen-1/2 the app's, or the seed's 10 for a
+  disabled collector): the collector's own incremental way to free young
+  cyclic garbage, taken over only when collections find garbage but cannot
+  keep up within their budget (RSS at ``tighten``, 95 %, rising and grown
+  since the last collection, the next one not yet due). Collections that
+  find nothing mean live data grows, and tighter thresholds would only cost
+  the app. It starts from the session's learned setting, else the report's
+  ``balanced`` profile (a preset the coordinator may change). Under pressure
+  it is *halved* (fast) at most every ``tighten_every_s``, down to
+  ``floor_t0``; when headroom returns (RSS under ``relax`` for
+  ``relax_dwell_s``) it grows by ``relax_factor`` a step at a time, never
+  straight back above a setting that recently failed, and once it reaches
+  the app's own threshold the app's settings come back untouched
+  (AIMD-like: the settled state is the cheapest one that holds). The app's
+  collector time is measured: above ``gc_cost_ceiling_ms`` per second with
+  headroom left, it relaxes too.
+- **Infeasible**: over the target and ``infeasible_after`` collections in a row
+not useful (freeing under a quarter of the excess) means live data alone
+exceeds the target. The controller then says so (``live_over_bytes``), gives
+the app its own settings back and probes at most every ``d / 1 %`` (>=
+``probe_min_s``, doubling up to ``probe_max_s``). It resumes when RSS falls
+under ``feasible_again`` of the target or a probe frees memory again.
 An app that set its own thresholds or disabled its collector is still
 guarded (engaged means our thresholds with the collector enabled) and gets
 exactly its own settings back when pressure ends; if it changes them while
@@ -102,20 +105,24 @@ class ControllerConfig:
     max_t2: int = 10
     collect_budget: float = 0.20
     over_budget: float = 0.30
+    useful_budget: float = 0.50  # collections that keep finding garbage: their cost is
+    # mostly that garbage's (the app's own collector would pay it too), not overhead
     min_collect_gap_s: float = 0.05
-    futile_fraction: float = 0.01  # a collection freeing less than this share of the target...
+    futile_fraction: float = 0.05  # a collection freeing less than this share of the target
+    # (or of RSS, if larger)...
     futile_min_bytes: int = 1 * MB  # ...and less than this is futile
     object_bytes: int = 64  # assumed size of an unreachable object a collection found
     excess_fraction: float = 0.25  # over the target: must free this share of the excess
-    infeasible_after: int = 2
+    infeasible_after: int = 2  # futile collections in a row over the target (beyond margin)
+    presume_cost_s: float = 0.05  # ...or one, when the next would take longer than this
+    infeasible_margin: float = 0.02  # share of the target: within it, RSS is "at" the target
     infeasible_budget: float = 0.01
     probe_min_s: float = 5.0
     probe_max_s: float = 60.0
     feasible_again: float = 0.95
     gc_cost_ceiling_ms: float = 150.0  # app collector ms/s above which we relax if we may
     hold_s: float = 5.0
-    busy_collections: int = 3  # useful full collections within busy_window_s: garbage comes
-    busy_window_s: float = 2.0  # fast, and the collector's own gen-0 frees it cheaper
+    regrow_fraction: float = 0.01  # after a useful collection, the next waits for RSS to grow
     fail_memory_s: float = 30.0
 
 
@@ -164,17 +171,20 @@ class _State:
     held_t0: int = 0
     held_since: float = 0.0
     last_rss: int = 0
-    next_collect_at: float = -1e9
+    retry_at: float | None = None  # a collection may run from here on, whatever the pacing
+    pending_until: float = -1e9  # a planned collection not yet reported
+    last_collect_at: float = -1e9
+    last_collect_rss: int = 0
     last_collect_s: float = 0.0
     futile: int = 0
-    rss_futile: int = 0
+    regrow_at: int = 0  # after a useful collection: collect again once RSS reaches this
+    garbage: bool = False  # the last collection found cyclic garbage (not only an RSS drop)
     probes: int = 0
     infeasible: bool = False
     live_over: int = 0
     collections: int = 0
     freed: int = 0
     options: dict[str, ReclaimOption] = field(default_factory=dict)
-    useful_at: list[float] = field(default_factory=list)  # times of recent useful collections
 
 
 class Controller:
@@ -235,9 +245,18 @@ class Controller:
             self.learned_t0 = 0
 
     def set_reclaim_options(self, options: Sequence[ReclaimOption]) -> None:
-        """Replace the extra reclaim actions (see the module doc); keeps measured ones."""
-        known = self._s.options
-        self._s.options = {o.name: known.get(o.name, o) for o in options}
+        """Replace the extra reclaim actions (see the module doc); keeps measured ones.
+
+        While infeasible, a new action expected to free memory is tried at the
+        next step: a cache found after the collector alone was judged futile
+        (discovery runs in the background) may well make the target feasible.
+        """
+        s = self._s
+        known = s.options
+        fresh = any(o.name not in known and o.expected_bytes > 0 for o in options)
+        s.options = {o.name: known.get(o.name, o) for o in options}
+        if fresh and s.infeasible:
+            s.retry_at = float("-inf")  # something new to try: probe with it at once
 
     def reclaimed(self, name: str, bytes_freed: int, cost_ms: float) -> None:
         """What an extra reclaim action just freed and cost: updates its expectation."""
@@ -254,42 +273,88 @@ class Controller:
                   target: int, objects: int = 0) -> None:  # fmt: skip
         """Report a full collection the plan asked for: paces the next, detects futility.
 
-        ``objects`` is what ``gc.collect()`` returned (unreachable objects
-        found): freed objects often stay in the allocator's pools (RSS does
-        not drop) but are reused, so they count as freed too, at an assumed
-        ``object_bytes`` each. Infeasibility is judged on RSS alone: live
-        data over the target is what RSS after a collection shows.
+        What a collection freed is the larger of the RSS drop and the
+        unreachable objects it found (``objects``, what ``gc.collect()``
+        returned) at an assumed ``object_bytes`` each: freed objects mostly
+        stay in the allocator's pools, so RSS does not drop, but the app
+        reuses them instead of growing. It is *useful* if that is at least
+        ``futile_min_bytes`` (or ``futile_fraction`` of the target) and, over
+        the target, at least ``excess_fraction`` of the excess. After a useful
+        one the next waits until RSS has grown again (``regrow_fraction``):
+        collecting a heap whose garbage is already gone costs the app and
+        frees nothing. Futile ones are paced by a budget that halves each
+        time; ``infeasible_after`` of them in a row over the target flag it.
         """
         c, s = self.config, self._s
         s.collections += 1
         s.freed += max(0, bytes_freed)
         s.last_collect_s = max(0.0, duration_s)
-        enough = max(c.futile_min_bytes, c.futile_fraction * target)
+        s.last_collect_at = now
+        s.last_collect_rss = max(1, rss_after + max(0, bytes_freed))
+        s.retry_at, s.pending_until = None, -1e9
+        before = rss_after + max(0, bytes_freed)
+        enough = max(c.futile_min_bytes, c.futile_fraction * max(target, before))
+        freed = max(bytes_freed, objects * c.object_bytes)
+        s.garbage = objects * c.object_bytes >= enough
         excess = rss_after + max(0, bytes_freed) - target  # how far over it was before
-        rss_useful = bytes_freed >= enough and (
-            excess <= 0 or bytes_freed >= c.excess_fraction * excess
-        )  # over the target, freeing a sliver of the excess does not count
-        useful = rss_useful or objects * c.object_bytes >= enough
+        useful = freed >= enough and (excess <= 0 or freed >= c.excess_fraction * excess)
         s.futile = 0 if useful else s.futile + 1
         if useful:
-            s.useful_at = [t for t in s.useful_at if now - t < c.busy_window_s] + [now]
-        s.rss_futile = 0 if rss_useful else s.rss_futile + 1
-        if rss_useful:
             s.infeasible = False
             s.probes = 0
-        elif rss_after > target and s.rss_futile >= c.infeasible_after:
+            s.regrow_at = rss_after + int(max(c.futile_min_bytes, c.regrow_fraction * target))
+        else:
+            s.regrow_at = 0
             if s.infeasible:
                 s.probes += 1
-            s.infeasible = True
-            s.live_over = rss_after - target
+                s.live_over = max(0, rss_after - target)
+            elif s.futile >= c.infeasible_after and self._over(rss_after, target):
+                self._flag(rss_after - target)
+
+    def _over(self, rss: int, target: int) -> bool:
+        return rss > target * (1.0 + self.config.infeasible_margin)
+
+    def _flag(self, live_over: int) -> None:
+        s = self._s
+        s.infeasible = True
+        s.probes = 0
+        s.live_over = max(0, live_over)
+
+    def _predicted_s(self, rss: int) -> float:
+        """What a full collection now should take: the last one's time, scaled by how
+        much the heap grew since (a heap twice as big takes about twice as long)."""
+        s = self._s
+        return s.last_collect_s * max(1.0, rss / max(1, s.last_collect_rss))
+
+    def _due_at(self, rss: int, target: int) -> float:
+        """When the next full collection may run, by what the last one cost.
+
+        A futile or probing collection is expected to cost what the last one
+        did, scaled by how much the heap has grown since (a heap twice as big
+        takes about twice as long to walk), and is paced by its budget.
+        """
+        c, s = self.config, self._s
+        if s.retry_at is not None:
+            return max(s.retry_at, s.pending_until)
+        if s.collections == 0:
+            return s.pending_until
+        d = self._predicted_s(rss)
         if s.infeasible:
-            gap = max(s.last_collect_s / c.infeasible_budget, c.probe_min_s * 2**s.probes)
-            gap = min(gap, max(c.probe_max_s, s.last_collect_s / c.infeasible_budget))
+            gap = max(d / c.infeasible_budget, c.probe_min_s * 2.0**s.probes)
+            gap = min(gap, max(c.probe_max_s, d / c.infeasible_budget))
+        elif s.futile == 0:
+            gap = max(c.min_collect_gap_s, s.last_collect_s / c.useful_budget)
         else:
-            budget = c.over_budget if rss_after > target else c.collect_budget
-            budget = max(c.infeasible_budget, budget / 2 ** min(s.futile, 6))
-            gap = max(c.min_collect_gap_s, s.last_collect_s / budget)
-        s.next_collect_at = now + gap
+            budget = c.over_budget if rss > target else c.collect_budget
+            budget = max(c.infeasible_budget, budget / 2.0 ** min(s.futile, 6))
+            gap = max(c.min_collect_gap_s, d / budget)
+        return max(s.last_collect_at + gap, s.pending_until)
+
+    def skipped(self, now: float) -> None:
+        """The collection the plan asked for did not run (one was already under way in
+        another thread): try again after the shortest gap, judging nothing."""
+        self._s.retry_at = now + self.config.min_collect_gap_s
+        self._s.pending_until = -1e9
 
     # --- the step ----------------------------------------------------------------
     def _ours(self, t0: int) -> GCSettings:
@@ -305,11 +370,6 @@ class Controller:
         t0 = app.thresholds[0] if app is not None and app.enabled else 0
         # A disabled collector (or threshold 0) behaves as an infinite threshold.
         return t0 if t0 > 0 else 1 << 30
-
-    def _busy(self, now: float) -> bool:
-        """Full collections keep freeing memory, several within the window."""
-        recent = [t for t in self._s.useful_at if now - t < self.config.busy_window_s]
-        return len(recent) >= self.config.busy_collections
 
     def _tighten(self, now: float, frac: float) -> Plan | None:
         """Engage (from the learned setting or the preset) or halve gen-0; None at the floor."""
@@ -353,8 +413,20 @@ class Controller:
             s.app = obs.current  # the app changed its settings while we held ours
             plan = Plan(apply=s.applied, reason="app changed its GC settings; kept as its own")
         if s.infeasible and frac < c.feasible_again:
-            s.infeasible, s.futile, s.rss_futile, s.probes, s.live_over = False, 0, 0, 0, 0
-            s.next_collect_at = obs.now
+            s.infeasible, s.futile, s.probes, s.live_over = False, 0, 0, 0
+            s.retry_at = obs.now
+        elif (
+            not s.infeasible and s.futile >= 1 and self._over(obs.rss, obs.target)
+            and self._predicted_s(obs.rss) >= c.presume_cost_s
+        ):  # fmt: skip
+            # The last collection found no garbage, RSS has since gone over the target,
+            # and another would walk a big heap (costly) most likely for nothing: said
+            # now. A probe (paced at the infeasible budget) checks it; finding garbage
+            # resumes control. Cheap collections are run for evidence instead.
+            self._flag(obs.rss - obs.target)
+        # a full collection is wanted in the band once RSS grew since the last useful one
+        want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
+        paced = obs.now < self._due_at(obs.rss, obs.target)  # ... its cost budget says not yet
         # 1. the thresholds: only when paced collections alone do not hold
         if s.infeasible:
             if s.applied is not None:
@@ -362,10 +434,16 @@ class Controller:
         elif frac >= c.tighten and (rising or frac >= 1.0):
             s.calm_since = None
             s.held_since = obs.now
-            if obs.now - s.last_tighten >= c.tighten_every_s:
+            # Gen-0 is taken over only when the last collection found cyclic garbage (not
+            # just an RSS drop from malloc_trim) and the next cannot run yet within its
+            # budget: the collector's own young collections may then free it for less.
+            # Collections that find nothing mean live data grows: tighter thresholds
+            # would only cost the app.
+            if (
+                want and paced and s.garbage
+                and obs.now - s.last_tighten >= c.tighten_every_s
+            ):  # fmt: skip
                 plan = self._tighten(obs.now, frac) or plan
-        elif s.applied is None and self._busy(obs.now):
-            plan = self._tighten(obs.now, frac) or plan  # cheaper than full collections
         elif s.applied is not None:
             costly = obs.gc_ms_per_s > c.gc_cost_ceiling_ms and frac < c.collect
             if frac < c.relax or costly:
@@ -388,8 +466,8 @@ class Controller:
                     s.calm_since = obs.now
                     plan = Plan(apply=s.applied, reason=f"relax to {new} at {frac:.0%}")
         # 2. a full collection, paced by its own measured cost
-        if frac >= c.collect and obs.now >= s.next_collect_at:
-            s.next_collect_at = obs.now + max(c.min_collect_gap_s, 1.0)  # until collected()
+        if want and not paced:
+            s.pending_until = obs.now + 1.0  # until collected() or skipped() says more
             need = obs.rss - int(c.relax * obs.target)
             extra = self._choose(need)
             why = "probe" if s.infeasible else f"collect at {frac:.0%}"

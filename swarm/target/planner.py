@@ -175,6 +175,16 @@ class Reclaimer:
         self.scan(full=full)
         return True
 
+    def prepare(self) -> None:
+        """Load the installed entry points now (file reads: call it off the hot path)."""
+        with self._scan_lock:
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        if self._want_entry_points:
+            self._want_entry_points = False
+            _, self.entry_point_errors = load_entry_points(self.registry)
+
     def scan(self, *, full: bool = True) -> list[Candidate]:
         """Find caches (all modules, or the new ones) and rebuild the candidate list.
 
@@ -182,9 +192,7 @@ class Reclaimer:
         and the candidates are swapped in at the end.
         """
         with self._scan_lock:
-            if self._want_entry_points:
-                self._want_entry_points = False
-                _, self.entry_point_errors = load_entry_points(self.registry)
+            self._load_entry_points()
             if self.discover:
                 try:
                     self.discovery.scan(only_new=not full)

@@ -164,6 +164,7 @@ class Runtime:
             # import there, under pressure beside a busy app, waits on the GIL per file.
             current_rss_bytes()
             malloc_trim_available()
+            self.reclaim_hook.warm_up()
             self.meter.start()
             self._thread = threading.Thread(target=self._run, name="hivemind-runtime", daemon=True)
             self._thread.start()
@@ -394,18 +395,27 @@ class Runtime:
             if self._client is not None:
                 self._flush()
         objects = 0
+        ran = False
         if plan.collect:
+            runs = self.meter.count
             self.meter.ours(True)
             try:
                 objects = gc.collect()
             finally:
                 self.meter.ours(False)
-            malloc_trim()
-            self.stats["local_collections"] += 1
+            # gc.collect() returns at once when a collection is already under way in
+            # another thread (the app's, paused in a finalizer or a callback): no
+            # callback fired, nothing ran, and that is no verdict on the heap.
+            ran = self.meter.count != runs or not self.meter.installed
+            if ran:
+                malloc_trim()
+                self.stats["local_collections"] += 1
         after = current_rss_bytes()
         duration = time.thread_time() - t0
-        if plan.collect:
+        if ran:
             self.controller.collected(now, rss - after, duration, after, self.target_bytes, objects)
+        elif plan.collect:
+            self.controller.skipped(now)
         self.last_action = "local:" + ("collect+trim" if plan.collect else "reclaim")
         self.actions_log.append((started, time.time(), self.last_action))
 

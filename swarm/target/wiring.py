@@ -32,14 +32,15 @@ COOLDOWN_S = 1.0
 
 
 class _Scanner:
-    """Runs the reclaimer's scans in a thread of their own, started on the first request.
+    """Runs the reclaimer's scans in a thread of their own.
 
     A scan walks every module and, the first time, reads every installed
     package's entry points: file reads that each give the GIL up, which a
     thread beside a busy app gets back only a switch interval later. Done in
     the runtime thread, the first scan (when pressure first rises, exactly
     when the guard is needed) held the controller off for seconds. Here it
-    costs the app the same CPU and delays nothing.
+    costs the app the same CPU and delays nothing; :meth:`warm_up` loads the
+    entry points at start, before there is any pressure.
     """
 
     def __init__(self, reclaimer: Reclaimer) -> None:
@@ -48,11 +49,21 @@ class _Scanner:
         self.idle = threading.Event()
         self.idle.set()
         self._wake = threading.Event()
-        self._full = False
+        self._scan: bool | None = None  # None: no scan asked for; else full or not
+        self._warm = False
         self._thread: threading.Thread | None = None
 
     def request(self, full: bool) -> None:
-        self._full = self._full or full
+        """Ask for a scan (every module if ``full``, else the new ones) in the thread."""
+        self._scan = full or bool(self._scan)
+        self._kick()
+
+    def warm_up(self) -> None:
+        """Load the installed entry points in the thread now, before any pressure."""
+        self._warm = True
+        self._kick()
+
+    def _kick(self) -> None:
         self.idle.clear()
         self._wake.set()
         if self._thread is None or not self._thread.is_alive():
@@ -63,12 +74,16 @@ class _Scanner:
         while True:
             self._wake.wait()
             self._wake.clear()
-            full, self._full = self._full, False
+            warm, self._warm = self._warm, False
+            full, self._scan = self._scan, None
             try:
-                self.reclaimer.scan(full=full)
+                if warm:
+                    self.reclaimer.prepare()
+                if full is not None:
+                    self.reclaimer.scan(full=full)
+                    self.finished += 1
             except Exception:  # never into the app; the next request tries again
                 self.reclaimer.discovery.errors += 1
-            self.finished += 1
             if not self._wake.is_set():
                 self.idle.set()
 
@@ -116,6 +131,10 @@ class ReclaimHook:
         except Exception:  # never into the app
             self.errors += 1
             return []
+
+    def warm_up(self) -> None:
+        """Load the installed entry points in the background now (the runtime's start)."""
+        self._scanner.warm_up()
 
     def wait_scanned(self, timeout_s: float = 5.0) -> bool:
         """Block until no scan is pending (tests, ``--explain``); False on timeout."""

@@ -214,7 +214,14 @@ def test_status_hash_carries_cost_fields(rt: Runtime, client: redis.Redis, keys:
 
 
 def test_app_that_disabled_its_collector_gets_it_back_disabled(rt: Runtime) -> None:
-    rt.controller = Controller(ControllerConfig(relax_dwell_s=0.1, infeasible_after=10**6))
+    # Make every collection count as finding garbage that paced collections cannot keep
+    # up with, so the controller takes gen-0 over: what is under test is the way back.
+    rt.controller = Controller(
+        ControllerConfig(
+            relax_dwell_s=0.1, infeasible_after=10**6, presume_cost_s=1e9,
+            futile_min_bytes=0, futile_fraction=0.0, regrow_fraction=0.0, useful_budget=1e-3,
+        )
+    )  # fmt: skip
     gc.disable()
     gc.set_threshold(12345, 17, 17)
     rss = current_rss_bytes()
