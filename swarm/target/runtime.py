@@ -62,6 +62,7 @@ from hivemind.swarm.target.cost import CostMeter, EffectTracker
 from hivemind.swarm.target.inbox import TOO_LARGE, PushReader
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
 from hivemind.swarm.target.wiring import ReclaimHook
+from hivemind.swarm.vocab import LEVELS
 
 TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
 if TYPE_CHECKING:
@@ -329,8 +330,13 @@ class Runtime:
                 self._read_learned()
 
     def _fast_check(self) -> None:
-        """Between samples, near the target: react within milliseconds, publish nothing."""
+        """Between samples, near the target: react within milliseconds. Publishes only
+        when the level rose (the swarm hears of a crossing now, not at the next sample)."""
         rss = current_rss_bytes()
+        level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
+        if self._client is not None and LEVELS.index(level) > LEVELS.index(self.level):
+            self._sample()
+            return
         self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:
             self._control(time.monotonic(), rss)
