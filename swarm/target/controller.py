@@ -123,6 +123,7 @@ class ControllerConfig:
     gc_cost_ceiling_ms: float = 150.0  # app collector ms/s above which we relax if we may
     hold_s: float = 5.0
     regrow_fraction: float = 0.01  # after a useful collection, the next waits for RSS to grow
+    regrow_min_bytes: int = 256 * 1024  # ...by this share of the target, and at least this
     fail_memory_s: float = 30.0
 
 
@@ -278,12 +279,15 @@ class Controller:
         returned) at an assumed ``object_bytes`` each: freed objects mostly
         stay in the allocator's pools, so RSS does not drop, but the app
         reuses them instead of growing. It is *useful* if that is at least
-        ``futile_min_bytes`` (or ``futile_fraction`` of the target) and, over
-        the target, at least ``excess_fraction`` of the excess. After a useful
-        one the next waits until RSS has grown again (``regrow_fraction``):
-        collecting a heap whose garbage is already gone costs the app and
-        frees nothing. Futile ones are paced by a budget that halves each
-        time; ``infeasible_after`` of them in a row over the target flag it.
+        ``futile_min_bytes`` (or ``futile_fraction`` of the target or of RSS,
+        whichever is larger) and, over the target, at least ``excess_fraction``
+        of the excess. After a useful one the next waits until RSS has grown
+        again (``regrow_fraction``): collecting a heap whose garbage is already
+        gone costs the app and frees nothing. Futile ones are paced by a budget
+        that halves each time (once only for a cheap one, under
+        ``presume_cost_s``: a working set that was live mid-burst may be
+        garbage a moment later); ``infeasible_after`` of them in a row over
+        the target flag it.
         """
         c, s = self.config, self._s
         s.collections += 1
@@ -296,13 +300,13 @@ class Controller:
         enough = max(c.futile_min_bytes, c.futile_fraction * max(target, before))
         freed = max(bytes_freed, objects * c.object_bytes)
         s.garbage = objects * c.object_bytes >= enough
-        excess = rss_after + max(0, bytes_freed) - target  # how far over it was before
+        excess = before - target  # how far over it was before
         useful = freed >= enough and (excess <= 0 or freed >= c.excess_fraction * excess)
         s.futile = 0 if useful else s.futile + 1
         if useful:
             s.infeasible = False
             s.probes = 0
-            s.regrow_at = rss_after + int(max(c.futile_min_bytes, c.regrow_fraction * target))
+            s.regrow_at = rss_after + int(max(c.regrow_min_bytes, c.regrow_fraction * target))
         else:
             s.regrow_at = 0
             if s.infeasible:
@@ -346,7 +350,8 @@ class Controller:
             gap = max(c.min_collect_gap_s, s.last_collect_s / c.useful_budget)
         else:
             budget = c.over_budget if rss > target else c.collect_budget
-            budget = max(c.infeasible_budget, budget / 2.0 ** min(s.futile, 6))
+            halvings = min(s.futile, 6 if d >= c.presume_cost_s else 1)
+            budget = max(c.infeasible_budget, budget / 2.0**halvings)
             gap = max(c.min_collect_gap_s, d / budget)
         return max(s.last_collect_at + gap, s.pending_until)
 
@@ -414,7 +419,7 @@ class Controller:
             plan = Plan(apply=s.applied, reason="app changed its GC settings; kept as its own")
         if s.infeasible and frac < c.feasible_again:
             s.infeasible, s.futile, s.probes, s.live_over = False, 0, 0, 0
-            s.retry_at = obs.now
+            s.retry_at, s.regrow_at = obs.now, 0
         elif (
             not s.infeasible and s.futile >= 1 and self._over(obs.rss, obs.target)
             and self._predicted_s(obs.rss) >= c.presume_cost_s
@@ -424,7 +429,7 @@ class Controller:
             # now. A probe (paced at the infeasible budget) checks it; finding garbage
             # resumes control. Cheap collections are run for evidence instead.
             self._flag(obs.rss - obs.target)
-        # a full collection is wanted in the band once RSS grew since the last useful one
+        # A full collection is wanted in the band, after a useful one only once RSS grew.
         want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
         paced = obs.now < self._due_at(obs.rss, obs.target)  # ... its cost budget says not yet
         # 1. the thresholds: only when paced collections alone do not hold

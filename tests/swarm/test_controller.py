@@ -114,11 +114,12 @@ def test_full_collections_are_paced_by_their_own_cost(
 ) -> None:
     w = World(DEFAULT)
     times = []
-    t = 0.0
-    while t < 6.0:
-        if w.step(t, 92.0, freed_mb=freed_mb, collect_s=collect_s).collect:
+    t, rss = 0.0, 85.0
+    while t < 6.0:  # RSS climbs 1.5 MB a step: a collection is always wanted
+        if w.step(t, rss, freed_mb=freed_mb, collect_s=collect_s).collect:
             times.append(t)
-        t += 0.05
+            rss -= freed_mb
+        t, rss = t + 0.05, min(rss + 1.5, 99.0)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert times and gaps, times
     assert min(gaps) >= min_gap_s - 1e-9
@@ -147,6 +148,18 @@ def test_infeasible_within_seconds_then_probes_rarely_and_resumes() -> None:
     # live data shrank: RSS under 95 % of the target is feasible again, at once
     w.step(t, 90.0)
     assert not w.ctl.infeasible and w.ctl.live_over_bytes == 0
+
+
+def test_cheap_futile_collections_halve_their_budget_once_only() -> None:
+    """Bursty: 10 ms collections mid-burst find the working set live; a moment later it
+    is garbage. They stay at 10 % of the time (one halving), not 20 % / 2**n."""
+    w = World(DEFAULT)
+    times = [t * 0.05 for t in range(80) if w.step(t * 0.05, 88.0, collect_s=0.01).collect]
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
+    assert gaps and max(gaps) <= 0.15 + 1e-9, gaps  # 0.1 s, on a 50 ms grid
+    slow = World(DEFAULT)  # 100 ms ones: a big heap, each futile one halves again
+    times = [t * 0.05 for t in range(200) if slow.step(t * 0.05, 88.0, collect_s=0.1).collect]
+    assert [round(b - a, 2) for a, b in itertools.pairwise(times)][:3] == [1.0, 2.0, 4.0]
 
 
 def test_after_a_useful_collection_the_next_waits_for_rss_to_grow_again() -> None:

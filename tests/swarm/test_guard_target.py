@@ -219,7 +219,8 @@ def test_app_that_disabled_its_collector_gets_it_back_disabled(rt: Runtime) -> N
     rt.controller = Controller(
         ControllerConfig(
             relax_dwell_s=0.1, infeasible_after=10**6, presume_cost_s=1e9,
-            futile_min_bytes=0, futile_fraction=0.0, regrow_fraction=0.0, useful_budget=1e-3,
+            futile_min_bytes=0, futile_fraction=0.0, regrow_fraction=0.0, regrow_min_bytes=0,
+            useful_budget=1e-3,
         )
     )  # fmt: skip
     gc.disable()
