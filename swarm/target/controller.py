@@ -9,11 +9,14 @@ owns three control variables, cheapest first:
   unreachable objects found, which the app reuses even when RSS stays
   flat); after a useful one the next waits until RSS has grown again
   (``regrow_fraction`` of the target), since collecting a heap whose garbage
-  is already gone costs the app and frees nothing. And every collection is
-  paced by its own measured cost: after one that took ``d`` seconds the next
-  waits at least ``d / budget`` (20 % of wall time, 30 % over the target),
-  and each futile one in a row halves the budget. The app's own thresholds
-  stay untouched while this alone holds the target.
+  is already gone costs the app and frees nothing. And while RSS stays in
+  the band, every collection is paced by its own measured cost: after one
+  that took ``d`` seconds the next waits at least ``d / budget`` (50 % of
+  wall time after a useful one, 20 % after a futile one, 30 % over the
+  target), and each futile one in a row halves the budget (once only for a
+  cheap one). RSS that left the band and came back is fresh pressure: the
+  next collection runs at once. The app's own thresholds stay untouched
+  while this alone holds the target.
 - **The gen-0 threshold** (with gen-1/2 the app's, or the seed's 10 for a
   disabled collector): the collector's own incremental way to free young
   cyclic garbage, taken over only when collections find garbage but cannot
@@ -180,6 +183,7 @@ class _State:
     futile: int = 0
     regrow_at: int = 0  # after a useful collection: collect again once RSS reaches this
     garbage: bool = False  # the last collection found cyclic garbage (not only an RSS drop)
+    rearmed: bool = False  # RSS went under the collect band since the last collection
     probes: int = 0
     infeasible: bool = False
     live_over: int = 0
@@ -296,6 +300,7 @@ class Controller:
         s.last_collect_at = now
         s.last_collect_rss = max(1, rss_after + max(0, bytes_freed))
         s.retry_at, s.pending_until = None, -1e9
+        s.rearmed = False
         before = rss_after + max(0, bytes_freed)
         enough = max(c.futile_min_bytes, c.futile_fraction * max(target, before))
         freed = max(bytes_freed, objects * c.object_bytes)
@@ -340,8 +345,8 @@ class Controller:
         c, s = self.config, self._s
         if s.retry_at is not None:
             return max(s.retry_at, s.pending_until)
-        if s.collections == 0:
-            return s.pending_until
+        if s.collections == 0 or (s.rearmed and not s.infeasible):
+            return s.pending_until  # fresh pressure (RSS came back up): no pacing
         d = self._predicted_s(rss)
         if s.infeasible:
             gap = max(d / c.infeasible_budget, c.probe_min_s * 2.0**s.probes)
@@ -430,6 +435,8 @@ class Controller:
             # resumes control. Cheap collections are run for evidence instead.
             self._flag(obs.rss - obs.target)
         # A full collection is wanted in the band, after a useful one only once RSS grew.
+        if frac < c.collect:
+            s.rearmed = True  # the next crossing is fresh pressure, not more of the same
         want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
         paced = obs.now < self._due_at(obs.rss, obs.target)  # ... its cost budget says not yet
         # 1. the thresholds: only when paced collections alone do not hold

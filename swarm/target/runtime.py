@@ -252,11 +252,15 @@ class Runtime:
                 self._log_once("internal", "hivemind runtime error (continuing): %r", exc)
                 self._stop.wait(0.1)
 
-    def _sample(self) -> None:
+    def _sample(self, urgent: bool = False) -> None:
+        """One 20 Hz sample: control, reclaim hook, publish, status. ``urgent`` (the
+        level just rose): publish first, so the swarm hears of it before we collect."""
         rss = current_rss_bytes()
         self.stats["samples"] += 1
         now = time.monotonic()
         self.level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
+        if urgent and self._client is not None:
+            self._publish_sample(rss)
         if now - self._last_cost >= 1.0:
             self._last_cost = now
             self._refresh_cost()
@@ -278,10 +282,18 @@ class Runtime:
         # --- end of the reclaim hook ---
         if self._client is None:
             return
+        if not urgent:
+            self._publish_sample(rss)
+        if time.monotonic() - self._last_status >= self.config.status_every_s:
+            self._write_status(now, rss)
+
+    def _publish_sample(self, rss: int) -> None:
+        """The hot path (20 times a second): a plain dict and one PUBLISH. The
+        subscriber validates it as a MemorySample; building the model here
+        would cost more than the publish itself."""
+        if self._client is None:
+            return
         self._seq += 1
-        # The hot path (20 times a second): a plain dict and one PUBLISH. The
-        # subscriber validates it as a MemorySample; building the model here
-        # would cost more than the publish itself.
         sample = {
             "v": SCHEMA_VERSION,
             "ts": time.time(),
@@ -296,38 +308,42 @@ class Runtime:
             "cost": self._cost,
         }
         self._client.call("PUBLISH", self._sample_channel, self._seal(json.dumps(sample)))
-        if time.monotonic() - self._last_status >= self.config.status_every_s:
-            self._last_status = time.monotonic()
-            self._pick_sample_channel()
-            if self._swarm_pid is not None and not _supervisor_alive(self._swarm_pid):
-                # A SIGKILLed `swarm up` leaves its redis-server running: without
-                # this we would stay connected to a swarm with no agents.
-                raise RespError(f"the swarm (supervisor pid {self._swarm_pid}) is gone")
-            self._reclaim_names = self.reclaim.names()
-            key = self._keys.target(self.name)
-            cost = self._cost
-            self._client.call(
-                "HSET", key,
-                "name", self.name,
-                "pid", self._pid,
-                "rss_bytes", rss,
-                "target_bytes", self.target_bytes,
-                "level", self.level,
-                "last_action", self.last_action,
-                "last_seen", time.time(),
-                "reclaim", self.reclaim_hook.status_json(),
-                "controller", str(cost["controller"]),
-                "threshold0", str(cost.get("threshold0", 0)),
-                "gc_ms_per_s", str(cost.get("gc_ms_per_s", 0.0)),
-                "pause_p50_ms", str(cost.get("pause_p50_ms", 0.0)),
-                "pause_p99_ms", str(cost.get("pause_p99_ms", 0.0)),
-                "guard_cpu_pct", str(cost.get("guard_cpu_pct", 0.0)),
-                "guard_collections", str(cost.get("collections", 0)),
-                "live_over_bytes", str(cost.get("live_over_bytes", 0)),
-            )  # fmt: skip
-            self._client.call("PEXPIRE", key, 5000)
-            if now - self._last_learned_read >= 10.0 and not self.controller.engaged:
-                self._read_learned()
+
+    def _write_status(self, now: float, rss: int) -> None:
+        """Once a second: the target's status hash, and what changes slowly."""
+        if self._client is None:
+            return
+        self._last_status = time.monotonic()
+        self._pick_sample_channel()
+        if self._swarm_pid is not None and not _supervisor_alive(self._swarm_pid):
+            # A SIGKILLed `swarm up` leaves its redis-server running: without
+            # this we would stay connected to a swarm with no agents.
+            raise RespError(f"the swarm (supervisor pid {self._swarm_pid}) is gone")
+        self._reclaim_names = self.reclaim.names()
+        key = self._keys.target(self.name)
+        cost = self._cost
+        self._client.call(
+            "HSET", key,
+            "name", self.name,
+            "pid", self._pid,
+            "rss_bytes", rss,
+            "target_bytes", self.target_bytes,
+            "level", self.level,
+            "last_action", self.last_action,
+            "last_seen", time.time(),
+            "reclaim", self.reclaim_hook.status_json(),
+            "controller", str(cost["controller"]),
+            "threshold0", str(cost.get("threshold0", 0)),
+            "gc_ms_per_s", str(cost.get("gc_ms_per_s", 0.0)),
+            "pause_p50_ms", str(cost.get("pause_p50_ms", 0.0)),
+            "pause_p99_ms", str(cost.get("pause_p99_ms", 0.0)),
+            "guard_cpu_pct", str(cost.get("guard_cpu_pct", 0.0)),
+            "guard_collections", str(cost.get("collections", 0)),
+            "live_over_bytes", str(cost.get("live_over_bytes", 0)),
+        )  # fmt: skip
+        self._client.call("PEXPIRE", key, 5000)
+        if now - self._last_learned_read >= 10.0 and not self.controller.engaged:
+            self._read_learned()
 
     def _fast_check(self) -> None:
         """Between samples, near the target: react within milliseconds. Publishes only
@@ -335,7 +351,7 @@ class Runtime:
         rss = current_rss_bytes()
         level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
         if self._client is not None and LEVELS.index(level) > LEVELS.index(self.level):
-            self._sample()
+            self._sample(urgent=True)
             return
         self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
         if self.config.local_gc:

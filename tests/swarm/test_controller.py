@@ -201,6 +201,15 @@ def test_cheap_futile_collections_are_repeated_for_evidence_before_flagging() ->
     assert not w.ctl.infeasible, "the next found the garbage"
 
 
+def test_rss_back_in_the_band_after_leaving_it_is_answered_at_once() -> None:
+    """Pacing is for pressure that stays: a crossing from below is reacted to now."""
+    w = World(DEFAULT)
+    assert w.step(0.0, 85.0, freed_mb=20.0, objects=G, collect_s=0.5).collect  # next in 1 s
+    assert not w.step(0.05, 86.0).collect, "still in the band: paced"
+    w.step(0.1, 60.0)  # the garbage is gone, RSS under the band
+    assert w.step(0.15, 85.0, objects=G).collect, "back in the band: fresh pressure"
+
+
 def test_a_collection_that_did_not_run_is_retried_and_judges_nothing() -> None:
     ctl = Controller()
     plan = ctl.step(Observation(0.0, 130 * MB, TARGET, DEFAULT))

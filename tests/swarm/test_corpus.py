@@ -223,7 +223,9 @@ def test_watchdog_holds_a_batch_job_that_unguarded_does_not(tmp_path: Path) -> N
 # 2-core machine). None: no bound on the peak yet, because today's guard does not hold
 # that app (the measured table in benchmarks/results/corpus.md says by how much).
 SLACK: dict[str, float | None] = {
-    "tui": 1.1,
+    # 2 s runs: the TUI app's peak moves a lot run to run (the watchdog's median was 64.5
+    # MB in one benchmark run); 1.2 x 60 = 72 MB is still well under its ~83 MB unguarded.
+    "tui": 1.2,
     "batch": 1.3,
     "fragment": 1.3,
     "memo": 1.1,

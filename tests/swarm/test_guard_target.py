@@ -227,9 +227,17 @@ def test_app_that_disabled_its_collector_gets_it_back_disabled(rt: Runtime) -> N
     gc.set_threshold(12345, 17, 17)
     rss = current_rss_bytes()
     rt.target_bytes = int(rss / 1.05)  # over the target: the controller takes gen-0 over
-    assert wait_for(lambda: rt.controller.engaged, 3)
+    ballast = []  # ... as RSS keeps growing past what the last collection left
+    deadline = time.monotonic() + 5
+    while not rt.controller.engaged and time.monotonic() < deadline:
+        chunk = bytearray(1 << 20)
+        chunk[::4096] = b"x" * len(chunk[::4096])
+        ballast.append(chunk)
+        time.sleep(0.02)
+    assert rt.controller.engaged, rt.controller.state()
     assert gc.isenabled(), "guarded: our thresholds, collector on"
     assert gc.get_threshold()[0] <= 500
+    ballast.clear()
     rt.target_bytes = rss * 10  # pressure ends
     assert wait_for(lambda: not rt.controller.engaged, 10)
     assert not gc.isenabled()
