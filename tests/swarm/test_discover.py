@@ -223,3 +223,32 @@ def test_hook_offers_options_to_a_controller(app: ModuleType) -> None:
     assert opts[mine][0] > 300 * 2000 and opts[mine][1] > 0
     assert hook.run(mine).ok
     assert app.module_cache.cache_info().currsize == 0
+
+
+def test_the_hook_scans_in_its_own_thread_and_says_so_through_its_version(
+    app: ModuleType,
+) -> None:
+    """A scan never runs in the caller's (the guard's) thread: on_sample only asks."""
+    import threading
+
+    from hivemind.swarm.target.wiring import ReclaimHook
+
+    _fill(app)
+    hook = ReclaimHook(ReclaimRegistry(), 10 * 2**20, "t")
+    hook.reclaimer.min_bytes = 1
+    scanned_in: list[str] = []
+    scan = hook.reclaimer.scan
+
+    def spy(*, full: bool = True) -> list[object]:
+        scanned_in.append(threading.current_thread().name)
+        return list(scan(full=full))
+
+    hook.reclaimer.scan = spy  # type: ignore[method-assign]
+    before = hook.version
+    assert hook.on_sample(9 * 2**20, decide=False) == []  # 90 % of the target: pressure
+    assert hook.wait_scanned(10.0), "the scan never finished"
+    hook.on_sample(9 * 2**20, decide=False)
+    assert scanned_in == ["hivemind-scan"]
+    assert hook.version > before, "a finished scan moves the version"
+    names = {name for name, _, _ in hook.options()}
+    assert f"cache:{app.__name__}.module_cache" in names
