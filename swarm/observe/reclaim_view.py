@@ -8,15 +8,25 @@ reclaim with what it was expected to free and what RSS says it freed.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
 
 from hivemind.swarm.safe_text import inert
 
-__all__ = ["reclaim_tables"]
+__all__ = ["reclaim_report", "reclaim_tables"]
 
 _MB = 2**20
+
+
+def reclaim_report(raw: str) -> dict[str, Any]:
+    """A target's ``reclaim`` status field (JSON) as a dict; ``{}`` if empty or not one."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _mb(value: Any) -> str:

@@ -15,7 +15,6 @@ status tick of a foreground ``swarm up``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pydantic import BaseModel
 from hivemind.swarm.errors import NotRunningError, RedisUnavailableError
 from hivemind.swarm.health import COMPONENTS, Health, read_health
 from hivemind.swarm.keys import Keys
+from hivemind.swarm.observe.reclaim_view import reclaim_report
 from hivemind.swarm.redis.connection import connect, redact_url
 from hivemind.swarm.redis.server import pid_alive
 from hivemind.swarm.state import SwarmInfo, running_swarm
@@ -215,14 +215,6 @@ def _agents(client: redis.Redis, keys: Keys, heartbeat_s: float, r: _Reader) -> 
     return out
 
 
-def _json_dict(raw: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _targets(client: redis.Redis, keys: Keys, r: _Reader) -> list[TargetStatus]:
     out = []
     for key in sorted(client.scan_iter(match=keys.target_pattern, count=500)):
@@ -241,7 +233,7 @@ def _targets(client: redis.Redis, keys: Keys, r: _Reader) -> list[TargetStatus]:
                 alive=time.time() - last_seen < 5.0,
                 guard=_guard_line(t),
                 infeasible_over_mb=round((r.num(t.get("live_over_bytes")) or 0.0) / 2**20, 1),
-                reclaim=_json_dict(t.get("reclaim", "")),
+                reclaim=reclaim_report(t.get("reclaim", "")),
             )
         )
     return out

@@ -8,10 +8,9 @@ hash) and the plot follows the live frames while it is open.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -25,21 +24,13 @@ from textual.widgets import Footer, Static
 from hivemind.swarm.cli.top.frame import TargetRow, human_bytes
 from hivemind.swarm.cli.top.source import TargetDetail
 from hivemind.swarm.cli.top.widgets import LEVEL_STYLE, RssPlot
-from hivemind.swarm.observe.reclaim_view import reclaim_tables
+from hivemind.swarm.observe.reclaim_view import reclaim_report, reclaim_tables
 
 __all__ = ["DetailScreen", "render_detail"]
 
 
 def _when(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
-
-
-def _json_dict(raw: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def render_detail(d: TargetDetail | None, row: TargetRow | None) -> Group:
@@ -66,7 +57,7 @@ def render_detail(d: TargetDetail | None, row: TargetRow | None) -> Group:
             Text("fields: " + ", ".join(f"{k}={v[:40]}" for k, v in sorted(other.items())))
         )
     caches = row.caches() if row is not None else []
-    report = _json_dict(f.get("reclaim", ""))
+    report = reclaim_report(f.get("reclaim", ""))
     if report:  # the runtime's reclaim report: caches found and what reclaims gave back
         tables = reclaim_tables(d.name, report)
         parts += tables or [
