@@ -49,18 +49,21 @@ class _Scanner:
         self.idle = threading.Event()
         self.idle.set()
         self._wake = threading.Event()
+        self._asked = threading.Lock()  # a request is never lost between loop turns
         self._scan: bool | None = None  # None: no scan asked for; else full or not
         self._warm = False
         self._thread: threading.Thread | None = None
 
     def request(self, full: bool) -> None:
         """Ask for a scan (every module if ``full``, else the new ones) in the thread."""
-        self._scan = full or bool(self._scan)
+        with self._asked:
+            self._scan = full or bool(self._scan)
         self._kick()
 
     def warm_up(self) -> None:
         """Load the installed entry points in the thread now, before any pressure."""
-        self._warm = True
+        with self._asked:
+            self._warm = True
         self._kick()
 
     def _kick(self) -> None:
@@ -74,8 +77,9 @@ class _Scanner:
         while True:
             self._wake.wait()
             self._wake.clear()
-            warm, self._warm = self._warm, False
-            full, self._scan = self._scan, None
+            with self._asked:
+                warm, self._warm = self._warm, False
+                full, self._scan = self._scan, None
             try:
                 if warm:
                     self.reclaimer.prepare()
