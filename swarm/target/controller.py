@@ -252,13 +252,16 @@ class Controller:
     def set_reclaim_options(self, options: Sequence[ReclaimOption]) -> None:
         """Replace the extra reclaim actions (see the module doc); keeps measured ones.
 
-        While infeasible, a new action expected to free memory is tried at the
-        next step: a cache found after the collector alone was judged futile
-        (discovery runs in the background) may well make the target feasible.
+        While infeasible, a new action expected to free at least a quarter of
+        the excess is tried at the next step: a cache found after the collector
+        alone was judged futile (discovery runs in the background) may well
+        make the target feasible; a small one could not, and waits for a probe.
         """
         s = self._s
         known = s.options
-        fresh = any(o.name not in known and o.expected_bytes > 0 for o in options)
+        # Worth a probe only if it alone could make one useful: a quarter of the excess.
+        worth = max(1, int(self.config.excess_fraction * s.live_over))
+        fresh = any(o.name not in known and o.expected_bytes >= worth for o in options)
         s.options = {o.name: known.get(o.name, o) for o in options}
         if fresh and s.infeasible:
             s.retry_at = float("-inf")  # something new to try: probe with it at once

@@ -390,3 +390,19 @@ def test_a_big_heap_over_target_freeing_a_sliver_is_infeasible() -> None:
         w.step(t, 180.0, freed_mb=5.0, collect_s=0.2)
         t += 0.05
     assert w.ctl.infeasible and t < 5.0, "flagged within 5 s"
+
+
+def test_a_cache_found_while_infeasible_is_tried_at_once_if_it_could_matter() -> None:
+    """30 MB over: a new 1 MB cache waits for the next probe, a 20 MB one goes now."""
+    w = World(DEFAULT)
+    w.step(0.0, 130.0, collect_s=0.2)
+    w.step(0.05, 130.0)  # the next would take 200 ms: flagged without it
+    assert w.ctl.infeasible
+    w.ctl.set_reclaim_options([ReclaimOption("small", 1 * MB, 1.0)])
+    assert not w.step(0.1, 130.0).collect, "too small to make it feasible"
+    w.ctl.set_reclaim_options(
+        [ReclaimOption("small", 1 * MB, 1.0), ReclaimOption("memo", 20 * MB, 1.0)]
+    )
+    plan = w.step(0.15, 130.0, freed_mb=25.0)
+    assert plan.collect and "memo" in plan.reclaim
+    assert not w.ctl.infeasible, "it freed most of the excess: control resumes"
