@@ -8,7 +8,9 @@ password) tells ``status``, ``down`` and the hooks where the swarm is. Both
 are read only from a state folder hivemind made, never through a symlink,
 and only if they are ours (:mod:`hivemind.swarm.paths`); ``swarm.json``
 records the supervisor's start time next to its pid, so ``swarm down``
-never signals a pid that was reused.
+never signals a pid that was reused. The lock file itself names its
+holder (pid and start time), so ``swarm down`` can find a swarm whose
+``swarm.json`` is gone (removed by a stop that then hung).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hivemind.swarm.paths import (
     verify_state_dir,
     write_private_file,
 )
+from hivemind.swarm.procs import start_ticks
 from hivemind.swarm.record import asdict, field, record
 from hivemind.swarm.vocab import DEFAULT_TARGET_MB
 
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SupervisorLock",
     "SwarmInfo",
+    "lock_holder",
     "read_info",
     "remove_info",
     "running_swarm",
@@ -125,6 +129,9 @@ class SupervisorLock:
                 f"a swarm is already running on {self.state_dir}{who}; "
                 "stop it with `hivemind swarm down`"
             ) from None
+        with contextlib.suppress(OSError):  # who holds it, for `swarm down` (see holder)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {start_ticks(os.getpid()) or ''}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -148,6 +155,21 @@ class SupervisorLock:
         finally:
             os.close(fd)
         return False
+
+
+def lock_holder(state_dir: Path) -> tuple[int, int | None] | None:
+    """``(pid, start ticks)`` of the process holding ``swarm.lock``, as it wrote them.
+
+    ``None`` when the lock is free or names nobody. The caller checks that
+    the pid is still that process (:func:`hivemind.swarm.procs.same_process`).
+    """
+    if not SupervisorLock.held(state_dir):
+        return None
+    try:
+        words = read_private_text(state_dir / LOCK_FILE).split()
+        return int(words[0]), int(words[1]) if len(words) > 1 else None
+    except (OSError, ValueError, IndexError, StateFolderError):
+        return None
 
 
 def running_swarm(state_dir: Path) -> SwarmInfo | None:

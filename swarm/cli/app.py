@@ -114,6 +114,7 @@ def swarm_up(
 def _run_foreground(settings: Settings) -> None:
     from hivemind.swarm.lifecycle.supervisor import (
         Swarm,
+        exit_now,
         run_until_signalled,
         stop_after_head_loss,
     )
@@ -149,6 +150,8 @@ def _run_foreground(settings: Settings) -> None:
         with err.status("stopping…"):
             swarm.stop()
     out.print("swarm stopped")
+    if swarm.ray_abandoned:  # Ray's atexit hook would wait on the wedged Ray again
+        exit_now(0)
 
 
 def _status_line(settings: Settings) -> str:
@@ -178,7 +181,8 @@ def swarm_down(state_dir: StateDirOpt = None) -> None:
     folder = (state_dir or default_state_dir()).resolve()
     with err.status("stopping the swarm…"):
         info = stop_swarm(folder)
-    out.print(f"swarm stopped (namespace {info.namespace}, pid {info.pid})")
+    where = f"namespace {info.namespace}, " if info.namespace else ""
+    out.print(f"swarm stopped ({where}pid {info.pid})")
 
 
 @swarm_app.command("status")

@@ -6,7 +6,10 @@ the settings passed as ``HIVEMIND_*`` variables, and returns once the
 supervisor records itself ready (or raises with its last log line).
 :func:`stop_swarm` signals the keeper and returns only once every process
 the swarm recorded (keeper, supervisor, ``redis-server``, Ray head and
-actors) has exited, checked by pid.
+actors) has exited, checked by pid. When ``swarm.json`` is gone but a
+process still holds the state folder's lock (a stop that hung after it
+removed the record), that holder (named in ``swarm.lock``) is stopped, and
+killed with everything under it if it does not stop in time.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from hivemind.swarm.settings import Settings
 from hivemind.swarm.state import (
     SupervisorLock,
     SwarmInfo,
+    lock_holder,
     read_info,
     remove_info,
     running_swarm,
@@ -107,6 +111,9 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0, *, identify_s: float = 
     """
     info = running_swarm(state_dir)
     if info is None:
+        holder = _unrecorded_holder(state_dir)
+        if holder is not None:
+            return _stop_holder(state_dir, holder, timeout_s)
         EmbeddedRedis(state_dir).stop()  # orphans from a killed supervisor
         stop_orphans(state_dir)
         remove_info(state_dir)
@@ -140,6 +147,44 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0, *, identify_s: float = 
 
 
 KEEPER = b"hivemind.swarm.lifecycle.keeper"
+
+
+def _unrecorded_holder(state_dir: Path) -> int | None:
+    """The live hivemind process that holds the lock though no ``swarm.json`` names it."""
+    if read_info(state_dir) is not None:
+        return None
+    found = lock_holder(state_dir)
+    if found is None or not same_process(found[0], found[1], needle=b"hivemind"):
+        return None
+    return found[0]
+
+
+def _stop_holder(state_dir: Path, pid: int, timeout_s: float) -> SwarmInfo:
+    """SIGTERM the lock's holder (a keeper or a supervisor); past ``timeout_s``,
+    SIGKILL it and every process under it (a keeper is the subreaper of them all)."""
+    import psutil
+
+    tree: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        tree = psutil.Process(pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not SupervisorLock.held(state_dir) and not pid_alive(pid):
+            break
+        time.sleep(0.05)
+    else:
+        with contextlib.suppress(psutil.Error):
+            holder = psutil.Process(pid)
+            tree = [holder, *tree, *holder.children(recursive=True)]
+        for proc in tree:  # psutil checks each is still the process it listed
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    EmbeddedRedis(state_dir).stop()
+    stop_orphans(state_dir)
+    remove_info(state_dir)
+    return SwarmInfo(pid=pid, namespace="", redis_url="", embedded=True)
 
 
 def _is_keeper(pid: int) -> bool:

@@ -12,7 +12,8 @@ same session; the embedded ``redis-server`` keeps running and is adopted.
 If that happens a fourth time within 60 s the keeper stops the swarm
 cleanly and writes one line that says why (no crash loop). SIGTERM (from
 ``swarm down``) is passed to the supervisor, whose orderly stop the keeper
-waits for.
+waits for, at most :data:`STOP_GRACE_S`: then it SIGKILLs the supervisor
+and ends what it started by pid, so a stop never hangs on a wedged Ray.
 
 This module imports only the standard library, psutil and hivemind's
 light state modules: the keeper must be small and must not fail.
@@ -34,11 +35,12 @@ from hivemind.swarm.env import env_str
 from hivemind.swarm.health import read_health, write_health
 from hivemind.swarm.state import SupervisorLock, read_info, remove_info, write_info
 
-__all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Keeper", "main"]
+__all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "STOP_GRACE_S", "Keeper", "main"]
 
 MAX_RESTARTS = 3  # restarts allowed within RESTART_WINDOW_S; the next failure stops the swarm
 RESTART_WINDOW_S = 60.0
 RESTART_EXIT = 75  # the supervisor's "start me again" (supervisor.RESTART_EXIT)
+STOP_GRACE_S = 40  # after SIGTERM, the supervisor's orderly stop gets this long (whole s)
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -83,10 +85,18 @@ class Keeper:
         self.session = env_str("session_id") or ""
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            signal.alarm(STOP_GRACE_S)  # _on_alarm: the supervisor did not stop in time
         self.stopping = True
         if self.child is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.child.pid, signal.SIGTERM)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self.child is not None and self.child.returncode is None:
+            _say(f"the supervisor did not stop within {STOP_GRACE_S}s; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.child.pid, signal.SIGKILL)
 
     def _spawn(self, env: dict[str, str]) -> None:
         self.child = subprocess.Popen(
@@ -102,6 +112,7 @@ class Keeper:
         _become_subreaper()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGALRM, self._on_alarm)
         env = {**os.environ, "HIVEMIND_KEEPER_PID": str(os.getpid())}
         env.pop("HIVEMIND_RESTART_REASON", None)
         try:
@@ -112,7 +123,9 @@ class Keeper:
                 if pid != self.child.pid:
                     continue
                 how, code = _describe(status)
+                self.child.returncode = code
                 if self.stopping or code == 0:
+                    signal.alarm(0)
                     self._cleanup(kill_redis=self.stopping and code != 0)
                     return 0 if self.stopping else code
                 info = read_info(self.state_dir)
@@ -121,7 +134,7 @@ class Keeper:
                 if self.restarts == 0 and (info is None or info.pid != pid):
                     # It never came up (a start error it already explained): do not retry.
                     return code if code else 1
-                reason = self._reason(how, code)
+                reason, part = self._reason(how, code)
                 now = time.monotonic()
                 while self.failures and now - self.failures[0] > RESTART_WINDOW_S:
                     self.failures.popleft()
@@ -133,7 +146,7 @@ class Keeper:
                     self._give_up(line)
                     return 1
                 self.failures.append(now)
-                self._mark_down(reason, code)
+                self._mark_down(part, reason)
                 self._cleanup(kill_redis=False, keep_info=True)
                 _say(f"{reason}; starting it again (session {self.session})")
                 if info is not None:
@@ -148,20 +161,26 @@ class Keeper:
             self._reap_all()
             self.lock.release()
 
-    def _reason(self, how: str, code: int) -> str:
-        if code == RESTART_EXIT:
-            health = read_health(self.state_dir)
-            head = health.components.get("ray_head") if health else None
-            if head is not None and head.state != "up" and head.reason:
-                return head.reason
-            return "Ray head lost"
-        return f"supervisor {how}"
+    def _reason(self, how: str, code: int) -> tuple[str, str]:
+        """Why the supervisor is started again, and which part that restarts.
 
-    def _mark_down(self, reason: str, code: int) -> None:
+        A Ray head its watcher saw go is the reason whatever way the
+        supervisor then ended (exit 75, or killed by Ray's own GCS client
+        60 s later while a Ray call of its main thread waited on the dead GCS).
+        """
+        health = read_health(self.state_dir)
+        head = health.components.get("ray_head") if health else None
+        if head is not None and head.state != "up" and head.reason:
+            return head.reason, "ray_head"
+        if code == RESTART_EXIT:
+            return "Ray head lost", "ray_head"
+        return f"supervisor {how}", "supervisor"
+
+    def _mark_down(self, part: str, reason: str) -> None:
         """Record, for ``swarm status``, what is down until the new supervisor is up."""
         health = read_health(self.state_dir)
         if health is not None:
-            health.mark_down("ray_head" if code == RESTART_EXIT else "supervisor", reason)
+            health.mark_down(part, reason)
             write_health(self.state_dir, health)
 
     def _give_up(self, line: str) -> None:
@@ -188,8 +207,10 @@ class Keeper:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         if kill_redis:
+            from hivemind.swarm.lifecycle.ray_head import stop_orphans
             from hivemind.swarm.redis.server import EmbeddedRedis
 
+            stop_orphans(self.state_dir)  # a head swarm.json no longer names
             if info is None or info.embedded:
                 EmbeddedRedis(self.state_dir).stop()
         if not keep_info and info is not None and info.state != "stopping":

@@ -11,6 +11,14 @@ its settings come from ``HIVEMIND_*`` variables. While it runs, a
 :class:`~hivemind.swarm.lifecycle.watch.Watcher` restarts what dies; when
 the Ray head dies the supervisor ends its Ray processes and exits with
 :data:`RESTART_EXIT` so the keeper starts it again with the same session.
+
+Stopping is bounded, whatever state Ray is in: the main thread only waits
+for a signal (the periodic :meth:`Swarm.tick`, which calls Ray, runs in its
+own thread), and :meth:`Swarm.stop` gives Ray's part of the teardown
+:data:`STOP_RAY_S` before it ends the Ray processes by pid instead. Ray's
+calls to its GCS have no deadline of their own (``ray.nodes()`` and
+``ray.shutdown()`` wait for ever on a GCS that is stopped, and up to
+``gcs_rpc_server_reconnect_timeout_s``, 60 s, on one that is dead).
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
@@ -32,11 +41,11 @@ from hivemind.swarm.agent.base import AgentConfig
 from hivemind.swarm.agent.facade import RAY_NAMESPACE, ActorFacade
 from hivemind.swarm.env import env_str
 from hivemind.swarm.errors import HivemindError, SwarmStartError
-from hivemind.swarm.health import remove_health, write_health
+from hivemind.swarm.health import Health, remove_health, write_health
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.lifecycle.placement import BenchmarkerPlacement
 from hivemind.swarm.lifecycle.ray_head import RayHead
-from hivemind.swarm.lifecycle.watch import Watcher, load_health, reap
+from hivemind.swarm.lifecycle.watch import Watcher, actor_role, load_health, reap
 from hivemind.swarm.paths import write_private_file
 from hivemind.swarm.procs import start_ticks
 from hivemind.swarm.redis.connection import connect, strip_password
@@ -52,11 +61,20 @@ from hivemind.swarm.secret import (
 from hivemind.swarm.settings import Settings
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, remove_info, write_info
 
-__all__ = ["RESTART_EXIT", "Swarm", "agent_facades", "under_keeper"]
+__all__ = [
+    "RESTART_EXIT",
+    "STOP_RAY_S",
+    "Swarm",
+    "agent_facades",
+    "exit_now",
+    "run_until_signalled",
+    "under_keeper",
+]
 
 log = logging.getLogger(__name__)
 
 RESTART_EXIT = 75  # EX_TEMPFAIL: "start me again" (the keeper does, with the same session)
+STOP_RAY_S = 15.0  # Ray's part of an orderly stop; past it Ray's processes are ended by pid
 
 
 def under_keeper() -> bool:
@@ -101,6 +119,7 @@ class Swarm:
         self.watcher: Watcher | None = None
         self.head_lost = threading.Event()
         self.head_lost_reason = ""
+        self.ray_abandoned = False  # Ray did not stop in time: its processes were killed
         self._restart_of = env_str("restart_reason") or ""
 
     # --- lifecycle --------------------------------------------------------
@@ -151,18 +170,16 @@ class Swarm:
         if self._metrics is not None:
             self._metrics.stop()
             self._metrics = None
-        for agent in reversed(self.agents):
-            try:
-                agent.stop()
-            except Exception as exc:  # keep tearing down the rest
-                log.warning("stopping %s failed: %s", agent.name, exc)
+        if (self.agents or self._ray_started) and not _bounded(
+            self._stop_ray, STOP_RAY_S, "hm-stop-ray"
+        ):
+            # A Ray call that never returns (a wedged or dead GCS): end by pid what we started.
+            log.warning("Ray did not stop within %.0fs; ending its processes by pid", STOP_RAY_S)
+            self.ray_abandoned = True
+            self.abandon_ray()
         self.agents = []
         self.placement = None
-        if self._ray_started:
-            import ray
-
-            ray.shutdown()
-            self._ray_started = False
+        self._ray_started = False
         if self.ray_head is not None:
             self.ray_head.stop()
             self.ray_head = None
@@ -184,6 +201,18 @@ class Swarm:
             remove_health(self.settings.state_dir)
             self.info = None
         self.lock.release()
+
+    def _stop_ray(self) -> None:
+        """The agents (each call bounded), then this driver's Ray connection."""
+        for agent in reversed(self.agents):
+            try:
+                agent.stop()
+            except Exception as exc:  # keep tearing down the rest
+                log.warning("stopping %s failed: %s", agent.name, exc)
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
 
     # --- steps ------------------------------------------------------------
     def _start_redis(self) -> None:
@@ -344,7 +373,24 @@ class Swarm:
             self.record_restart(
                 part, health.part(part).restarts, self._restart_of, down_s, os.getpid()
             )
+            self._mark_rest_up(health, actor_pids)
         self.watcher.start(self._head, actor_pids)
+
+    def _mark_rest_up(self, health: Health, actor_pids: dict[str, int]) -> None:
+        """After a restart, whatever the old supervisor last saw down is up again here.
+
+        (It may have died of something else than what it saw: a Ray head it
+        saw go would otherwise stay ``down`` in ``health.json`` for good.)
+        """
+        pids: dict[str, int | None] = {actor_role(n): p for n, p in actor_pids.items()}
+        pids["ray_head"] = self._head.get("raylet")
+        pids["redis"] = self.info.redis_pid if self.info is not None else None
+        for name, part in list(health.down().items()):
+            down_s = health.mark_up(name, pids.get(name), restarted=True)
+            write_health(self.settings.state_dir, health)
+            self.record_restart(
+                name, health.part(name).restarts, part.reason, down_s, pids.get(name)
+            )
 
     def _on_head_lost(self, reason: str) -> None:
         self.head_lost_reason = reason
@@ -450,10 +496,42 @@ def _alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-def run_until_signalled(swarm: Swarm, stop: threading.Event, tick: Any = None) -> None:
-    """Block until ``stop`` is set (SIGINT/SIGTERM set it) or the Ray head is lost.
+def _bounded(fn: Callable[[], None], timeout_s: float, name: str) -> bool:
+    """Run ``fn`` in a daemon thread; True if it returned (or raised) within ``timeout_s``.
 
-    Calls ``tick`` twice a second.
+    For Ray calls that may never return: the caller goes on either way.
+    """
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception as exc:
+            log.warning("%s failed: %s", name, exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done.wait(timeout_s)
+
+
+def _tick_loop(tick: Callable[[], None], done: threading.Event) -> None:
+    while not done.wait(0.5):
+        try:
+            tick()
+        except Exception as exc:  # the loop goes on; the next tick tries again
+            log.warning("tick failed: %s", exc)
+
+
+def run_until_signalled(
+    swarm: Swarm, stop: threading.Event, tick: Callable[[], None] | None = None
+) -> None:
+    """Block until ``stop`` is set (SIGINT/SIGTERM/SIGHUP set it) or the Ray head is lost.
+
+    ``tick`` runs twice a second in its own daemon thread, never in this
+    one: Python runs a signal handler only in the main thread, between two
+    bytecodes, so a tick blocked in a Ray call (``ray.nodes()`` waits for
+    ever on a stopped GCS) must not be what the main thread is doing.
     """
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -462,9 +540,31 @@ def run_until_signalled(swarm: Swarm, stop: threading.Event, tick: Any = None) -
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    while not stop.wait(0.1) and not swarm.head_lost.is_set():
-        if tick is not None and int(time.monotonic() * 10) % 5 == 0:
-            tick()
+    done = threading.Event()
+    ticker = None
+    if tick is not None:
+        ticker = threading.Thread(target=_tick_loop, args=(tick, done), name="hm-tick", daemon=True)
+        ticker.start()
+    try:
+        while not stop.wait(0.1) and not swarm.head_lost.is_set():
+            pass
+    finally:
+        done.set()
+        if ticker is not None:
+            ticker.join(timeout=2.0)  # a tick stuck in Ray is left behind (a daemon)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush the logs and end the process at once, without atexit hooks.
+
+    Ray's atexit hook calls ``ray.shutdown()``, which waits without bound
+    on a wedged GCS (and on any Ray call left running in another thread).
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def stop_after_head_loss(swarm: Swarm) -> str:
@@ -505,12 +605,12 @@ def main() -> int:
                 with contextlib.suppress(OSError):
                     write_info(settings.state_dir, swarm.info)
             print(f"hivemind: {reason}; restarting the swarm", file=sys.stderr, flush=True)
-            os._exit(RESTART_EXIT)  # not sys.exit: Ray's atexit hooks must not run now
+            exit_now(RESTART_EXIT)  # not sys.exit: Ray's atexit hooks must not run now
         print(f"hivemind: {stop_after_head_loss(swarm)}", file=sys.stderr, flush=True)
-        os._exit(1)
+        exit_now(1)
     swarm.stop()
-    log.info("swarm stopped")
-    return 0
+    log.info("swarm stopped%s", " (Ray's processes ended by pid)" if swarm.ray_abandoned else "")
+    exit_now(0)  # bounded: no atexit hook may wait on Ray now
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ __all__ = [
     "ACTOR_RECREATE_S",
     "REDIS_HUNG_S",
     "Watcher",
+    "actor_role",
     "load_health",
     "reap",
 ]
@@ -104,7 +105,7 @@ class Watcher:
             h.part("redis").pid = self.swarm.info.redis_pid if self.swarm.info else None
         h.part("ray_head").pid = head.get("raylet")
         for name, pid in actor_pids.items():
-            h.part(_role(name)).pid = pid
+            h.part(actor_role(name)).pid = pid
         h.part("supervisor").pid = os.getpid()
         self._save()
         self._thread = threading.Thread(target=self._run, name="hm-watch", daemon=True)
@@ -210,7 +211,7 @@ class Watcher:
         if sw.redis is None:
             return
         for agent in list(sw.agents):
-            role = _role(agent.name)
+            role = actor_role(agent.name)
             old = self._actor_pids.get(agent.name)
             part = self.health.part(role)
             if part.state == "up":
@@ -288,7 +289,7 @@ def _answers(path: Path, timeout_s: float) -> bool:
         return False
 
 
-def _role(actor_name: str) -> str:
+def actor_role(actor_name: str) -> str:
     """``ns.benchmarker`` and the extra shards ``ns.benchmarker.1``... are benchmarkers."""
     head, _, last = actor_name.rpartition(".")
     return head.rpartition(".")[2] if last.isdigit() else last
