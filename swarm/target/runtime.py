@@ -2,7 +2,9 @@
 
 ``attach()`` starts it. It samples RSS (``/proc/self/statm``, ~14 µs) at
 ``sample_hz`` (default 20 Hz), publishes :class:`MemorySample` messages
-sealed with the swarm's key (:mod:`hivemind.swarm.seal`), keeps its
+sealed with the swarm's key (:mod:`hivemind.swarm.seal`) (each one under
+pressure; when calm or infeasible, what changed and a heartbeat a second:
+:mod:`~hivemind.swarm.target.heartbeat`), keeps its
 ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and carries out
 signed commands from ``hm:{ns}:cmd:{name}``, acking each (sealed) with what
 it freed, or with ``ok=False`` and the reason it refused an authentic one
@@ -59,6 +61,7 @@ from hivemind.swarm.target.controller import (
     ReclaimOption,
 )
 from hivemind.swarm.target.cost import CostMeter, EffectTracker
+from hivemind.swarm.target.heartbeat import SampleGate
 from hivemind.swarm.target.inbox import TOO_LARGE, PushReader
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
 from hivemind.swarm.target.wiring import ReclaimHook
@@ -147,6 +150,7 @@ class Runtime:
         self._last_learned_read = 0.0
         self._infeasible_logged = False
         self._seq = 0
+        self._gate = SampleGate(self.target_bytes)  # which samples are news
         self._backoff = 0.0
         self._next_connect = 0.0
         self._logged: set[str] = set()
@@ -260,7 +264,7 @@ class Runtime:
         now = time.monotonic()
         self.level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
         if urgent and self._client is not None:
-            self._publish_sample(rss)
+            self._publish_sample(rss, now)
         if now - self._last_cost >= 1.0:
             self._last_cost = now
             self._refresh_cost()
@@ -283,16 +287,24 @@ class Runtime:
         if self._client is None:
             return
         if not urgent:
-            self._publish_sample(rss)
+            self._publish_sample(rss, now, gated=True)
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._write_status(now, rss)
 
-    def _publish_sample(self, rss: int) -> None:
-        """The hot path (20 times a second): a plain dict and one PUBLISH. The
-        subscriber validates it as a MemorySample; building the model here
-        would cost more than the publish itself."""
+    def _publish_sample(self, rss: int, now: float, gated: bool = False) -> None:
+        """The hot path (up to 20 times a second): a plain dict and one PUBLISH.
+        The subscriber validates it as a MemorySample; building the model here
+        would cost more than the publish itself. ``gated``: only if the sample is
+        news (:mod:`~hivemind.swarm.target.heartbeat`); a calm guard sends a heartbeat."""
         if self._client is None:
             return
+        fields = self.reclaim_hook.sample_fields()
+        news = (self.level, self._cost.get("controller"), *fields.values(), self._reclaim_names)
+        busy = self.level != LEVELS[0] and not self.controller.infeasible
+        if gated and not self._gate.due(now, rss, news, busy=busy):
+            return
+        self._gate.sent(now, rss, news)
+        self.stats["published"] += 1
         self._seq += 1
         sample = {
             "v": SCHEMA_VERSION,
@@ -304,7 +316,7 @@ class Runtime:
             "rss_bytes": rss,
             "target_bytes": self.target_bytes,
             "reclaim_actions": self._reclaim_names[:32],
-            **self.reclaim_hook.sample_fields(),
+            **fields,
             "cost": self._cost,
         }
         self._client.call("PUBLISH", self._sample_channel, self._seal(json.dumps(sample)))

@@ -80,6 +80,58 @@ def test_samples_and_status_hash(runtime: Runtime, client: redis.Redis, keys: Ke
     assert runtime.stats["samples"] - n >= 5  # ~20 Hz
 
 
+def test_a_calm_guard_publishes_a_heartbeat_not_every_sample(
+    runtime: Runtime, client: redis.Redis
+) -> None:
+    """Far under its target the guard still samples at 20 Hz but publishes only
+    news and a heartbeat a second, and the heartbeat reaches Redis."""
+    sub = client.pubsub(ignore_subscribe_messages=True)
+    sub.subscribe(runtime._sample_channel)
+    try:
+        time.sleep(0.3)
+        s0, p0 = runtime.stats["samples"], runtime.stats["published"]
+        got = 0
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            if sub.get_message(timeout=0.2) is not None:
+                got += 1
+        sampled = runtime.stats["samples"] - s0
+        published = runtime.stats["published"] - p0
+        assert sampled >= 25, "sampling goes on at ~20 Hz"
+        assert got >= 1 and 1 <= published <= 6, (sampled, published, got)
+    finally:
+        sub.close()
+
+
+def test_a_guard_under_pressure_publishes_every_sample(
+    embedded: EmbeddedRedis, namespace: str
+) -> None:
+    """At ~80 % of its target (level balanced, feasible) every sample goes out."""
+    from hivemind.agents.memtools import current_rss_bytes
+
+    thresholds = gc.get_threshold()
+    rt = Runtime(
+        RuntimeConfig(
+            name="rt-busy",
+            target_mb=current_rss_bytes() / 0.8 / 2**20,
+            redis_url=embedded.url,
+            namespace=namespace,
+            state_dir=embedded.state_dir,
+            key=read_secret(embedded.state_dir),
+        )
+    ).start()
+    try:
+        assert wait_for(lambda: rt.connected and rt.level != "conservative", 5)
+        s0, p0 = rt.stats["samples"], rt.stats["published"]
+        time.sleep(1.0)
+        sampled, published = rt.stats["samples"] - s0, rt.stats["published"] - p0
+        assert sampled >= 10
+        assert published >= sampled - 2, (sampled, published)
+    finally:
+        rt.stop()
+        gc.set_threshold(*thresholds)
+
+
 def test_signed_command_runs_and_acks(runtime: Runtime, client: redis.Redis, keys: Keys) -> None:
     key = read_secret(runtime.config.state_dir)  # type: ignore[arg-type]
     calls = []

@@ -1,0 +1,55 @@
+"""Which of the guard's samples are worth publishing.
+
+The guard reads RSS at ``sample_hz`` (20 Hz by default) all the time. Under
+pressure (level ``balanced`` or above, target still feasible) every sample
+is published: the benchmarker turns them into pressure events and the
+coordinator escalates on their repeats. When nothing is happening (level
+``conservative``) or nothing can be done (the controller says the target
+is infeasible), a sample that says what the last one said is only a
+heartbeat: it is published when the level or what the sample reports
+changed, when RSS moved by :data:`MOVE_FRACTION` of the target (at least
+:data:`MIN_MOVE_BYTES`) since the last one, and otherwise once every
+:data:`CALM_EVERY_S`. Publishing is two thirds of an idle guard's CPU
+(JSON, seal, a round trip to Redis); this keeps an idle or infeasible
+guard under 1 % of a core.
+
+Pure: no clock, no I/O; the runtime passes the time in.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CALM_EVERY_S", "MIN_MOVE_BYTES", "MOVE_FRACTION", "SampleGate"]
+
+CALM_EVERY_S = 1.0  # a calm guard's heartbeat (the benchmarker forgets a target after 10 s)
+MOVE_FRACTION = 0.01  # of the target: an RSS move this large is news
+MIN_MOVE_BYTES = 256 * 1024
+
+
+class SampleGate:
+    """Says whether a sample is due, and remembers what was last published."""
+
+    __slots__ = ("_at", "_key", "_rss", "move_bytes")
+
+    def __init__(self, target_bytes: int) -> None:
+        self.move_bytes = max(MIN_MOVE_BYTES, int(MOVE_FRACTION * target_bytes))
+        self._at = float("-inf")
+        self._rss = 0
+        self._key: object = None
+
+    def due(self, now: float, rss: int, key: object, *, busy: bool) -> bool:
+        """True when a sample of ``rss`` at ``now`` should be published.
+
+        ``key`` is what else the sample reports (level, controller state,
+        reclaim fields): any change to it is news. ``busy``: the target is
+        under pressure and feasible, so every sample goes out.
+        """
+        return (
+            busy
+            or key != self._key
+            or abs(rss - self._rss) >= self.move_bytes
+            or now - self._at >= CALM_EVERY_S
+        )
+
+    def sent(self, now: float, rss: int, key: object) -> None:
+        """Record the sample just published."""
+        self._at, self._rss, self._key = now, rss, key
