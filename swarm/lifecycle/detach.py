@@ -25,7 +25,7 @@ from pathlib import Path
 from hivemind.swarm.errors import HivemindError, NotRunningError, SwarmStartError
 from hivemind.swarm.lifecycle.ray_head import stop_orphans
 from hivemind.swarm.paths import open_private
-from hivemind.swarm.procs import same_process
+from hivemind.swarm.procs import cmdline, same_process
 from hivemind.swarm.redis.server import EmbeddedRedis, pid_alive
 from hivemind.swarm.settings import Settings
 from hivemind.swarm.state import (
@@ -149,14 +149,24 @@ def stop_swarm(state_dir: Path, timeout_s: float = 60.0, *, identify_s: float = 
 KEEPER = b"hivemind.swarm.lifecycle.keeper"
 
 
+# What a lock holder's command line shows: a keeper, a supervisor, a foreground `swarm up`.
+HOLDERS = (KEEPER, b"hivemind.swarm.lifecycle.supervisor", b"\x00swarm\x00up")
+
+
 def _unrecorded_holder(state_dir: Path) -> int | None:
-    """The live hivemind process that holds the lock though no ``swarm.json`` names it."""
+    """The keeper or supervisor that holds the lock though no ``swarm.json`` names it.
+
+    Only a process that is still the one that wrote its pid into the lock
+    (start time) and whose command line is a swarm's (:data:`HOLDERS`);
+    never this process (a test, or a tool, may hold the lock itself).
+    """
     if read_info(state_dir) is not None:
         return None
     found = lock_holder(state_dir)
-    if found is None or not same_process(found[0], found[1], needle=b"hivemind"):
+    if found is None or found[0] == os.getpid() or not same_process(*found):
         return None
-    return found[0]
+    line = cmdline(found[0]) or b""
+    return found[0] if any(needle in line for needle in HOLDERS) else None
 
 
 def _stop_holder(state_dir: Path, pid: int, timeout_s: float) -> SwarmInfo:

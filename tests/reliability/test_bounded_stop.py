@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.heal_harness import CliSwarm, kill
+from hivemind.swarm.errors import NotRunningError
 from hivemind.swarm.health import read_health
 from hivemind.swarm.lifecycle.detach import stop_swarm
 from hivemind.swarm.redis.server import pid_alive
@@ -80,18 +81,21 @@ _HOLDER = """
 import signal, sys, time
 from pathlib import Path
 from hivemind.swarm.state import SupervisorLock
-if sys.argv[2] == "deaf":
+if sys.argv[4] == "deaf":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-SupervisorLock(Path(sys.argv[1])).acquire()
+SupervisorLock(Path(sys.argv[3])).acquire()
 print("locked", flush=True)
 time.sleep(120)
 """
 
 
-def _holder(state: Path, mode: str) -> subprocess.Popen[str]:
-    """A hivemind process that holds the state folder's lock; no swarm.json names it."""
+def _holder(
+    state: Path, mode: str, name: tuple[str, str] = ("swarm", "up")
+) -> subprocess.Popen[str]:
+    """A process that holds the state folder's lock, named like a foreground ``swarm up``
+    (``swarm down`` signals only a keeper, a supervisor or ``swarm up``); no swarm.json."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(state), mode],
+        [sys.executable, "-c", _HOLDER, *name, str(state), mode],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
@@ -116,3 +120,15 @@ def test_down_stops_the_lock_holder_when_swarm_json_is_gone(tmp_path: Path, mode
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_down_never_signals_a_lock_holder_that_is_not_a_swarm(tmp_path: Path) -> None:
+    state = tmp_path / ".hivemind"
+    proc = _holder(state, "stops", name=("not", "ours"))
+    try:
+        with pytest.raises(NotRunningError):
+            stop_swarm(state, timeout_s=2.0)
+        assert proc.poll() is None and SupervisorLock.held(state)
+    finally:
+        proc.kill()
+        proc.wait()
