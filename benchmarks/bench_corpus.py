@@ -51,9 +51,10 @@ def headline(record: dict[str, Any]) -> str:
     sums = record["summaries"]
     n = len(sums)
 
-    def met(side: str) -> str:
-        clear = sum(1 for sm in sums if sm["verdicts"].get(side) == "meets the bar")
-        noisy = sum(1 for sm in sums if sm["verdicts"].get(side, "").startswith("within noise"))
+    def met(side: str, which: str = "verdicts") -> str:
+        v = [sm.get(which, {}).get(side, "") for sm in sums]
+        clear = sum(1 for x in v if x == "meets the bar")
+        noisy = sum(1 for x in v if x.startswith("within noise"))
         return f"{clear} of {n}" + (f" (+{noisy} within noise)" if noisy else "")
 
     feasible = [sm for sm in sums if sm["feasible"]]
@@ -67,7 +68,9 @@ def headline(record: dict[str, Any]) -> str:
     return (
         f"Headline: on the corpus of {n} apps we did not write ({record['plan']['repeats']} "
         f"repeats, same run), hivemind with the swarm meets issue 11's bar on "
-        f"{met('hivemind-swarm')} and the in-process guard on {met('hivemind-local')}; "
+        f"{met('hivemind-swarm')} and the in-process guard on {met('hivemind-local')} "
+        f"(on work per CPU second: {met('hivemind-swarm', 'verdicts_cpu')} and "
+        f"{met('hivemind-local', 'verdicts_cpu')}); "
         f"the ten-line watchdog holds the target on {held} of {len(feasible)} "
         "feasible apps."
     )

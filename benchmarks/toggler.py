@@ -2,8 +2,10 @@
 
 Usage: ``python -m benchmarks.toggler SECONDS HOLD_MB PERIOD_S [LOG]``. It
 allocates HOLD_MB of touched memory (live data: no collection frees it),
-records the wall-clock time the allocation finished (that allocation is
-what crossed the target) and registers a reclaim action ``drop-block``
+records the wall-clock time the allocation began (that allocation is what
+crossed the target; the guard may see the crossing, and the swarm answer
+it, before the allocation has finished, so its end would hide the fastest
+answers and pair the target with a later command) and registers a reclaim action ``drop-block``
 that drops it; the swarm's command (or the target's own reclaim hook) runs
 it. After PERIOD_S it drops the block itself if nobody did, records that,
 waits PERIOD_S and repeats. With LOG, one line per event is appended:
@@ -31,9 +33,10 @@ def main() -> None:
         rt.register_reclaim("drop-block", drop)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
+        began = time.time()
         holder[0] = b"x" * int(hold_mb * 1024 * 1024)  # touched: it counts in RSS
         if log is not None:
-            log.write(f"alloc {time.time():.6f}\n")
+            log.write(f"alloc {began:.6f}\n")
         time.sleep(period)
         holder[0] = None
         if log is not None:

@@ -9,10 +9,13 @@ interpreter start by the environment ``hivemind run`` sets.
 
 What is measured, here in the app's process:
 
-* RSS every 50 ms (``/proc/self/statm``): timeline, seconds over target;
+* RSS every 50 ms (``/proc/self/statm``, read as the guard reads it, holding
+  the GIL, in every side): timeline, seconds over target;
   the peak is ``VmHWM`` (the kernel's high-water mark, reset at the start
   of the run), so a spike between two samples still counts.
 * Every collection's pause (``gc.callbacks``): count, total, p99.
+* The whole process's CPU time over the run (``cpu_s``): work per CPU second
+  moves less than work per wall second when other processes share the machine.
 * The CPU time of the guard's own threads (``/proc/self/task/TID/stat``
   of threads named ``hivemind*`` or ``watchdog``) over the run.
 * Reaction latency: for each upward crossing of the target, from the app's
@@ -39,7 +42,6 @@ from typing import Any
 __all__ = ["guard_cpu_s", "measure", "percentile"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
-_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -51,8 +53,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE_MB
+    # The guard's own GIL-holding read: a Python file read gives the GIL up and, beside
+    # a CPU-bound app, waits a switch interval to get it back; every side pays the same.
+    from hivemind.agents.memtools import current_rss_mb
+
+    return current_rss_mb()
 
 
 def _hwm_mb() -> float:
@@ -180,8 +185,8 @@ def _reactions(probe: _Probe, allocs: array[float]) -> tuple[list[float], int]:
 def measure(name: str, seconds: float, target_mb: float, mode: str) -> dict[str, Any]:
     """Run corpus workload ``name`` once and return what was measured.
 
-    Keys: ``units``, ``duration_s``, ``start_rss_mb``, ``peak_rss_mb``,
-    ``time_over_target_s``, ``gc_collections``, ``gc_pause_ms_total``,
+    Keys: ``units``, ``duration_s``, ``cpu_s`` (the whole process's), ``start_rss_mb``,
+    ``peak_rss_mb``, ``time_over_target_s``, ``gc_collections``, ``gc_pause_ms_total``,
     ``gc_pause_p99_ms``, ``guard_cpu_s``, ``guard_cpu_pct`` (of one core),
     ``reaction_ms`` (list), ``unanswered``, ``flagged_after_s`` (or None),
     ``timeline``, ``error`` (or None).
@@ -200,16 +205,18 @@ def measure(name: str, seconds: float, target_mb: float, mode: str) -> dict[str,
     gc.collect()
     start_rss = _rss_mb()
     cpu0 = guard_cpu_s()
+    _rss_mb()  # loads what the probe reads with before the run
     _reset_hwm()
     error: str | None = None
     units: object = 0
     with _Probe(target_mb) as probe:
-        t = time.monotonic()
+        t, p0 = time.monotonic(), time.process_time()
         try:
             units = fn(seconds, lambda n: None)
         except Exception as exc:
             error = f"{name} raised {type(exc).__name__}: {exc}".splitlines()[0][:300]
         duration = time.monotonic() - t
+        process_cpu = time.process_time() - p0
     peak = max(_hwm_mb(), max((m for _, m in probe.timeline), default=0.0))
     cpu = guard_cpu_s() - cpu0
     latencies, unanswered = _reactions(probe, corpus_apps.ALLOC_TIMES)
@@ -219,6 +226,7 @@ def measure(name: str, seconds: float, target_mb: float, mode: str) -> dict[str,
     return {
         "units": units if isinstance(units, int) else 0,
         "duration_s": duration,
+        "cpu_s": process_cpu,
         "start_rss_mb": start_rss,
         "peak_rss_mb": peak,
         "time_over_target_s": probe.over_s,

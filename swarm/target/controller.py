@@ -235,6 +235,11 @@ class Controller:
     def freed_bytes(self) -> int:
         return self._s.freed
 
+    def due_at(self, rss: int, target: int) -> float:
+        """The monotonic time from which the next full collection may run, by its cost
+        pacing (in the past: now). Whether one is wanted at all is :meth:`step`'s call."""
+        return self._due_at(rss, target)
+
     def state(self) -> str:
         """One word for status: ``idle``, ``engaged``, ``infeasible``."""
         if self._s.infeasible:

@@ -145,6 +145,8 @@ class Runtime:
         # (start, end, what) in wall-clock seconds, for benchmarks and `explain`
         self.actions_log: deque[tuple[float, float, str]] = deque(maxlen=256)
         self._near = False  # RSS at NEAR_FRACTION of the target: check at FAST_CHECK_HZ
+        self._last_read = (0.0, 0)  # (monotonic time, RSS) of the last reading
+        self._growth = 0.0  # recent RSS growth, bytes per second (see _update_near)
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -269,7 +271,7 @@ class Runtime:
             self._last_cost = now
             self._refresh_cost()
         self.effects.observe(now)
-        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
+        self._update_near(now, rss)
         if self.config.local_gc:
             self._control(now, rss)
         self._poll_effect(now)
@@ -365,9 +367,22 @@ class Runtime:
         if self._client is not None and LEVELS.index(level) > LEVELS.index(self.level):
             self._sample(urgent=True)
             return
-        self._near = rss >= NEAR_FRACTION * self.target_bytes and not self.controller.infeasible
+        now = time.monotonic()
+        self._update_near(now, rss)
         if self.config.local_gc:
-            self._control(time.monotonic(), rss)
+            self._control(now, rss)
+
+    def _update_near(self, now: float, rss: int) -> None:
+        """Check at FAST_CHECK_HZ from NEAR_FRACTION of the target, or sooner when RSS
+        grows fast enough to get there before the sample after next: an app allocating
+        quickly would otherwise cross the collect band between two 20 Hz samples."""
+        then, before = self._last_read
+        self._last_read = (now, rss)
+        dt = now - then
+        if dt > 0:  # growth rate, bytes/s: the latest, or the recent peak fading (250 ms)
+            self._growth = max((rss - before) / dt, self._growth * 0.5 ** (dt / 0.25))
+        near = NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz
+        self._near = rss >= near and not self.controller.infeasible
 
     def _refresh_cost(self) -> None:
         snap = self.meter.tick()

@@ -125,6 +125,16 @@ def test_full_collections_are_paced_by_their_own_cost(
     assert min(gaps) >= min_gap_s - 1e-9
 
 
+def test_due_at_tells_when_the_pacing_lets_the_next_collection_run() -> None:
+    w = World(DEFAULT)
+    assert w.ctl.due_at(int(90 * MB), TARGET) <= 0.0, "no collection yet: now"
+    assert w.step(1.0, 90.0, freed_mb=0.0, collect_s=0.1).collect  # futile, under target
+    # 20 % budget, halved once: a 0.1 s collection waits 1 s
+    assert w.ctl.due_at(int(90 * MB), TARGET) == pytest.approx(2.0)
+    assert not w.step(1.9, 90.0).collect
+    assert w.step(2.0, 90.0, collect_s=0.1).collect
+
+
 def test_infeasible_within_seconds_then_probes_rarely_and_resumes() -> None:
     w = World(DISABLED)
     t = 0.0

@@ -281,3 +281,23 @@ def test_runtime_without_any_swarm_protects_locally_and_flags_infeasible(tmp_pat
 def test_reclaim_names_are_validated(runtime: Runtime) -> None:
     with pytest.raises(ValueError):
         runtime.register_reclaim("no spaces", lambda: None)
+
+
+def test_fast_checks_start_early_when_rss_grows_fast(tmp_path: Path) -> None:
+    """Under the 70 % mark, RSS growing fast enough to get there within two samples
+    already switches the 200 Hz check on; flat RSS there does not."""
+    config = RuntimeConfig(
+        name="near", target_mb=100, redis_url=None, namespace=None, state_dir=tmp_path, key=None
+    )
+    rt = Runtime(config)
+    mb = 2**20
+    rt._update_near(10.0, 60 * mb)
+    rt._update_near(10.05, 60 * mb)
+    assert not rt._near, "flat at 60 %"
+    rt._update_near(10.10, 65 * mb)  # 100 MB/s: 70 % is 50 ms away
+    assert rt._near
+    rt._update_near(12.0, 65 * mb)  # the growth fades away
+    rt._update_near(12.05, 65 * mb)
+    assert not rt._near
+    rt._update_near(12.10, 71 * mb)
+    assert rt._near, "at 70 % whatever the growth"
