@@ -51,8 +51,8 @@ def headline(record: dict[str, Any]) -> str:
     sums = record["summaries"]
     n = len(sums)
 
-    def met(side: str, which: str = "verdicts") -> str:
-        v = [sm.get(which, {}).get(side, "") for sm in sums]
+    def met(side: str) -> str:
+        v = [sm["verdicts"].get(side, "") for sm in sums]
         clear = sum(1 for x in v if x == "meets the bar")
         noisy = sum(1 for x in v if x.startswith("within noise"))
         return f"{clear} of {n}" + (f" (+{noisy} within noise)" if noisy else "")
@@ -68,9 +68,7 @@ def headline(record: dict[str, Any]) -> str:
     return (
         f"Headline: on the corpus of {n} apps we did not write ({record['plan']['repeats']} "
         f"repeats, same run), hivemind with the swarm meets issue 11's bar on "
-        f"{met('hivemind-swarm')} and the in-process guard on {met('hivemind-local')} "
-        f"(on work per CPU second: {met('hivemind-swarm', 'verdicts_cpu')} and "
-        f"{met('hivemind-local', 'verdicts_cpu')}); "
+        f"{met('hivemind-swarm')} and the in-process guard on {met('hivemind-local')}; "
         f"the ten-line watchdog holds the target on {held} of {len(feasible)} "
         "feasible apps."
     )

@@ -208,6 +208,7 @@ def run_side(
     data: dict[str, Any] = json.loads(lines[-1])
     data["side"] = side
     data["timed_out"] = False
+    data["wall_s"] = time.monotonic() - t  # the whole child, start-up included
     return data
 
 
@@ -255,8 +256,8 @@ def run_corpus(
             k = r % len(sides_)
             for side in sides_[k:] + sides_[:k]:
                 cap = plan.whole_run_cap_s
-                done = [
-                    float(x["duration_s"])
+                done = [  # whole children: the cap applies to one, start-up included
+                    float(x.get("wall_s") or x["duration_s"])
                     for x in runs
                     if x["app"] == app.name and x["side"] == "unguarded" and not x.get("error")
                     and not x.get("timed_out")
@@ -285,8 +286,8 @@ def _spread(values: list[float]) -> dict[str, float]:
     }
 
 
-def _rate(run: dict[str, Any], per: str = "duration_s") -> float:
-    d = float(run.get(per) or 0.0)
+def _rate(run: dict[str, Any]) -> float:
+    d = float(run.get("duration_s") or 0.0)
     return float(run.get("units") or 0) / d if d > 0 else 0.0
 
 
@@ -308,7 +309,6 @@ def summarize(app: CorpusApp, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "peak_rss_mb": _spread([r["peak_rss_mb"] for r in finished]),
             "time_over_target_s": _spread([r["time_over_target_s"] for r in finished]),
             "units_per_s": _spread([_rate(r) for r in ok]),
-            "units_per_cpu_s": _spread([_rate(r, "cpu_s") for r in ok if r.get("cpu_s")]),
             "duration_s": _spread([float(r["duration_s"]) for r in ok]),
             "gc_pause_p99_ms": _spread([r["gc_pause_p99_ms"] for r in finished]),
             "gc_pause_ms_total": _spread([r["gc_pause_ms_total"] for r in finished]),
@@ -319,11 +319,10 @@ def summarize(app: CorpusApp, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "flagged_after_s": _spread([float(f) for f in flagged if f is not None]),
             "flagged_runs": sum(1 for f in flagged if f is not None),
         }
-    for rate, rel in (("units_per_s", "work_rel"), ("units_per_cpu_s", "work_cpu_rel")):
-        base = sides.get("unguarded", {}).get(rate, {}).get("median", 0.0)
-        for s in sides.values():
-            u = s[rate]
-            s[rel] = {k: (u[k] / base if base else 0.0) for k in ("median", "min", "max")}
+    base = sides.get("unguarded", {}).get("units_per_s", {}).get("median", 0.0)
+    for s in sides.values():
+        u = s["units_per_s"]
+        s["work_rel"] = {k: (u[k] / base if base else 0.0) for k in ("median", "min", "max")}
     return {
         "app": app.name,
         "label": app.label,
@@ -332,9 +331,6 @@ def summarize(app: CorpusApp, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "what": app.what,
         "sides": sides,
         "verdicts": {s: verdict(app, sides, s) for s in sides if s not in BASELINES},
-        "verdicts_cpu": {
-            s: verdict(app, sides, s, rate="units_per_cpu_s") for s in sides if s not in BASELINES
-        },
     }
 
 
@@ -348,12 +344,9 @@ def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     return a["min"] <= b["max"] and b["min"] <= a["max"]
 
 
-def verdict(app: CorpusApp, sides: dict[str, Any], side: str, rate: str = "units_per_s") -> str:
+def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
     """``meets the bar``, ``within noise: <what>``, or ``fails: <why>``, for one of
-    hivemind's sides. ``rate``: work per wall second (the bar), or
-    ``units_per_cpu_s``, per CPU second of the whole process, which other
-    processes on the machine move less (the guard's and the collector's CPU
-    count in it, time waiting for a core does not).
+    hivemind's sides.
 
     Feasible: median peak <= target, and work >= 95 % of the best baseline
     that also holds the target, and not below the watchdog. Infeasible:
@@ -365,16 +358,12 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str, rate: str = "units
     s = sides.get(side)
     if s is None or s["errors"] or not s["units_per_s"]["n"]:
         return "fails: " + (s["errors"][0] if s and s["errors"] else "no runs")
-    work = s.get(rate) or s["units_per_s"]
-    if not work["n"] and not s["timed_out"]:
-        return "-"  # runs recorded before this rate was
+    work = s["units_per_s"]
     why: list[str] = []
     noise: list[str] = []
 
     def below(other: dict[str, Any], factor: float, what: str) -> None:
-        o = other.get(rate) or other["units_per_s"]
-        if not o["n"] and other.get("timed_out"):
-            return  # a baseline that never finished: anything that did is faster
+        o = other["units_per_s"]
         if work["median"] >= factor * o["median"]:
             return
         rel = work["median"] / o["median"] if o["median"] else 0.0

@@ -2,10 +2,8 @@
 
 Cells are ``median (min-max)`` over the repeats. ``work`` is units per
 second relative to the same run's unguarded median (for mypy: the inverse
-of its wall time); ``work per CPU-s`` the same per CPU second of the whole
-process, which other load on the machine moves less. The verdict columns
-judge hivemind's sides only (see :func:`hivemind.swarm.bench.corpus.verdict`);
-baselines get ``-``.
+of its wall time). The verdict column judges hivemind's sides only (see
+:func:`hivemind.swarm.bench.corpus.verdict`); baselines get ``-``.
 """
 
 from __future__ import annotations
@@ -29,12 +27,10 @@ HEADER = [
     "peak RSS MB",
     "s over target",
     "work vs unguarded",
-    "work per CPU-s vs unguarded",
     "GC pause p99 ms",
     "guard CPU % of a core",
     "reaction p99 ms (n)",
     "verdict",
-    "verdict per CPU-s",
 ]
 
 WATCHDOG_SOURCE = """\
@@ -65,12 +61,9 @@ def _f(s: dict[str, float], digits: int = 0, pct: bool = False) -> str:
     return f"{med} ({s['min'] * k:,.{digits}f}-{s['max'] * k:,.{digits}f}){unit}"
 
 
-def _work(side: dict[str, Any], rel: str = "work_rel", rate: str = "units_per_s") -> str:
-    w = side.get(rel)
-    n = side.get(rate, {}).get("n", 0)
-    if w is None or not n:
-        return "-" if not side.get("timed_out") else f"({side['timed_out']} timed out)"
-    cell = _f({**w, "n": n}, 0, pct=True)
+def _work(side: dict[str, Any]) -> str:
+    w = side["work_rel"]
+    cell = _f({**w, "n": side["units_per_s"]["n"]}, 0, pct=True)
     if side.get("timed_out"):
         cell += f" ({side['timed_out']} timed out)"
     return cell
@@ -87,7 +80,7 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[list[str]]:
             )
             if s["errors"] and not s["units_per_s"]["n"]:
                 err = f"error: {s['errors'][0]}"
-                rows.append([app if first else "", side, *(["-"] * 7), err, "-"])
+                rows.append([app if first else "", side, *(["-"] * 6), err])
                 first = False
                 continue
             react = "-"
@@ -103,12 +96,10 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[list[str]]:
                     _f(s["peak_rss_mb"], 1),
                     _f(s["time_over_target_s"], 1),
                     _work(s),
-                    _work(s, "work_cpu_rel", "units_per_cpu_s"),
                     _f(s["gc_pause_p99_ms"], 0),
                     _f(s["guard_cpu_pct"], 1),
                     react,
                     sm["verdicts"].get(side, "-"),
-                    sm.get("verdicts_cpu", {}).get(side, "-"),
                 ]
             )
             first = False
@@ -129,7 +120,7 @@ def rich_table(summaries: list[dict[str, Any]], title: str) -> Table:
     for col in HEADER:
         table.add_column(col, overflow="fold")
     for row in table_rows(summaries):
-        table.add_row(*row[:-2], *(_coloured(v) for v in row[-2:]))
+        table.add_row(*row[:-1], _coloured(row[-1]))
     return table
 
 
@@ -150,8 +141,8 @@ def corpus_markdown(record: dict[str, Any], heading: str = "###") -> list[str]:
         "(mypy: one whole check per run"
         + (f", {plan['whole_run_repeats']} repeats" if plan.get("whole_run_repeats") else "")
         + ", stopped after "
-        f"{plan['whole_run_cap_s']:g} s or {plan.get('whole_run_factor', 3):g}x its unguarded "
-        "median, whichever is less), in a "
+        f"{plan['whole_run_cap_s']:g} s or {plan.get('whole_run_factor', 3):g}x the median "
+        "wall time of its unguarded child, start-up included, whichever is less), in a "
         "fresh interpreter, sides rotated every repeat. "
         f"Swarm sides: {record['swarm']}."
         + (f" Skipped: {', '.join(plan['skipped'])}." if plan["skipped"] else ""),
@@ -170,9 +161,6 @@ def corpus_markdown(record: dict[str, Any], heading: str = "###") -> list[str]:
         "97 % of unguarded. A work criterion missed by the medians while the repeats' "
         "min-max ranges overlap is reported `within noise` (neither a pass nor a fail: "
         "this run cannot resolve it); peak and flag criteria are never waived. "
-        "The last column judges work per CPU second of the whole process instead (the "
-        "guard's and the collector's CPU count in it; time spent waiting for a core while "
-        "other processes ran does not), which moves less on a shared machine. "
         "Peak is the kernel's high-water mark (VmHWM) over the run; GC pauses are every "
         "collection in the app's process (`gc.callbacks`); guard CPU is the CPU time of the "
         "guard's own threads; reaction is from the app's last allocation before RSS was seen "
