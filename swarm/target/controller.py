@@ -17,15 +17,17 @@ owns three control variables, cheapest first:
   cheap one). RSS that left the band and came back is fresh pressure: the
   next collection runs at once. The app's own thresholds stay untouched
   while this alone holds the target.
-- **The gen-0 threshold** (with gen-1/2 the app's, or the seed's 10 for a
-  disabled collector): the collector's own incremental way to free young
-  cyclic garbage, taken over only when collections find garbage but cannot
-  keep up within their budget (RSS at ``tighten``, 95 %, rising and grown
-  since the last collection, the next one not yet due). Collections that
-  find nothing mean live data grows, and tighter thresholds would only cost
-  the app. It starts from the session's learned setting, else the report's
-  ``balanced`` profile (a preset the coordinator may change). Under pressure
-  it is *halved* (fast) at most every ``tighten_every_s``, down to
+- **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
+  seed's 10 for a disabled collector): the collector's own incremental way
+  to free young cyclic garbage, taken over as soon as a collection finds
+  cyclic garbage (the app makes it: young collections free it while it is
+  young and in cache, for less than full collections of the whole heap).
+  Collections that find nothing mean live data grows, and tighter
+  thresholds would only cost the app. It starts from the session's learned
+  setting, else the report's ``balanced`` profile (a preset the coordinator
+  may change). When collections still cannot keep up within their budget
+  (RSS at ``tighten``, 95 %, rising, the next one not yet due) it is
+  *halved* (fast) at most every ``tighten_every_s``, down to
   ``floor_t0``; when headroom returns (RSS under ``relax`` for
   ``relax_dwell_s``) it grows by ``relax_factor`` a step at a time, never
   straight back above a setting that recently failed, and once it reaches
@@ -376,12 +378,15 @@ class Controller:
 
     # --- the step ----------------------------------------------------------------
     def _ours(self, t0: int) -> GCSettings:
-        """Gen-0 is ours; gen-1/2 stay the app's (older generations are the costly
-        full collections), or the seed's 10 for a collector the app disabled."""
+        """Gen-0 is ours; gen-1/2 are the app's, capped at ``max_t1``/``max_t2`` (the
+        seed's 10, CPython's default): garbage that survived a few young collections
+        (a screen kept for "undo", then dropped) is freed only by the older ones."""
+        c = self.config
         app = self._s.app or GCSettings((700, 10, 10))
         if not app.enabled or app.thresholds[0] == 0:
-            return GCSettings((t0, self.config.max_t1, self.config.max_t2), True)
-        return GCSettings((t0, max(1, app.thresholds[1]), max(1, app.thresholds[2])), True)
+            return GCSettings((t0, c.max_t1, c.max_t2), True)
+        t1, t2 = app.thresholds[1], app.thresholds[2]
+        return GCSettings((t0, min(max(1, t1), c.max_t1), min(max(1, t2), c.max_t2)), True)
 
     def _app_t0(self) -> int:
         app = self._s.app
@@ -451,6 +456,11 @@ class Controller:
         if s.infeasible:
             if s.applied is not None:
                 plan = self._release("infeasible: live data over the target; app settings back")
+        elif s.applied is None and s.garbage and frac >= c.collect:
+            # The last collection found cyclic garbage: the app makes it. The collector's
+            # own young collections free it while it is young (and in cache), for far less
+            # than full collections of the whole heap: engage at once.
+            plan = self._tighten(obs.now, frac) or plan
         elif frac >= c.tighten and (rising or frac >= 1.0):
             s.calm_since = None
             s.held_since = obs.now
