@@ -419,6 +419,7 @@ class Controller:
         s = self._s
         app = s.app
         s.applied = None
+        s.garbage = False  # engage again only when a new collection finds garbage
         s.t0 = 0
         s.calm_since = None
         return Plan(apply=app, reason=reason)
@@ -456,10 +457,11 @@ class Controller:
         if s.infeasible:
             if s.applied is not None:
                 plan = self._release("infeasible: live data over the target; app settings back")
-        elif s.applied is None and s.garbage and frac >= c.collect:
+        elif s.applied is None and s.garbage:
             # The last collection found cyclic garbage: the app makes it. The collector's
             # own young collections free it while it is young (and in cache), for far less
-            # than full collections of the whole heap: engage at once.
+            # than full collections of the whole heap: engage at once (RSS has just dropped
+            # under the band: waiting for it to come back would cost another full one).
             plan = self._tighten(obs.now, frac) or plan
         elif frac >= c.tighten and (rising or frac >= 1.0):
             s.calm_since = None

@@ -74,6 +74,8 @@ CASES = [
          [86.0, 95.5, 95.6], 500, True, objects=G, collect_s=0.05),
     Case("a collection that found cyclic garbage engages the collector at once", TUI,
          [85.0, 85.5], 500, True, objects=G, collect_s=0.01),
+    Case("... also when that collection took RSS under the band", TUI, [85.0, 60.0], 500,
+         True, objects=G, collect_s=0.01),
     Case("an RSS drop without cyclic garbage (a trim) engages nothing", TUI,
          [85.0, 85.5, 86.0], None, True, objects=10, collect_s=0.01),
     Case("collections find nothing (live data grows): thresholds untouched", TUI,
@@ -296,6 +298,10 @@ def test_relaxes_step_by_step_and_gives_back_the_apps_own_settings() -> None:
         steps = sorted(set(seen))
         assert len(steps) >= 2, "one step at a time, not straight back"
         assert t >= 2.0, "after the dwell"
+        for _ in range(40):  # released: no garbage found since, so it stays released
+            t += 0.05
+            w.step(t, 40.0)
+        assert not w.ctl.engaged and w.current == app
 
 
 def test_does_not_relax_straight_back_to_a_setting_that_failed() -> None:
