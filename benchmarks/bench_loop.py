@@ -229,8 +229,10 @@ time.sleep(1.0)
 out = []
 end = time.monotonic() + budget
 while len(out) < n and time.monotonic() < end:
-    rt.target_bytes = rss() + 16 * 2**20  # a target ~16 MB above where it is now,
-    time.sleep(0.3)  # seen by the guard before the round starts (targets do not move)
+    # A target whose collect band is 12 MB above RSS now (a band under RSS would be
+    # crossed before the round starts), seen by the guard before the round starts.
+    rt.target_bytes = int((rss() + 12 * 2**20) / rt.controller.config.collect)
+    time.sleep(0.3)
     # Start once the guard's cost pacing would let it collect (a round whose garbage
     # came after a futile collection waits out that pacing by design; the sustained-
     # pressure section measures pacing, this one the reaction when a collection is due).
@@ -270,8 +272,8 @@ def fastpath(state: Path, n: int) -> dict[str, Any]:
     """One guarded batch job crossing its collect band ``n`` times; the guard reacts alone."""
     env = child_env(state, target_mb=512, name="fastpath")
     out = subprocess.run(
-        [sys.executable, "-c", FAST, str(n), "75"], env=env, capture_output=True, text=True,
-        timeout=200, cwd=ROOT,
+        [sys.executable, "-c", FAST, str(n), "240"], env=env, capture_output=True, text=True,
+        timeout=300, cwd=ROOT,
     )  # fmt: skip
     rows = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else []
     ok = [r for r in rows if r is not None]
@@ -587,7 +589,8 @@ def main() -> None:
             "### Reaction latency, in-target fast path (no round trip)",
             "",
             f"One guarded batch job (collector disabled, cyclic garbage) crosses its guard's "
-            f"collect band (80 % of a target 16 MB above its RSS) {fp['n']} times; the "
+            f"collect band (80 % of a target, set each time 12 MB above its RSS) {fp['n']} "
+            "times; the "
             "workload records when the allocation that crossed it began (the guard may see "
             "the crossing before the allocation is done; from its start the latency is "
             "over-stated by at most the allocation's own time). Near the target "
