@@ -5,8 +5,8 @@ allocates HOLD_MB of touched memory (live data: no collection frees it),
 records the wall-clock time the allocation began (that allocation is what
 crossed the target; the guard may see the crossing, and the swarm answer
 it, before the allocation has finished, so its end would hide the fastest
-answers and pair the target with a later command) and registers a reclaim action ``drop-block``
-that drops it; the swarm's command (or the target's own reclaim hook) runs
+answers and pair the target with a later command) and registers a reclaim
+action ``drop-block`` that drops it; the swarm's command (or the target's own reclaim hook) runs
 it. After PERIOD_S it drops the block itself if nobody did, records that,
 waits PERIOD_S and repeats. With LOG, one line per event is appended:
 ``alloc TS`` / ``free TS``. The runtime is attached by ``hivemind run``.

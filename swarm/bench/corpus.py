@@ -106,8 +106,8 @@ CORPUS: tuple[CorpusApp, ...] = (
     ),
     CorpusApp(
         "mypy_tool", "mypy (real tool)", 120, False,
-        "mypy --strict over this repository's four packages (the issue's check); ~25 s and "
-        "~520 MB peak unguarded, its live data mostly; one whole check per run",
+        "mypy --strict over this repository's four packages (the issue's check); ~12-15 s "
+        "and ~525 MB peak unguarded, its live data mostly; one whole check per run",
         whole_run=True,
     ),
 )  # fmt: skip
@@ -381,7 +381,7 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
             and sides[b]["peak_rss_mb"]["median"] <= app.target_mb
         ]
         if holding:
-            best = max(holding, key=lambda b: b["units_per_s"]["median"])  # chosen on the bar
+            best = max(holding, key=lambda b: b["units_per_s"]["median"])
             below(best, 0.95, "the best baseline holding the target (< 95 %)")
         wd = sides.get("watchdog")
         if wd and wd["units_per_s"]["n"] and (not holding or wd is not best):

@@ -237,11 +237,6 @@ class Controller:
     def freed_bytes(self) -> int:
         return self._s.freed
 
-    def due_at(self, rss: int, target: int) -> float:
-        """The monotonic time from which the next full collection may run, by its cost
-        pacing (in the past: now). Whether one is wanted at all is :meth:`step`'s call."""
-        return self._due_at(rss, target)
-
     def state(self) -> str:
         """One word for status: ``idle``, ``engaged``, ``infeasible``."""
         if self._s.infeasible:
@@ -345,8 +340,9 @@ class Controller:
         s = self._s
         return s.last_collect_s * max(1.0, rss / max(1, s.last_collect_rss))
 
-    def _due_at(self, rss: int, target: int) -> float:
-        """When the next full collection may run, by what the last one cost.
+    def due_at(self, rss: int, target: int) -> float:
+        """The monotonic time from which the next full collection may run, by its cost
+        pacing (in the past: now). Whether one is wanted at all is :meth:`step`'s call.
 
         A futile or probing collection is expected to cost what the last one
         did, scaled by how much the heap has grown since (a heap twice as big
@@ -452,7 +448,7 @@ class Controller:
         if frac < c.collect:
             s.rearmed = True  # the next crossing is fresh pressure, not more of the same
         want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
-        paced = obs.now < self._due_at(obs.rss, obs.target)  # ... its cost budget says not yet
+        paced = obs.now < self.due_at(obs.rss, obs.target)  # ... its cost budget says not yet
         # 1. the thresholds: only when paced collections alone do not hold
         if s.infeasible:
             if s.applied is not None:
