@@ -591,9 +591,9 @@ def main() -> None:
             "### Reaction latency, in-target fast path (no round trip)",
             "",
             f"One guarded batch job (collector disabled, cyclic garbage) crosses its guard's "
-            f"collect band (80 % of a target, set each time 12 MB above its RSS) {fp['n']} "
-            "times; the "
-            "workload records when the allocation that crossed it began (the guard may see "
+            f"collect band (80 % of a target set each round so that the band is 12 MB above "
+            f"its RSS) {fp['n']} times; the workload records when the allocation that crossed "
+            "it began (the guard may see "
             "the crossing before the allocation is done; from its start the latency is "
             "over-stated by at most the allocation's own time). Near the target "
             "the guard checks RSS at 200 Hz (a ~15 µs read) besides its 20 Hz samples.",
