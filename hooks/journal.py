@@ -218,7 +218,7 @@ def _apply(conn: Connection, entry: dict[str, Any]) -> tuple[bool, str]:
     if entry.get("set_current"):
         conn.call("SET", keys.hooks_current, sid)
     if entry.get("clear_current"):
-        from hivemind.hooks.commands import CLEAR_CURRENT_LUA
+        from hivemind.hooks.context import CLEAR_CURRENT_LUA
 
         conn.call("EVAL", CLEAR_CURRENT_LUA, 1, keys.hooks_current, sid)
     return added, sid
