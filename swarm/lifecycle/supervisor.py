@@ -14,8 +14,9 @@ the Ray head dies the supervisor ends its Ray processes and exits with
 
 Stopping is bounded, whatever state Ray is in: the main thread only waits
 for a signal (the periodic :meth:`Swarm.tick`, which calls Ray, runs in its
-own thread), and :meth:`Swarm.stop` gives Ray's part of the teardown
-:data:`STOP_RAY_S` before it ends the Ray processes by pid instead. Ray's
+own thread: :mod:`hivemind.swarm.lifecycle.runloop`), and :meth:`Swarm.stop`
+gives Ray's part of the teardown :data:`STOP_RAY_S` before it ends the Ray
+processes by pid instead. Ray's
 calls to its GCS have no deadline of their own (``ray.nodes()`` and
 ``ray.shutdown()`` wait for ever on a GCS that is stopped, and up to
 ``gcs_rpc_server_reconnect_timeout_s``, 60 s, on one that is dead).
@@ -31,9 +32,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import redis
 
@@ -45,6 +44,7 @@ from hivemind.swarm.health import Health, remove_health, write_health
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.lifecycle.placement import BenchmarkerPlacement
 from hivemind.swarm.lifecycle.ray_head import RayHead
+from hivemind.swarm.lifecycle.runloop import bounded, exit_now, run_until_signalled
 from hivemind.swarm.lifecycle.watch import Watcher, actor_role, load_health, reap
 from hivemind.swarm.paths import write_private_file
 from hivemind.swarm.procs import start_ticks
@@ -170,7 +170,7 @@ class Swarm:
         if self._metrics is not None:
             self._metrics.stop()
             self._metrics = None
-        if (self.agents or self._ray_started) and not _bounded(
+        if (self.agents or self._ray_started) and not bounded(
             self._stop_ray, STOP_RAY_S, "hm-stop-ray"
         ):
             # A Ray call that never returns (a wedged or dead GCS): end by pid what we started.
@@ -494,77 +494,6 @@ def _alive(pid: int) -> bool:
     from hivemind.swarm.redis.server import pid_alive
 
     return pid_alive(pid)
-
-
-def _bounded(fn: Callable[[], None], timeout_s: float, name: str) -> bool:
-    """Run ``fn`` in a daemon thread; True if it returned (or raised) within ``timeout_s``.
-
-    For Ray calls that may never return: the caller goes on either way.
-    """
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            fn()
-        except Exception as exc:
-            log.warning("%s failed: %s", name, exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return done.wait(timeout_s)
-
-
-def _tick_loop(tick: Callable[[], None], done: threading.Event) -> None:
-    while not done.wait(0.5):
-        try:
-            tick()
-        except Exception as exc:  # the loop goes on; the next tick tries again
-            log.warning("tick failed: %s", exc)
-
-
-def run_until_signalled(
-    swarm: Swarm, stop: threading.Event, tick: Callable[[], None] | None = None
-) -> None:
-    """Block until ``stop`` is set (SIGINT/SIGTERM/SIGHUP set it) or the Ray head is lost.
-
-    ``tick`` runs twice a second in its own daemon thread, never in this
-    one: Python runs a signal handler only in the main thread, between two
-    bytecodes, so a tick blocked in a Ray call (``ray.nodes()`` waits for
-    ever on a stopped GCS) must not be what the main thread is doing.
-    """
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    done = threading.Event()
-    ticker = None
-    if tick is not None:
-        ticker = threading.Thread(target=_tick_loop, args=(tick, done), name="hm-tick", daemon=True)
-        ticker.start()
-    try:
-        while not stop.wait(0.1) and not swarm.head_lost.is_set():
-            pass
-    finally:
-        done.set()
-        if ticker is not None:
-            ticker.join(timeout=2.0)  # a tick stuck in Ray is left behind (a daemon)
-
-
-def exit_now(code: int) -> NoReturn:
-    """Flush the logs and end the process at once, without atexit hooks.
-
-    Ray's atexit hook calls ``ray.shutdown()``, which waits without bound
-    on a wedged GCS (and on any Ray call left running in another thread).
-    """
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 def stop_after_head_loss(swarm: Swarm) -> str:
