@@ -8,11 +8,12 @@ pressure; when calm or infeasible, what changed and a heartbeat a second:
 ``hm:{ns}:target:{name}`` hash fresh for ``swarm status``, and carries out
 signed commands from ``hm:{ns}:cmd:{name}``, acking each (sealed) with what
 it freed, or with ``ok=False`` and the reason it refused an authentic one
-(stale, replayed, wrong target, a reclaim name it never registered). It
-imports no Ray, no redis-py and no pydantic, ever: it speaks RESP through
-:mod:`hivemind.swarm.redis.resp`, reads its command channel with a capped
-reader (:mod:`~hivemind.swarm.target.inbox`), checks each command's HMAC
-on the raw bytes before decoding anything
+(stale, replayed, wrong target, a reclaim name it never registered):
+:mod:`~hivemind.swarm.target.commands`. It imports no Ray, no redis-py and
+no pydantic, ever: it speaks RESP through :mod:`hivemind.swarm.redis.resp`
+(connecting and publishing: :mod:`~hivemind.swarm.target.link`), reads its
+command channel with a capped reader (:mod:`~hivemind.swarm.target.inbox`),
+checks each command's HMAC on the raw bytes before decoding anything
 (:mod:`~hivemind.swarm.target.envelope`) and builds samples and acks as
 plain dicts with the message models' fields.
 
@@ -52,6 +53,7 @@ from hivemind.swarm.keys import Keys, pick_slot
 from hivemind.swarm.lazylog import get_logger
 from hivemind.swarm.record import frozen, replace
 from hivemind.swarm.redis.errors import RespError
+from hivemind.swarm.target.commands import CommandsMixin
 from hivemind.swarm.target.controller import (
     CTL_T0_SETTING,
     Controller,
@@ -62,7 +64,8 @@ from hivemind.swarm.target.controller import (
 )
 from hivemind.swarm.target.cost import CostMeter, EffectTracker
 from hivemind.swarm.target.heartbeat import SampleGate
-from hivemind.swarm.target.inbox import TOO_LARGE, PushReader
+from hivemind.swarm.target.inbox import PushReader
+from hivemind.swarm.target.link import SCHEMA_VERSION, LinkMixin, supervisor_alive
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
 from hivemind.swarm.target.wiring import ReclaimHook
 from hivemind.swarm.vocab import LEVELS
@@ -72,8 +75,6 @@ if TYPE_CHECKING:
     from hivemind.swarm.redis.resp import Connection
     from hivemind.swarm.target.envelope import CommandVerifier
 
-SCHEMA_VERSION = 1  # of MemorySample/Ack; hivemind.swarm.messages is never imported here
-MAX_COMMAND_BYTES = 64 * 1024
 NEAR_FRACTION = 0.7  # of the target: from here on RSS is also checked at FAST_CHECK_HZ
 FAST_CHECK_HZ = 200.0  # an RSS read (~15 µs) and a controller step, nothing published
 
@@ -112,7 +113,7 @@ class RuntimeConfig:
     status_every_s: float = 1.0
 
 
-class Runtime:
+class Runtime(CommandsMixin, LinkMixin):
     """The guard inside one process. Create it with :func:`attach`."""
 
     def __init__(self, config: RuntimeConfig, *, app_gc: GCSettings | None = None) -> None:
@@ -329,7 +330,7 @@ class Runtime:
             return
         self._last_status = time.monotonic()
         self._pick_sample_channel()
-        if self._swarm_pid is not None and not _supervisor_alive(self._swarm_pid):
+        if self._swarm_pid is not None and not supervisor_alive(self._swarm_pid):
             # A SIGKILLed `swarm up` leaves its redis-server running: without
             # this we would stay connected to a swarm with no agents.
             raise RespError(f"the swarm (supervisor pid {self._swarm_pid}) is gone")
@@ -493,219 +494,6 @@ class Runtime:
         if 0 < learned <= 1 << 30:
             self.controller.learned_t0 = learned
 
-    def _on_command(self, raw: bytes) -> None:
-        received = time.time()
-        if raw is TOO_LARGE or len(raw) > MAX_COMMAND_BYTES:
-            self._refuse("too_large")
-            return
-        if self._verifier is None:
-            from hivemind.swarm.target.envelope import CommandVerifier
-
-            self._verifier = CommandVerifier(self.config.key, self.config.name)
-        reason, cmd = self._verifier.check(raw)
-        if (
-            reason is None
-            and cmd is not None
-            and any(  # only names this target advertised
-                a["kind"] == "reclaim" and self.reclaim.get(a.get("name") or "") is None
-                for a in cmd["actions"]
-            )
-        ):
-            reason, self._verifier.refused = "unknown_reclaim", cmd
-        if reason is not None or cmd is None:
-            self._refuse(reason or "invalid")
-            self._ack_refusal(reason or "invalid", received)
-            return
-        from hivemind.swarm.target.actions import apply_actions
-
-        before_gc = self.meter.snapshot().gc_ms_per_s
-        results = apply_actions(
-            cmd["actions"],
-            self.reclaim,
-            self.config.target_mb,
-            self.controller.preset,
-            self.reclaim_hook.reclaimer,
-        )
-        applied = time.time()
-        freed = sum(int(r["bytes_freed"]) for r in results)
-        self.last_action = "+".join(str(r["kind"]) for r in results)
-        self.actions_log.append((received, applied, "cmd:" + self.last_action))
-        self.stats["commands"] += 1
-        duration_ms = sum(float(r["duration_ms"]) for r in results)
-        ack: dict[str, object] = {
-            "v": SCHEMA_VERSION,
-            "ts": applied,
-            "kind": "ack",
-            "command_id": cmd["id"],
-            "decision_id": cmd["decision_id"],
-            "target": self.name,
-            "ok": all(r["ok"] for r in results),
-            "bytes_freed": freed,
-            "duration_ms": duration_ms,
-            "applied_ts": applied,
-            "received_ts": received,
-            "sample_ts": float(cmd.get("sample_ts", 0.0)),
-            "results": results,
-            "caches": self.reclaim_hook.reclaimer.report()["caches"][:16],
-            "gc_ms_per_s_before": round(before_gc, 3),
-        }
-        self._outbox.append(self._seal(json.dumps(ack)))
-        previous = self.effects.begin(
-            self.last_action,
-            freed,
-            duration_ms,
-            time.monotonic(),
-            tag=ack,
-        )
-        if previous is not None:
-            self.stats["effects_cut_short"] += 1
-        self._flush()
-
-    def _poll_effect(self, now: float) -> None:
-        """Once a command's window has passed: a second ack with its cost to the app."""
-        tag = self.effects.pending_tag
-        effect = self.effects.poll(now)
-        if effect is None or not isinstance(tag, dict):
-            return
-        follow = dict(tag)
-        follow.update(
-            ts=time.time(),
-            phase="effect",
-            gc_ms_per_s_before=round(effect.gc_ms_per_s_before, 3),
-            gc_ms_per_s_after=round(effect.gc_ms_per_s_after, 3),
-        )
-        self._outbox.append(self._seal(json.dumps(follow)))
-        self.stats["effects"] += 1
-        if self._client is not None:
-            self._flush()
-
-    def _ack_refusal(self, reason: str, received: float) -> None:
-        """Tell the sender of an authentic command why it did not run (sealed ``ok=False``).
-
-        Only a command whose signature held has ids worth trusting; a forged
-        one is counted, never answered.
-        """
-        cmd = self._verifier.refused if self._verifier is not None else None
-        if cmd is None:
-            return
-        refusal = {
-            "v": SCHEMA_VERSION,
-            "ts": time.time(),
-            "kind": "ack",
-            "command_id": cmd["id"],
-            "decision_id": cmd["decision_id"],
-            "target": self.name,
-            "ok": False,
-            "received_ts": received,
-            "error": reason,
-        }
-        self._outbox.append(self._seal(json.dumps(refusal)))
-        self._flush()
-
-    def _seal(self, body: str) -> str | bytes:
-        """``body`` sealed with the swarm's key (as is without one: then nobody trusts it)."""
-        from hivemind.swarm.seal import seal
-
-        return seal(body, self.config.key) if self.config.key else body
-
-    def _refuse(self, reason: str) -> None:
-        self.stats["refused"] += 1
-        self.stats[f"refused_{reason}"] += 1
-        self._log_once(f"refused_{reason}", "hivemind: refused a command (%s)", reason)
-        if self._client is not None:
-            with contextlib.suppress(RespError, OSError):
-                self._client.call("HINCRBY", self._keys.counters, "refused", 1)
-                tkey = self._keys.target_counters(self.name)
-                self._client.call("HINCRBY", tkey, "refused", 1)
-                self._client.call("HINCRBY", tkey, f"refused_{reason}", 1)
-
-    def _flush(self) -> None:
-        if self._client is None:
-            return
-        while self._outbox:
-            self._client.call("PUBLISH", self._keys.acks, self._outbox[0])
-            self._outbox.popleft()  # only once it was sent
-
-    # --- connection -------------------------------------------------------
-    def _find_url(self) -> str | None:
-        if self.config.redis_url is not None:
-            return self.config.redis_url
-        if self.config.state_dir is None:
-            return None
-        from hivemind.swarm.state import read_info
-
-        info = read_info(self.config.state_dir)
-        if info is None or info.state != "ready" or not _supervisor_alive(info.pid):
-            return None  # none yet, or a stale swarm.json left by a killed supervisor
-        if self.config.namespace is None:
-            self._keys = Keys(info.namespace)
-        self._swarm_pid = info.pid
-        return info.redis_url
-
-    def _pick_sample_channel(self) -> None:
-        """Publish samples on a slot of a benchmarker on this node, if one runs here."""
-        assert self._client is not None
-        node_slots = self._client.call("HGET", self._keys.sample_nodes, self._node)
-        self._sample_channel = self._keys.sample_channel(pick_slot(self.name, node_slots))
-
-    def _connect(self) -> None:
-        url = self._find_url()
-        if url is None:
-            self._schedule_reconnect()
-            return
-        # Here, not at the top: an app with no swarm never loads socket, select or hiredis.
-        from hivemind.swarm.redis.resp import RespConnection, open_connection
-
-        client = open_connection(url, timeout_s=1.0)
-        pubsub: Connection | None = None
-        try:
-            client.call("PING")
-            pubsub = open_connection(url, timeout_s=1.0)
-            pubsub.send("SUBSCRIBE", self._keys.cmd(self.name))
-            if pubsub.read_reply(1.0) is None:
-                raise RespError("no reply to SUBSCRIBE")
-        except Exception:
-            client.close()
-            if pubsub is not None:
-                pubsub.close()
-            raise
-        self._client, self._pubsub = client, pubsub
-        self._pick_sample_channel()
-        if isinstance(pubsub, RespConnection):
-            self._inbox = PushReader(pubsub.sock, max_bulk=MAX_COMMAND_BYTES)
-        self.connected = True
-        self._backoff = 0.0
-        self.stats["connects"] += 1
-        if self.stats["connects"] > 1:
-            log.info("hivemind: reconnected to the swarm")
-        with contextlib.suppress(RespError, OSError):
-            self._read_learned()
-        self._flush()
-
-    def _lost(self, exc: BaseException) -> None:
-        if self.connected:
-            self._log_once("lost", "hivemind: lost Redis (%s); protecting locally", exc)
-            self.stats["disconnects"] += 1
-        self._disconnect()
-        self._schedule_reconnect()
-
-    def _schedule_reconnect(self) -> None:
-        self._backoff = min(2.0, max(0.05, self._backoff * 2))
-        jitter = 0.5 + os.urandom(1)[0] / 510  # 0.5-1.0, without importing random
-        self._next_connect = time.monotonic() + self._backoff * jitter
-
-    def _disconnect(self) -> None:
-        self.connected = False
-        pubsub, client = self._pubsub, self._client
-        self._pubsub = self._client = None
-        self._inbox = None
-        with contextlib.suppress(Exception):
-            if pubsub is not None:
-                pubsub.close()
-        with contextlib.suppress(Exception):
-            if client is not None:
-                client.close()
-
     def _log_once(self, key: str, msg: str, *args: object) -> None:
         if key not in self._logged:
             self._logged.add(key)
@@ -750,12 +538,6 @@ def _after_fork_in_child() -> None:
         atexit.register(child.stop)
     except Exception as exc:  # never raise into the app's fork()
         log.warning("hivemind: could not guard the forked child (%r)", exc)
-
-
-def _supervisor_alive(pid: int) -> bool:
-    from hivemind.swarm.procs import pid_alive  # not redis.server: it loads subprocess
-
-    return pid_alive(pid)
 
 
 def _default_name(pid: int | None = None) -> str:
