@@ -34,7 +34,17 @@ owns three control variables, cheapest first:
   the app's own threshold the app's settings come back untouched
   (AIMD-like: the settled state is the cheapest one that holds). The app's
   collector time is measured: above ``gc_cost_ceiling_ms`` per second with
-  headroom left, it relaxes too.
+  headroom left, it relaxes too. **The hand-over is judged by what it
+  costs**: every collection's time and the unreachable objects it found are
+  counted (``Observation.gc_s``/``gc_found``) while ours and while the app's
+  own thresholds (and the guard's full collections) are in force. Since the app makes the same
+  garbage either way, the regime that finds more of it per millisecond of
+  collector time costs the app less. After ``trial_s`` engaged, young
+  collections yielding under ``young_worse`` of what full collections did
+  (garbage kept a while, e.g. a screen kept for "undo", is walked by young
+  collections again and again before it dies) give the app its settings
+  back, and garbage does not engage again for ``verdict_s``; meanwhile a full
+  collection that finds garbage runs at ``tighten`` whatever its budget.
 - **Infeasible**: over the target and ``infeasible_after`` collections in a row
 not useful (freeing under a quarter of the excess) means live data alone
 exceeds the target. The controller then says so (``live_over_bytes``), gives
@@ -130,6 +140,10 @@ class ControllerConfig:
     regrow_fraction: float = 0.01  # after a useful collection, the next waits for RSS to grow
     regrow_min_bytes: int = 256 * 1024  # ...by this share of the target, and at least this
     fail_memory_s: float = 30.0
+    trial_s: float = 1.0  # engaged this long before the hand-over is judged by its yield
+    young_worse: float = 0.85  # young yield under this share of the full one's: release
+    verdict_s: float = 60.0  # ...and garbage does not engage again for this long
+    trial_min_gc_s: float = 0.02  # collector time each side needs before a verdict
 
 
 @frozen
@@ -141,6 +155,8 @@ class Observation:
     target: int
     current: GCSettings
     gc_ms_per_s: float = 0.0
+    gc_s: float = 0.0  # seconds inside the collector so far, every collection (monotone)
+    gc_found: int = 0  # unreachable objects every collection so far found (monotone)
 
 
 @frozen
@@ -192,6 +208,11 @@ class _State:
     collections: int = 0
     freed: int = 0
     options: dict[str, ReclaimOption] = field(default_factory=dict)
+    gc_seen: tuple[float, int] = (0.0, 0)  # the last observation's gc_s, gc_found
+    off: tuple[float, int] = (0.0, 0)  # collector s / objects found under the app's settings
+    on: tuple[float, int] = (0.0, 0)  # ... and under ours, since engaging
+    engaged_at: float = 0.0
+    young_off_until: float = -1e9  # young collections lost their trial: no engaging on garbage
 
 
 class Controller:
@@ -398,6 +419,7 @@ class Controller:
             app_t0 = self._app_t0()
             t0 = max(c.floor_t0, start if start < app_t0 else app_t0 // 2)
             reason = f"engage at {t0} ({frac:.0%} of target)"
+            s.engaged_at, s.on = now, (0.0, 0)
         elif s.t0 > c.floor_t0:
             s.fail_t0, s.fail_at = s.t0, now
             t0 = max(c.floor_t0, s.t0 // 2)
@@ -415,6 +437,7 @@ class Controller:
         s = self._s
         app = s.app
         s.applied = None
+        s.on = (0.0, 0)
         s.garbage = False  # engage again only when a new collection finds garbage
         s.t0 = 0
         s.calm_since = None
@@ -432,6 +455,7 @@ class Controller:
         elif obs.current != s.applied:
             s.app = obs.current  # the app changed its settings while we held ours
             plan = Plan(apply=s.applied, reason="app changed its GC settings; kept as its own")
+        self._count_yield(obs, frac)
         if s.infeasible and frac < c.feasible_again:
             s.infeasible, s.futile, s.probes, s.live_over = False, 0, 0, 0
             s.retry_at, s.regrow_at = obs.now, 0
@@ -449,11 +473,24 @@ class Controller:
             s.rearmed = True  # the next crossing is fresh pressure, not more of the same
         want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
         paced = obs.now < self.due_at(obs.rss, obs.target)  # ... its cost budget says not yet
+        young_lost = obs.now < s.young_off_until
+        if (
+            paced and want and young_lost and s.futile == 0 and frac >= c.tighten
+            and obs.now >= s.pending_until
+            and obs.now - s.last_collect_at >= c.min_collect_gap_s
+        ):  # fmt: skip
+            # Full collections are this app's cheaper way (young ones lost their trial)
+            # and they find garbage: near the target one runs now, whatever the budget.
+            paced = False
         # 1. the thresholds: only when paced collections alone do not hold
         if s.infeasible:
             if s.applied is not None:
                 plan = self._release("infeasible: live data over the target; app settings back")
-        elif s.applied is None and s.garbage:
+        elif s.applied is not None and (verdict := self._young_loses(obs.now)):
+            s.young_off_until = obs.now + c.verdict_s
+            s.off = (0.0, 0)  # the next trial measures afresh
+            plan = self._release(verdict)
+        elif s.applied is None and s.garbage and obs.now >= s.young_off_until:
             # The last collection found cyclic garbage: the app makes it. The collector's
             # own young collections free it while it is young (and in cache), for far less
             # than full collections of the whole heap: engage at once (RSS has just dropped
@@ -468,7 +505,7 @@ class Controller:
             # Collections that find nothing mean live data grows: tighter thresholds
             # would only cost the app.
             if (
-                want and paced and s.garbage
+                want and paced and s.garbage and not young_lost
                 and obs.now - s.last_tighten >= c.tighten_every_s
             ):  # fmt: skip
                 plan = self._tighten(obs.now, frac) or plan
@@ -501,6 +538,32 @@ class Controller:
             why = "probe" if s.infeasible else f"collect at {frac:.0%}"
             plan = replace(plan, collect=True, reclaim=extra, reason=(plan.reason + "; " + why))
         return plan
+
+    def _count_yield(self, obs: Observation, frac: float) -> None:
+        """Add the collector time and garbage found since the last observation to the
+        regime in force: ours (engaged) or the app's own (with the guard's full collections)."""
+        s = self._s
+        ds, dn = obs.gc_s - s.gc_seen[0], obs.gc_found - s.gc_seen[1]
+        s.gc_seen = (obs.gc_s, obs.gc_found)
+        if ds < 0 or dn < 0 or s.infeasible:
+            return  # a restarted meter, or a heap with nothing to find: no evidence
+        if s.applied is not None:
+            s.on = (s.on[0] + ds, s.on[1] + dn)
+        else:
+            s.off = (s.off[0] + ds, s.off[1] + dn)
+
+    def _young_loses(self, now: float) -> str:
+        """The release reason if young collections find garbage dearer than full ones did
+        (after ``trial_s`` engaged, with enough collector time on both sides), else ''."""
+        c, s = self.config, self._s
+        (on_s, on_n), (off_s, off_n) = s.on, s.off
+        if now - s.engaged_at < c.trial_s or min(on_s, off_s) < c.trial_min_gc_s:
+            return ""
+        on_yield, off_yield = on_n / on_s / 1000.0, off_n / off_s / 1000.0
+        if on_yield >= c.young_worse * off_yield:
+            return ""
+        return (f"young collections found {on_yield:.0f} objects/ms, full ones "
+                f"{off_yield:.0f}: app settings back")  # fmt: skip
 
     def _choose(self, need: int) -> tuple[str, ...]:
         full_ms = self._s.last_collect_s * 1000.0

@@ -420,7 +420,10 @@ class Runtime(CommandsMixin, LinkMixin):
         if self._app_gc is not None and not ctl.engaged:
             current, self._app_gc = self._app_gc, None
         snap = self.meter.snapshot()
-        plan = ctl.step(Observation(now, rss, self.target_bytes, current, snap.gc_ms_per_s))
+        meter = self.meter
+        obs = Observation(now, rss, self.target_bytes, current, snap.gc_ms_per_s,
+                          meter.total_s, meter.collected)  # fmt: skip
+        plan = ctl.step(obs)
         if plan.apply is not None:
             _apply_settings(plan.apply)
             ts = time.time()

@@ -30,6 +30,7 @@ class World:
         self.current = app
         self.ctl = ctl or Controller()
         self.plans: list[Plan] = []
+        self.gc_s, self.gc_found = 0.0, 0  # every collection's time and finds, so far
 
     def step(
         self,
@@ -40,14 +41,20 @@ class World:
         freed_mb: float = 0.0,
         collect_s: float = 0.01,
         objects: int = 0,
+        app_gc: tuple[float, int] = (0.0, 0),
     ) -> Plan:
+        """One sample; ``app_gc``: the app's own collections since the last one
+        (seconds, objects found), counted before this sample is observed."""
         rss = int(rss_mb * MB)
-        plan = self.ctl.step(Observation(now, rss, TARGET, self.current, gc_ms))
+        self.gc_s, self.gc_found = self.gc_s + app_gc[0], self.gc_found + app_gc[1]
+        obs = Observation(now, rss, TARGET, self.current, gc_ms, self.gc_s, self.gc_found)
+        plan = self.ctl.step(obs)
         if plan.apply is not None:
             self.current = plan.apply
         if plan.collect:
             after = rss - int(freed_mb * MB)
             self.ctl.collected(now, rss - after, collect_s, after, TARGET, objects)
+            self.gc_s, self.gc_found = self.gc_s + collect_s, self.gc_found + objects
         self.plans.append(plan)
         return plan
 
@@ -427,3 +434,60 @@ def test_a_cache_found_while_infeasible_is_tried_at_once_if_it_could_matter() ->
     plan = w.step(0.15, 130.0, freed_mb=25.0)
     assert plan.collect and "memo" in plan.reclaim
     assert not w.ctl.infeasible, "it freed most of the excess: control resumes"
+
+
+def _hand_over_trial(young_per_ms: int) -> tuple[World, float]:
+    """TUI-like: the first full collection (60 ms) finds G objects, gen-0 is taken
+    over, then young collections find garbage at ``young_per_ms`` objects/ms (the
+    full one: G / 60 = 1,667) for 1.5 s. Returns the world and the time reached."""
+    w = World(TUI)
+    assert w.step(0.0, 85.0, objects=G, collect_s=0.06).collect
+    t = 0.05
+    w.step(t, 60.0)
+    assert w.ctl.engaged, "garbage found: gen-0 handed to the collector"
+    while t < 1.6:
+        t += 0.05
+        w.step(t, 60.0, app_gc=(0.005, 5 * young_per_ms))
+    return w, t
+
+
+def test_young_collections_finding_garbage_dearer_than_full_ones_give_the_settings_back() -> None:
+    """Garbage kept a while (a screen kept for "undo") is walked again and again by
+    young collections: 1,000 objects/ms against the full collection's 1,667."""
+    w, t = _hand_over_trial(young_per_ms=1000)
+    assert not w.ctl.engaged and w.current == TUI
+    assert any("young collections found 1000 objects/ms, full ones 1667" in p.reason
+               for p in w.plans)  # fmt: skip
+    # For the verdict's time, garbage found by full collections does not engage again...
+    t += 0.05
+    assert w.step(t, 90.0, objects=G, collect_s=0.06).collect  # RSS grew again
+    # ... near the target a full collection runs at once, whatever its budget (the
+    # next is due 120 ms after a useful 60 ms one) ...
+    t += 0.05
+    assert w.ctl.due_at(96 * MB, TARGET) > t
+    assert w.step(t, 96.0, objects=G, collect_s=0.06).collect
+    for _ in range(10):
+        t += 0.05
+        w.step(t, 82.0)
+    assert not w.ctl.engaged  # ... and neither engaged gen-0
+
+
+def test_young_collections_finding_garbage_cheaper_keep_gen0() -> None:
+    """A batch job's young cycles: 3,000 objects/ms against the full one's 1,667."""
+    w, _ = _hand_over_trial(young_per_ms=3000)
+    assert w.ctl.engaged and w.current.thresholds[0] == 500
+
+
+def test_after_the_verdict_expires_garbage_engages_again() -> None:
+    cfg = ControllerConfig(verdict_s=3.0)
+    w = World(TUI, Controller(cfg))
+    assert w.step(0.0, 85.0, objects=G, collect_s=0.06).collect
+    t = 0.05
+    while t < 1.6:
+        t += 0.05
+        w.step(t, 60.0, app_gc=(0.005, 5 * 1000))
+    assert not w.ctl.engaged
+    t = 5.0
+    assert w.step(t, 90.0, objects=G, collect_s=0.06).collect
+    w.step(t + 0.05, 60.0)
+    assert w.ctl.engaged, "a new trial"
