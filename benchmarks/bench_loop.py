@@ -442,10 +442,16 @@ def only_overhead(seconds: float, reps: int, write: bool) -> None:
 
 
 def import_cost(state: Path, runs: int) -> dict[str, list[float]]:
-    """Whole-process wall time of three one-liners, alternating, ``runs`` each."""
+    """Whole-process wall time of three one-liners, alternating, ``runs`` each.
+
+    With bytecode caches, as a user has them (pip compiles them at install,
+    Python writes them at first import): a warm-up run of each writes them,
+    even where ``PYTHONDONTWRITEBYTECODE`` is set (this machine sets it;
+    without caches every import compiles its modules again)."""
     env = child_env(state)
     env.pop("HIVEMIND_ATTACH")
     env.pop("PYTHONPATH")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cases = {
         "python -c pass": "pass",
         "import hivemind": "import hivemind",
@@ -453,6 +459,8 @@ def import_cost(state: Path, runs: int) -> dict[str, list[float]]:
         "import ray (reference)": "import ray",
     }
     out: dict[str, list[float]] = {k: [] for k in cases}
+    for code in cases.values():  # warm-up: writes the bytecode caches
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
     for r in range(runs):
         for name in list(cases)[r % 4 :] + list(cases)[: r % 4]:
             t0 = time.perf_counter()
@@ -701,6 +709,9 @@ def main() -> None:
         added = {k: statistics.median(v) - base_ms for k, v in ic.items()}
         lines += [
             "### Import cost in the guarded process (whole `python -c` process, ms)",
+            "",
+            "With bytecode caches, as an installed package has them (a warm-up run of each "
+            "writes them; `PYTHONDONTWRITEBYTECODE` is unset for these runs).",
             "",
             "| command | median (min-max) |",
             "|---|---|",

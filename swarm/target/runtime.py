@@ -260,12 +260,15 @@ class Runtime(CommandsMixin, LinkMixin):
                 self._stop.wait(0.1)
 
     def _sample(self, urgent: bool = False) -> None:
-        """One 20 Hz sample: control, reclaim hook, publish, status. ``urgent`` (the
-        level just rose): publish first, so the swarm hears of it before we collect."""
+        """One 20 Hz sample: control, reclaim hook, publish, status. When the level
+        rose (or ``urgent``: the fast check saw it rise), the sample is published
+        first, so the swarm hears of it before we collect."""
         rss = current_rss_bytes()
         self.stats["samples"] += 1
         now = time.monotonic()
-        self.level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
+        level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
+        urgent = urgent or LEVELS.index(level) > LEVELS.index(self.level)  # it rose
+        self.level = level
         if urgent and self._client is not None:
             self._publish_sample(rss, now)
         if now - self._last_cost >= 1.0:
