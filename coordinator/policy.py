@@ -230,7 +230,10 @@ def decide(
         if infeasible:  # only dropping what caches, pools and reclaim actions hold can help
             candidates = [a for a in candidates if a.kind in LIVE_DATA_KINDS]
         if not candidates:
-            return None, history
+            # Nothing to send, but the level is remembered: a target that came back
+            # down is "moving up a level" when it crosses again, decided at once (not
+            # "still at that level", under a cooldown grown by futile backoff).
+            return None, history if same else replace(history, level=level)
     actions = _choose(event.target, candidates, need, learned, config)
     decision = Decision(
         session_id=session_id,

@@ -205,3 +205,25 @@ def test_targets_with_their_own_controller_get_only_what_they_cannot_do(
         assert decision is not None
         kinds = {a.kind.value for a in decision.actions}
         assert expected <= kinds if controller == "off" else kinds == expected
+
+
+def test_a_target_back_down_with_nothing_to_send_is_answered_at_once_when_it_crosses_again() -> None:
+    """A target with its own controller drops under its target (no command: the swarm has
+    nothing to send then); its next crossing is a move up, not a repeat under backoff."""
+    from hivemind.swarm.messages import GuardCost
+
+    def event(level: Level, previous: Level) -> PressureEvent:
+        return ev(level, 1100 if level is Level.EMERGENCY else 100, previous=previous,
+                  reclaim_actions=("drop",), cost=GuardCost(controller="engaged"))  # fmt: skip
+
+    h, now, answered = TargetHistory(), 0.0, 0
+    for _ in range(6):  # up, answered, the command frees nothing (the target already had)
+        now += 0.4
+        d, h = decide(event(Level.EMERGENCY, Level.CONSERVATIVE), h, now=now, session_id="s")
+        if d is not None:
+            answered += 1
+            h = record_ack(h, 0)
+        now += 0.4
+        d, h = decide(event(Level.CONSERVATIVE, Level.EMERGENCY), h, now=now, session_id="s")
+        assert d is None and h.level is Level.CONSERVATIVE
+    assert answered == 6
