@@ -207,7 +207,7 @@ def test_targets_with_their_own_controller_get_only_what_they_cannot_do(
         assert expected <= kinds if controller == "off" else kinds == expected
 
 
-def test_a_target_back_down_with_nothing_to_send_is_answered_at_once_when_it_crosses_again() -> None:
+def test_a_target_back_down_with_nothing_to_send_is_answered_at_once_on_its_next_crossing() -> None:
     """A target with its own controller drops under its target (no command: the swarm has
     nothing to send then); its next crossing is a move up, not a repeat under backoff."""
     from hivemind.swarm.messages import GuardCost
