@@ -102,6 +102,7 @@ def verdict(ok: bool) -> str:
 
 def child_env(state: Path, **kw: Any) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    base.pop("PYTHONDONTWRITEBYTECODE", None)  # with bytecode caches, as installed
     base["PYTHONPATH"] = str(ROOT)
     return guarded_env(state_dir=state, base=base, **kw)
 
@@ -118,11 +119,13 @@ def _timeouts(swarm: Swarm, names: list[str]) -> int:
 
 
 class AckTap:
-    """Every ack on the bus, as (target, applied_ts, decision_id, phase), from now on."""
+    """Every ack on the bus, as (target, applied_ts, decision_id, phase), from now on;
+    ``sample_ts`` maps a decision's id to the time of the sample it answered."""
 
     def __init__(self, swarm: Swarm) -> None:
         assert swarm.redis is not None
         self.acks: list[tuple[str, float, str, str]] = []
+        self.sample_ts: dict[str, float] = {}
         self._stop = threading.Event()
         self._ps = swarm.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._ps.subscribe(swarm.keys.acks)
@@ -138,6 +141,8 @@ class AckTap:
                 a = peek_message(m["data"])  # sealed by the target; an observer here
                 if isinstance(a, Ack):
                     self.acks.append((a.target, a.applied_ts, a.decision_id, a.phase))
+                    if a.decision_id and a.sample_ts:
+                        self.sample_ts[a.decision_id] = a.sample_ts
 
     def close(self) -> None:
         self._stop.set()
@@ -180,11 +185,15 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
     tap.close()
     seconds = time.monotonic() - t0
     up: list[float] = []
+    to_sample: list[float] = []  # allocation start -> the sample the decision answered
     down_answered = 0
     ups = downs = 0
     for name, log in zip(names, logs, strict=True):
         events = [x.split() for x in log.read_text().splitlines() if x.strip()]
-        acks = sorted(t for tgt, t, d, ph in tap.acks if tgt == name and d and ph == "applied")
+        acked = sorted(
+            (t, d) for tgt, t, d, ph in tap.acks if tgt == name and d and ph == "applied"
+        )
+        acks = [t for t, _ in acked]
         for j, (kind, ts) in enumerate(events):
             t = float(ts)
             nxt = float(events[j + 1][1]) if j + 1 < len(events) else t + 0.4
@@ -193,6 +202,9 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
                 ups += 1
                 if first is not None:
                     up.append((first - t) * 1000)
+                    decision = acked[acks.index(first)][1]
+                    if decision in tap.sample_ts:
+                        to_sample.append((tap.sample_ts[decision] - t) * 1000)
             else:
                 downs += 1
                 down_answered += first is not None
@@ -213,6 +225,7 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
         "timeouts": _timeouts(swarm, names),
         "effect_acks": sum(1 for _, _, d, ph in tap.acks if ph == "effect"),
         "parts": {n: list(map(float, c)) for n, c in zip(names5, cols, strict=True)},
+        "to_sample_ms": to_sample,
     }
 
 
@@ -451,7 +464,6 @@ def import_cost(state: Path, runs: int) -> dict[str, list[float]]:
     env = child_env(state)
     env.pop("HIVEMIND_ATTACH")
     env.pop("PYTHONPATH")
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cases = {
         "python -c pass": "pass",
         "import hivemind": "import hivemind",
@@ -671,7 +683,9 @@ def main() -> None:
                 "| part | n | p50 ms | p99 ms | max ms |",
                 "|---|---:|---:|---:|---:|",
             ]
-            for name, xs in parts.items():
+            before = lat.get("to_sample_ms") or []
+            rows = {"allocation start -> that sample (from the acks)": before} if before else {}
+            for name, xs in {**rows, **parts}.items():
                 lines.append(
                     f"| {name} | {len(xs)} | {pcts(xs, 0.5, 1)} | {pcts(xs, 0.99, 100)} | "
                     f"{max(xs):.1f} |"

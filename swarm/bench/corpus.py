@@ -151,7 +151,11 @@ class SideEnv:
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    """The environment apps run in: ours without HIVEMIND_* settings, and with bytecode
+    caches written and used, as an installed package has them (a machine that sets
+    PYTHONDONTWRITEBYTECODE would otherwise compile hivemind's modules in every run)."""
+    skip = {"PYTHONDONTWRITEBYTECODE"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_") and k not in skip}
 
 
 def _side_env(side: str, app: CorpusApp, where: SideEnv) -> tuple[dict[str, str], str]:

@@ -43,8 +43,7 @@ owns three control variables, cheapest first:
   collections yielding under ``young_worse`` of what full collections did
   (garbage kept a while, e.g. a screen kept for "undo", is walked by young
   collections again and again before it dies) give the app its settings
-  back, and garbage does not engage again for ``verdict_s``; meanwhile a full
-  collection that finds garbage runs at ``tighten`` whatever its budget.
+  back, and garbage does not engage again for ``verdict_s``.
 - **Infeasible**: over the target and ``infeasible_after`` collections in a row
 not useful (freeing under a quarter of the excess) means live data alone
 exceeds the target. The controller then says so (``live_over_bytes``), gives
@@ -474,14 +473,15 @@ class Controller:
         want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
         paced = obs.now < self.due_at(obs.rss, obs.target)  # ... its cost budget says not yet
         young_lost = obs.now < s.young_off_until
-        if (
-            paced and want and young_lost and s.futile == 0 and frac >= c.tighten
+        # Collections find garbage and RSS is at the target's edge: one runs now, whatever
+        # the budget (pacing bounds what collecting costs; the target is the point).
+        # Regrowth between them still bounds how often. Gen-0 is tightened as well if the
+        # budget alone would have held this one back.
+        edge = (
+            paced and want and s.futile == 0 and s.collections > 0 and frac >= c.tighten
             and obs.now >= s.pending_until
             and obs.now - s.last_collect_at >= c.min_collect_gap_s
-        ):  # fmt: skip
-            # Full collections are this app's cheaper way (young ones lost their trial)
-            # and they find garbage: near the target one runs now, whatever the budget.
-            paced = False
+        )  # fmt: skip
         # 1. the thresholds: only when paced collections alone do not hold
         if s.infeasible:
             if s.applied is not None:
@@ -531,7 +531,7 @@ class Controller:
                     s.calm_since = obs.now
                     plan = Plan(apply=s.applied, reason=f"relax to {new} at {frac:.0%}")
         # 2. a full collection, paced by its own measured cost
-        if want and not paced:
+        if want and (edge or not paced):
             s.pending_until = obs.now + 1.0  # until collected() or skipped() says more
             need = obs.rss - int(c.relax * obs.target)
             extra = self._choose(need)

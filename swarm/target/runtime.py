@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from hivemind.swarm.redis.resp import Connection
     from hivemind.swarm.target.envelope import CommandVerifier
 
+COLLECT_TRIES = 5  # a collection that found the app's own under way: tries, 2 ms apart
 NEAR_FRACTION = 0.7  # of the target: from here on RSS is also checked at FAST_CHECK_HZ
 FAST_CHECK_HZ = 200.0  # an RSS read (~15 µs) and a controller step, nothing published
 
@@ -453,16 +454,23 @@ class Runtime(CommandsMixin, LinkMixin):
         objects = 0
         ran = False
         if plan.collect:
-            runs = self.meter.count
-            self.meter.ours(True)
-            try:
-                objects = gc.collect()
-            finally:
-                self.meter.ours(False)
             # gc.collect() returns at once when a collection is already under way in
-            # another thread (the app's, paused in a finalizer or a callback): no
-            # callback fired, nothing ran, and that is no verdict on the heap.
-            ran = self.meter.count != runs or not self.meter.installed
+            # another thread (the app's, paused in a finalizer or a gc callback, where
+            # the GIL often changes hands): no callback fired, nothing ran, and that is
+            # no verdict on the heap. That collection ends within milliseconds: try
+            # again shortly (GIL released) rather than at the next sample, 50 ms on.
+            for attempt in range(COLLECT_TRIES):
+                if attempt:
+                    time.sleep(0.002)
+                runs = self.meter.count
+                self.meter.ours(True)
+                try:
+                    objects = gc.collect()
+                finally:
+                    self.meter.ours(False)
+                ran = self.meter.count != runs or not self.meter.installed
+                if ran:
+                    break
             if ran:
                 malloc_trim()
                 self.stats["local_collections"] += 1

@@ -284,10 +284,11 @@ def test_a_probe_that_frees_memory_resumes_control() -> None:
 
 def _engaged(app: GCSettings, ctl: Controller | None = None) -> World:
     """A world whose controller took over gen-0 at t = 0.05 s: a collection found
-    garbage, RSS grew on past 95 %, and the next collection (1 s later) is not due."""
+    garbage, RSS grew on past 95 %, where the next collection runs at once although
+    its budget says not yet (finding garbage again)."""
     w = World(app, ctl)
     w.step(0.0, 86.0, objects=G, collect_s=1.0)
-    w.step(0.05, 96.0)
+    assert w.step(0.05, 96.0, objects=G, collect_s=1.0).collect
     assert w.ctl.engaged
     return w
 
@@ -491,3 +492,13 @@ def test_after_the_verdict_expires_garbage_engages_again() -> None:
     assert w.step(t, 90.0, objects=G, collect_s=0.06).collect
     w.step(t + 0.05, 60.0)
     assert w.ctl.engaged, "a new trial"
+
+
+def test_at_the_targets_edge_a_collection_that_finds_garbage_is_not_held_by_its_budget() -> None:
+    w = World(DEFAULT)
+    assert w.step(0.0, 86.0, objects=G, collect_s=0.2).collect
+    assert w.ctl.due_at(96 * MB, TARGET) == pytest.approx(0.4), "200 ms at 50 %"
+    assert w.step(0.05, 96.0, objects=G, collect_s=0.2).collect, "at 96 %: now"
+    futile = World(DEFAULT)
+    assert futile.step(0.0, 86.0, collect_s=0.2).collect  # found nothing
+    assert not futile.step(0.05, 96.0).collect, "a futile one keeps its pacing"
