@@ -186,6 +186,7 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
     seconds = time.monotonic() - t0
     up: list[float] = []
     to_sample: list[float] = []  # allocation start -> the sample the decision answered
+    alloc_ms: list[float] = []  # the allocation itself (the workload times it)
     down_answered = 0
     ups = downs = 0
     for name, log in zip(names, logs, strict=True):
@@ -194,7 +195,7 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
             (t, d) for tgt, t, d, ph in tap.acks if tgt == name and d and ph == "applied"
         )
         acks = [t for t, _ in acked]
-        for j, (kind, ts) in enumerate(events):
+        for j, (kind, ts, *done) in enumerate(events):
             t = float(ts)
             nxt = float(events[j + 1][1]) if j + 1 < len(events) else t + 0.4
             first = next((a for a in acks if t < a <= nxt), None)
@@ -202,6 +203,8 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
                 ups += 1
                 if first is not None:
                     up.append((first - t) * 1000)
+                    if done:
+                        alloc_ms.append((float(done[0]) - t) * 1000)
                     decision = acked[acks.index(first)][1]
                     if decision in tap.sample_ts:
                         to_sample.append((tap.sample_ts[decision] - t) * 1000)
@@ -226,6 +229,7 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
         "effect_acks": sum(1 for _, _, d, ph in tap.acks if ph == "effect"),
         "parts": {n: list(map(float, c)) for n, c in zip(names5, cols, strict=True)},
         "to_sample_ms": to_sample,
+        "alloc_ms": alloc_ms,
     }
 
 
@@ -685,6 +689,8 @@ def main() -> None:
             ]
             before = lat.get("to_sample_ms") or []
             rows = {"allocation start -> that sample (from the acks)": before} if before else {}
+            if lat.get("alloc_ms"):
+                rows["of which the allocation itself (the workload's own time)"] = lat["alloc_ms"]
             for name, xs in {**rows, **parts}.items():
                 lines.append(
                     f"| {name} | {len(xs)} | {pcts(xs, 0.5, 1)} | {pcts(xs, 0.99, 100)} | "

@@ -9,7 +9,8 @@ answers and pair the target with a later command) and registers a reclaim
 action ``drop-block`` that drops it; the swarm's command (or the target's own reclaim hook) runs
 it. After PERIOD_S it drops the block itself if nobody did, records that,
 waits PERIOD_S and repeats. With LOG, one line per event is appended:
-``alloc TS`` / ``free TS``. The runtime is attached by ``hivemind run``.
+``alloc TS DONE_TS`` (when the allocation began and ended) / ``free TS``.
+The runtime is attached by ``hivemind run``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> None:
         began = time.time()
         holder[0] = b"x" * int(hold_mb * 1024 * 1024)  # touched: it counts in RSS
         if log is not None:
-            log.write(f"alloc {began:.6f}\n")
+            log.write(f"alloc {began:.6f} {time.time():.6f}\n")  # began, done
         time.sleep(period)
         holder[0] = None
         if log is not None:

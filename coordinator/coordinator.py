@@ -183,6 +183,11 @@ class CoordinatorCore(AgentCore):
         )
         if decision is None:
             self.events_declined += 1
+            if new is not history:  # a level change with nothing to send: remembered
+                self.histories[event.target] = new
+                self.redis.hset(
+                    self.keys.coordinator_state, event.target, json.dumps(_history_json(new))
+                )
             return None
         publish(self.redis, self.keys.decisions(owner_of(decision)), decision, self.secret)
         self.decision_ms.append((time.perf_counter() - t0) * 1000)

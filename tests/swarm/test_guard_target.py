@@ -309,6 +309,34 @@ def test_infeasible_is_recorded_in_the_session_and_gets_only_what_drops_live_dat
         core.stop()
 
 
+def test_a_target_back_under_its_target_is_answered_at_once_when_it_crosses_again(
+    embedded: EmbeddedRedis, namespace: str
+) -> None:
+    """Its way down sends nothing (its own controller collects), but the coordinator
+    remembers it: the next crossing is a move up, decided at once, not "still
+    emergency" held back by a cooldown (that cost the swarm round trip a 200 ms tail)."""
+    from hivemind.coordinator.coordinator import CoordinatorCore
+    from hivemind.swarm.agent.base import AgentConfig
+
+    core = CoordinatorCore(AgentConfig(namespace=namespace, redis_url=embedded.url),
+                           f"{namespace}.coordinator")  # fmt: skip
+    try:
+        cost = GuardCost(controller="engaged")
+
+        def event(level: str, previous: str, rss_mb: int) -> PressureEvent:
+            return PressureEvent(target="toggler", level=level, previous=previous,
+                                 rss_bytes=rss_mb * MB, target_bytes=64 * MB,
+                                 sample_ts=time.time(), reclaim_actions=("drop",),
+                                 cost=cost)  # fmt: skip
+
+        for _ in range(3):  # well within the emergency cooldown (0.2 s) each time
+            up = core.handle_event(event("emergency", "conservative", 68))
+            assert up is not None and up.reason == "conservative -> emergency"
+            assert core.handle_event(event("conservative", "emergency", 20)) is None
+    finally:
+        core.stop()
+
+
 FORK_APP = r"""
 import os, sys, time
 import hivemind
