@@ -237,18 +237,31 @@ def _create_exclusive(path: Path, text: str) -> bool:
     return True
 
 
+def _just_made(path: Path, within_s: float = 2.0) -> bool:
+    """True if the folder changed in the last ``within_s`` seconds (being made now)."""
+    try:
+        return time.time() - os.lstat(path).st_mtime < within_s
+    except OSError:
+        return False
+
+
 def _check_marker(path: Path) -> None:
     """Raise unless ``path`` holds our marker, as a 0600 file we own."""
     marker = path / MARKER_FILE
+    missing = StateFolderError(
+        f"state folder {path} was not made by hivemind (no {MARKER_FILE}): it may have "
+        "come with a cloned repository or an archive, so nothing in it is used; "
+        f"move it away (`mv {path} {path}.untrusted`) and hivemind makes a fresh one"
+    )
+    text: str | None = None
     for _ in range(100):  # another of our processes may be writing it right now
         try:
             text = read_private_text(marker, max_bytes=4096, secret=True)
         except FileNotFoundError:
-            raise StateFolderError(
-                f"state folder {path} was not made by hivemind (no {MARKER_FILE}): it may have "
-                "come with a cloned repository or an archive, so nothing in it is used; "
-                f"move it away (`mv {path} {path}.untrusted`) and hivemind makes a fresh one"
-            ) from None
+            if _just_made(path):  # a folder made a moment ago: its maker may be about to
+                time.sleep(0.01)  # write the marker (50 cold hooks at once raced here)
+                continue
+            raise missing from None
         except (StateFolderError, OSError) as exc:
             raise StateFolderError(
                 f"state folder {path} was not made by hivemind ({exc}), so nothing in it is "
@@ -257,6 +270,8 @@ def _check_marker(path: Path) -> None:
         if text:
             break
         time.sleep(0.01)
+    if text is None:
+        raise missing
     if text != _MARKER_TEXT:
         raise StateFolderError(
             f"state folder {path} was not made by hivemind (its {MARKER_FILE} is not ours), "
