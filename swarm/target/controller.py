@@ -36,10 +36,10 @@ owns three control variables, cheapest first:
   collector time is measured: above ``gc_cost_ceiling_ms`` per second with
   headroom left, it relaxes too. **The hand-over is judged by what it
   costs**: every collection's time and the unreachable objects it found are
-  counted (``Observation.gc_s``/``gc_found``) while ours and while the app's
-  own thresholds (and the guard's full collections) are in force. Since the app makes the same
-  garbage either way, the regime that finds more of it per millisecond of
-  collector time costs the app less. After ``trial_s`` engaged, young
+  counted (``Observation.gc_s``/``gc_found``) while ours and while the
+  app's own thresholds (and the guard's full collections) are in force.
+  Since the app makes the same garbage either way, the regime that finds
+  more of it per millisecond of collector time costs the app less. After ``trial_s`` engaged, young
   collections yielding under ``young_worse`` of what full collections did
   (garbage kept a while, e.g. a screen kept for "undo", is walked by young
   collections again and again before it dies) give the app its settings
@@ -454,7 +454,7 @@ class Controller:
         elif obs.current != s.applied:
             s.app = obs.current  # the app changed its settings while we held ours
             plan = Plan(apply=s.applied, reason="app changed its GC settings; kept as its own")
-        self._count_yield(obs, frac)
+        self._count_yield(obs)
         if s.infeasible and frac < c.feasible_again:
             s.infeasible, s.futile, s.probes, s.live_over = False, 0, 0, 0
             s.retry_at, s.regrow_at = obs.now, 0
@@ -539,7 +539,7 @@ class Controller:
             plan = replace(plan, collect=True, reclaim=extra, reason=(plan.reason + "; " + why))
         return plan
 
-    def _count_yield(self, obs: Observation, frac: float) -> None:
+    def _count_yield(self, obs: Observation) -> None:
         """Add the collector time and garbage found since the last observation to the
         regime in force: ours (engaged) or the app's own (with the guard's full collections)."""
         s = self._s
