@@ -46,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from hivemind.swarm.bench.corpus import app_env
 from hivemind.swarm.bench.measure import fmt_spread, machine_info
 from hivemind.swarm.lifecycle.supervisor import Swarm
 from hivemind.swarm.messages import (
@@ -101,8 +102,7 @@ def verdict(ok: bool) -> str:
 
 
 def child_env(state: Path, **kw: Any) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
-    base.pop("PYTHONDONTWRITEBYTECODE", None)  # with bytecode caches, as installed
+    base = app_env()  # no HIVEMIND_* settings; bytecode caches, as installed
     base["PYTHONPATH"] = str(ROOT)
     return guarded_env(state_dir=state, base=base, **kw)
 
@@ -194,18 +194,16 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
         acked = sorted(
             (t, d) for tgt, t, d, ph in tap.acks if tgt == name and d and ph == "applied"
         )
-        acks = [t for t, _ in acked]
         for j, (kind, ts, *done) in enumerate(events):
             t = float(ts)
             nxt = float(events[j + 1][1]) if j + 1 < len(events) else t + 0.4
-            first = next((a for a in acks if t < a <= nxt), None)
+            first, decision = next(((a, d) for a, d in acked if t < a <= nxt), (None, ""))
             if kind == "alloc":
                 ups += 1
                 if first is not None:
                     up.append((first - t) * 1000)
                     if done:
                         alloc_ms.append((float(done[0]) - t) * 1000)
-                    decision = acked[acks.index(first)][1]
                     if decision in tap.sample_ts:
                         to_sample.append((tap.sample_ts[decision] - t) * 1000)
             else:

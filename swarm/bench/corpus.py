@@ -47,6 +47,7 @@ __all__ = [
     "CorpusApp",
     "Plan",
     "SideEnv",
+    "app_env",
     "corpus_phase",
     "run_corpus",
     "run_side",
@@ -150,7 +151,7 @@ class SideEnv:
     empty_state_dir: Path
 
 
-def _clean_env() -> dict[str, str]:
+def app_env() -> dict[str, str]:
     """The environment apps run in: ours without HIVEMIND_* settings, and with bytecode
     caches written and used, as an installed package has them (a machine that sets
     PYTHONDONTWRITEBYTECODE would otherwise compile hivemind's modules in every run)."""
@@ -161,7 +162,7 @@ def _clean_env() -> dict[str, str]:
 def _side_env(side: str, app: CorpusApp, where: SideEnv) -> tuple[dict[str, str], str]:
     from hivemind.swarm.target.launch import guarded_env
 
-    base = _clean_env()
+    base = app_env()
     if side == "unguarded":
         return base, "none"
     if side == "watchdog":
