@@ -186,10 +186,11 @@ def test_the_controller_chooses_a_discovered_cache_when_a_collection_is_due(
     try:
         assert wait_for(lambda: app.render.cache_info().currsize == 0, 15), "not reclaimed"
         mine = f"cache:{app.__name__}.render"
-        history = rt.reclaim_hook.reclaimer.history
-        # The cache is empty as soon as the clear ran; its outcome is recorded just after.
-        assert wait_for(lambda: any(o.name == mine for o in list(history)), 5), "not recorded"
-        out = next(o for o in list(history) if o.name == mine)
+        reclaimer = rt.reclaim_hook.reclaimer
+        # The cache is empty as soon as the clear ran; its outcome is recorded just after,
+        # in a new list (history is replaced, not appended to): read it afresh each time.
+        assert wait_for(lambda: any(o.name == mine for o in reclaimer.history), 5), "not recorded"
+        out = next(o for o in reclaimer.history if o.name == mine)
         assert out.ok and out.expected_bytes > 20 * MB and out.bytes_freed > 10 * MB
         assert app.render(3) == "<p>3</p>" * 2000
     finally:
