@@ -167,7 +167,8 @@ class Keys:
 
     @property
     def latency_raw(self) -> str:
-        """List (capped, newest first): JSON ``[total, sampling, decision, command, apply]`` ms."""
+        """List (capped, newest first): JSON ``[total, sampling, decision, command, apply]``
+        ms, then the decision's id."""
         return f"hm:{self.ns}:latency:raw"
 
     @property
