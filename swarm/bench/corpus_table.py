@@ -1,8 +1,9 @@
 """The corpus table: one row per app and side, as Markdown lines or a rich table.
 
 Cells are ``median (min-max)`` over the repeats. ``work`` is units per
-second relative to the same run's unguarded median (for mypy: the inverse
-of its wall time). The verdict column judges hivemind's sides only (see
+second relative to unguarded in the same round (every side of a round runs
+back to back; for mypy: the inverse of its wall time), median and range of
+those per-round ratios. The verdict column judges hivemind's sides only (see
 :func:`hivemind.swarm.bench.corpus.verdict`); baselines get ``-``.
 """
 
@@ -158,9 +159,13 @@ def corpus_markdown(record: dict[str, Any], heading: str = "###") -> list[str]:
         "Bar (issue 11): a feasible app's median peak at or under its target and its work at "
         "least 95 % of the best baseline that also holds the target, never below the "
         "watchdog; an infeasible one flagged within 5 s in every run and its work at least "
-        "97 % of unguarded. A work criterion missed by the medians while the repeats' "
-        "min-max ranges overlap is reported `within noise` (neither a pass nor a fail: "
-        "this run cannot resolve it); peak and flag criteria are never waived. "
+        "97 % of unguarded. Work is compared round by round: each round runs every side "
+        "of an app back to back, so the machine's drift over the whole run (often larger "
+        "than any guard's cost) cancels; `work vs unguarded` is the median (min-max) of "
+        "those per-round ratios, and the bar uses the median ratio to each baseline. A "
+        "work criterion missed by that median but reached in at least one round is "
+        "reported `within noise` (neither a pass nor a fail: this run cannot resolve it); "
+        "missed in every round, it fails. Peak and flag criteria are never waived. "
         "Peak is the kernel's high-water mark (VmHWM) over the run; GC pauses are every "
         "collection in the app's process (`gc.callbacks`); guard CPU is the CPU time of the "
         "guard's own threads; reaction is from the app's last allocation before RSS was seen "

@@ -109,6 +109,34 @@ def test_verdict_on_a_feasible_app(sides: dict[str, Any], expected: str) -> None
         assert expected in v and v.startswith("fails"), v
 
 
+def _rounds(peak: float, *rates: float) -> dict[str, Any]:
+    side = _side(peak, sorted(rates)[len(rates) // 2], min(rates), max(rates))
+    side["rounds"] = list(rates)
+    return side
+
+
+def test_verdict_pairs_the_rounds_when_it_has_them() -> None:
+    # The machine slows down over the run: every side drops together. Medians and ranges
+    # call it noise; round by round, h keeps 98 % of the watchdog.
+    drift = {
+        "unguarded": _rounds(150, 200, 150, 100),
+        "watchdog": _rounds(90, 180, 135, 90),
+        "h": _rounds(95, 176, 132, 88),
+    }
+    assert verdict(FEASIBLE, drift, "h") == "meets the bar"
+    # Below the watchdog in every round, though the ranges overlap: a failure.
+    slower = {**drift, "h": _rounds(95, 160, 120, 80)}
+    v = verdict(FEASIBLE, slower, "h")
+    assert v.startswith("fails: work 89% of the best baseline"), v
+    # Below in the median round only: within noise.
+    mixed = {**drift, "h": _rounds(95, 180, 120, 80)}
+    assert verdict(FEASIBLE, mixed, "h").startswith("within noise: work 89%")
+    # A round whose run failed is left out of the pairs.
+    gap = {**drift, "h": _rounds(95, 176, 132, 88)}
+    gap["h"]["rounds"][1] = None
+    assert verdict(FEASIBLE, gap, "h") == "meets the bar"
+
+
 def test_verdict_on_an_infeasible_app() -> None:
     u = _side(300, 100, 99, 101)
     assert verdict(INFEASIBLE, {"unguarded": u, "h": _side(300, 99, 98, 100, 3, 2.0)}, "h") == (
