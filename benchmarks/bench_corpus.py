@@ -83,7 +83,13 @@ def render(record: dict[str, Any]) -> str:
         headline(record),
         "",
         f"Command: `{meta['command']}` · commit {meta['commit']} · {meta['date']} · "
-        f"took {record['took_s']:.0f} s",
+        f"took {record['took_s']:.0f} s"
+        + (
+            f" · verdicts and summaries recomputed from its raw runs at commit "
+            f"{meta['rendered_at']} (`--render-only`)"
+            if meta.get("rendered_at") and meta["rendered_at"] != meta["commit"]
+            else ""
+        ),
         "",
         f"Machine: {meta['machine']}. Measured while the machine was shared (load average "
         f"{meta['load_before']:.1f} before, {meta['load_after']:.1f} after, on "
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         record = json.loads(args.out.with_suffix(".json").read_text())
         apps = [a for a in CORPUS if a.name in {x["name"] for x in record["apps"]}]
         record["summaries"] = [summarize(a, record["runs"]) for a in apps]
+        record["meta"]["rendered_at"] = _commit()
         args.out.write_text(render(record))
         return 0
     plan = QUICK if args.quick else FULL

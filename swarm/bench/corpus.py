@@ -356,6 +356,10 @@ def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     return a["min"] <= b["max"] and b["min"] <= a["max"]
 
 
+SIGN_ROUNDS = 5
+"""Rounds that must all fall short for a work criterion to fail (p = 1/32 by chance)."""
+
+
 def _paired(side: dict[str, Any], other: dict[str, Any]) -> list[float]:
     """``side``'s work over ``other``'s, round by round (the two ran minutes apart at most,
     so the machine's drift over a whole run, often larger than any guard's cost, cancels);
@@ -373,9 +377,10 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
     flagged within 5 s in every run, and work >= 97 % of unguarded. A work
     criterion is judged on the median of the rounds' work ratios (each
     round runs every side back to back, see :func:`_paired`); missed by that
-    median while at least one round reached the factor gives ``within noise``
-    (not a pass, not a fail: the difference is below what this run can
-    resolve), missed in every round fails. Without per-round rates the
+    median while at least one round reached the factor, or with fewer than
+    :data:`SIGN_ROUNDS` rounds, gives ``within noise`` (not a pass, not a
+    fail: the difference is below what this run can resolve); missed in
+    every one of at least that many rounds fails. Without per-round rates the
     medians are compared and overlapping ranges give ``within noise``. The
     memory and flag criteria are never "within noise".
     """
@@ -392,7 +397,10 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
             rel = statistics.median(ratios)
             if rel >= factor:
                 return
-            (noise if max(ratios) >= factor else why).append(f"work {rel:.0%} of {what}")
+            # Every round below, in at least SIGN_ROUNDS of them, is past noise (a sign
+            # test: by chance one in 2**5); fewer rounds cannot tell.
+            resolved = max(ratios) < factor and len(ratios) >= SIGN_ROUNDS
+            (why if resolved else noise).append(f"work {rel:.0%} of {what}")
             return
         o = other["units_per_s"]
         if work["median"] >= factor * o["median"]:
