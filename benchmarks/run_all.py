@@ -89,9 +89,7 @@ def code_version() -> tuple[str, bool]:
     """``(short commit, clean)``: the commit checked out; clean when no tracked file
     differs, but for what the benchmarks write (:data:`WRITTEN`)."""
     commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    changed = [
-        line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
-    ]
+    changed = _git("diff", "--name-only", "HEAD").splitlines()  # tracked, staged or not
     dirty = any(not path.startswith(WRITTEN) for path in changed)
     return commit, not dirty
 

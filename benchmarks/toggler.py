@@ -11,9 +11,8 @@ its own RSS (a few µs), so it records when the piece that took RSS over
 90 % of the target began: that piece is "the allocation that crossed".
 90 % is the ``aggressive`` level, the first at which the swarm sends a
 target whose own controller is running anything (below it the target acts
-alone). After PERIOD_S
-it drops the block itself if nobody did, records that, waits PERIOD_S and
-repeats. With LOG, one line per event is appended: ``alloc BEGAN DONE
+alone). After PERIOD_S it drops the block itself if nobody did, records
+that, waits PERIOD_S and repeats. With LOG, one line per event is appended: ``alloc BEGAN DONE
 CROSSED`` (when building began and ended, and when the crossing piece
 began; ``-`` if it never crossed) / ``free TS``. The runtime is attached by
 ``hivemind run``; without it (or its target) nothing is registered and no
