@@ -9,12 +9,16 @@ under hivemind's in-process guard with no swarm, and guarded by the swarm
 fragmentation apps), alternating, and writes ``benchmarks/results/corpus.md``
 (and the raw runs to ``corpus.json``). The full mode takes about 12-15
 minutes on a 2-core machine; ``--quick`` (1 repeat of 2 s, no mypy) about
-two and does not overwrite an existing full result.
+two and does not overwrite an existing full result. ``--apps tui,batch
+--repeats 15`` runs some apps with more rounds (to resolve a work
+difference the full run calls "within noise"); it writes only to an
+``--out`` given with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -104,7 +108,9 @@ def render(record: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat of 2 s per side, no mypy")
-    ap.add_argument("--out", type=Path, default=RESULTS, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write (.md and .json)")
+    ap.add_argument("--apps", default="", help="comma-separated app names (default: all)")
+    ap.add_argument("--repeats", type=int, default=0, help="rounds (default: the plan's)")
     ap.add_argument(
         "--render-only", action="store_true", help="rewrite corpus.md from corpus.json, no runs"
     )
@@ -117,16 +123,26 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(render(record))
         return 0
     plan = QUICK if args.quick else FULL
+    names = [n for n in args.apps.split(",") if n]
+    unknown = sorted(set(names) - {a.name for a in CORPUS})
+    if unknown or args.repeats < 0:
+        ap.error(f"unknown app(s): {', '.join(unknown)}" if unknown else "--repeats must be >= 1")
+    apps = tuple(a for a in CORPUS if not names or a.name in names)
+    if args.repeats:
+        plan = dataclasses.replace(plan, repeats=args.repeats, whole_run_repeats=None)
+    partial = bool(names or args.repeats)
     load_before = os.getloadavg()
     started = time.monotonic()
 
     def tick(what: str) -> None:
         print(f"  {time.monotonic() - started:6.0f} s  {what}", file=sys.stderr, flush=True)
 
-    record = corpus_phase(plan, tick=tick)
+    record = corpus_phase(plan, apps=apps, tick=tick)
     m = machine_info()
     record["meta"] = {
-        "command": ".venv/bin/python -m benchmarks.bench_corpus" + (" --quick" * args.quick),
+        "command": " ".join(
+            [".venv/bin/python -m benchmarks.bench_corpus", *(argv or sys.argv[1:])]
+        ),
         "commit": _commit(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": f"{m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, "
@@ -136,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": os.getloadavg()[0],
     }
     text = render(record)
-    if not args.quick or not args.out.exists():
+    if (not args.quick or not args.out.exists()) and not (partial and args.out == RESULTS):
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
