@@ -23,6 +23,7 @@ and :func:`verdict` judges hivemind's sides against the bar of issue 11.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -356,8 +357,14 @@ def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     return a["min"] <= b["max"] and b["min"] <= a["max"]
 
 
-SIGN_ROUNDS = 5
-"""Rounds that must all fall short for a work criterion to fail (p = 1/32 by chance)."""
+SIGN_P = 1 / 32
+"""A work criterion fails when this many rounds or more falling short would happen by
+chance at most this often (a one-sided sign test): all of 5 rounds, 10 of 12, 13 of 16."""
+
+
+def _sign_p(short: int, n: int) -> float:
+    """The chance that ``short`` or more of ``n`` rounds fall short if each were a coin toss."""
+    return sum(math.comb(n, k) for k in range(short, n + 1)) / 2**n if n else 1.0
 
 
 def _paired(side: dict[str, Any], other: dict[str, Any]) -> list[float]:
@@ -377,10 +384,10 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
     flagged within 5 s in every run, and work >= 97 % of unguarded. A work
     criterion is judged on the median of the rounds' work ratios (each
     round runs every side back to back, see :func:`_paired`); missed by that
-    median while at least one round reached the factor, or with fewer than
-    :data:`SIGN_ROUNDS` rounds, gives ``within noise`` (not a pass, not a
-    fail: the difference is below what this run can resolve); missed in
-    every one of at least that many rounds fails. Without per-round rates the
+    median gives ``within noise`` (not a pass, not a fail: the difference is
+    below what this run can resolve) unless so many rounds fell short that
+    chance would do it at most :data:`SIGN_P` of the time (a sign test: all
+    of 5 rounds, 10 of 12; never with fewer than 5), which fails. Without per-round rates the
     medians are compared and overlapping ranges give ``within noise``. The
     memory and flag criteria are never "within noise".
     """
@@ -397,9 +404,8 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
             rel = statistics.median(ratios)
             if rel >= factor:
                 return
-            # Every round below, in at least SIGN_ROUNDS of them, is past noise (a sign
-            # test: by chance one in 2**5); fewer rounds cannot tell.
-            resolved = max(ratios) < factor and len(ratios) >= SIGN_ROUNDS
+            short = sum(1 for r in ratios if r < factor)
+            resolved = _sign_p(short, len(ratios)) <= SIGN_P
             (why if resolved else noise).append(f"work {rel:.0%} of {what}")
             return
         o = other["units_per_s"]

@@ -134,6 +134,14 @@ def test_verdict_pairs_the_rounds_when_it_has_them() -> None:
     # Below in the median round only: within noise.
     mixed = {**drift, "h": _rounds(95, 180, 120, 80, 96, 150)}
     assert verdict(FEASIBLE, mixed, "h").startswith("within noise: work 89%")
+    # With more rounds one lucky round does not save it: 10 of 12 short fails (p < 1/32),
+    # 9 of 12 does not (p ~ 0.07).
+    base = [180.0] * 12
+    ten = {"watchdog": _rounds(90, *base), "unguarded": _rounds(150, *[200.0] * 12),
+           "h": _rounds(95, *[160.0] * 10, 180.0, 190.0)}  # fmt: skip
+    assert verdict(FEASIBLE, ten, "h").startswith("fails: work 89%")
+    nine = {**ten, "h": _rounds(95, *[160.0] * 9, 180.0, 190.0, 200.0)}
+    assert verdict(FEASIBLE, nine, "h").startswith("within noise: work 89%")
     # A round whose run failed is left out of the pairs.
     gap = {**drift, "h": _rounds(95, 176, 132, 88, 106, 141)}
     gap["h"]["rounds"][1] = None
