@@ -59,7 +59,9 @@ def headline(record: dict[str, Any]) -> str:
         v = [sm["verdicts"].get(side, "") for sm in sums]
         clear = sum(1 for x in v if x == "meets the bar")
         noisy = sum(1 for x in v if x.startswith("within noise"))
-        return f"{clear} of {n}" + (f" (+{noisy} within noise)" if noisy else "")
+        failing = sum(1 for x in v if x.startswith("fails"))
+        more = [f"+{noisy} within noise"] * bool(noisy) + [f"{failing} failing"] * bool(failing)
+        return f"{clear} of {n}" + (f" ({', '.join(more)})" if more else "")
 
     feasible = [sm for sm in sums if sm["feasible"]]
     held = sum(
@@ -81,8 +83,11 @@ def headline(record: dict[str, Any]) -> str:
 def render(record: dict[str, Any]) -> str:
     """``corpus.md`` from a record (``corpus_phase``'s, plus the ``meta`` main adds)."""
     meta = record["meta"]
+    some = len(record["apps"]) < len(CORPUS) or record["plan"]["repeats"] != FULL.repeats
     lines = [
-        "## Corpus: apps we did not write (issue 11)",
+        "## Corpus, more rounds of some apps (issue 11)"
+        if some
+        else "## Corpus: apps we did not write (issue 11)",
         "",
         headline(record),
         "",
