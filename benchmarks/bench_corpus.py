@@ -21,12 +21,12 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.run_all import code_version
 from hivemind.swarm.bench.corpus import CORPUS, FULL, QUICK, corpus_phase, summarize
 from hivemind.swarm.bench.corpus_table import corpus_markdown
 from hivemind.swarm.bench.measure import machine_info
@@ -36,18 +36,10 @@ RESULTS = ROOT / "benchmarks" / "results" / "corpus.md"
 
 
 def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """The commit checked out, "(with uncommitted changes)" when code differs (not the
+    results, BENCHMARKS.md and README figures the benchmarks write: see ``run_all``)."""
+    commit, clean = code_version()
+    return commit + ("" if clean else " (with uncommitted changes)")
 
 
 def headline(record: dict[str, Any]) -> str:
