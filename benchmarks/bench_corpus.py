@@ -64,8 +64,9 @@ def headline(record: dict[str, Any]) -> str:
         and w["peak_rss_mb"]["median"] <= sm["target_mb"]
     )
     return (
-        f"Headline: on the corpus of {n} apps we did not write ({record['plan']['repeats']} "
-        f"repeats, same run), hivemind with the swarm meets issue 11's bar on "
+        f"Headline: on the corpus of {n} app{'s' * (n != 1)} we did not write "
+        f"({record['plan']['repeats']} repeats, same run), hivemind with the swarm meets "
+        f"issue 11's bar on "
         f"{met('hivemind-swarm')} and the in-process guard on {met('hivemind-local')}; "
         f"the ten-line watchdog holds the target on {held} of {len(feasible)} "
         "feasible apps."
