@@ -326,8 +326,8 @@ class CoordinatorCore(AgentCore):
             pipe.hincrby(self.keys.latency, _bucket(total_ms), 1)
             pipe.hincrby(self.keys.latency, "count", 1)
             pipe.hincrbyfloat(self.keys.latency, "sum_ms", total_ms)
-            row: list[float | str] = [round(p, 3) for p in parts]
-            pipe.lpush(self.keys.latency_raw, json.dumps([*row, ack.decision_id]))
+            row = [*(round(p, 3) for p in parts), ack.decision_id]
+            pipe.lpush(self.keys.latency_raw, json.dumps(row))
             pipe.ltrim(self.keys.latency_raw, 0, LATENCY_KEEP - 1)
         pipe.execute()
         self.store.append(
