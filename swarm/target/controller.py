@@ -9,7 +9,11 @@ owns three control variables, cheapest first:
   unreachable objects found, which the app reuses even when RSS stays
   flat); after a useful one the next waits until RSS has grown again
   (``regrow_fraction`` of the target), since collecting a heap whose garbage
-  is already gone costs the app and frees nothing. And while RSS stays in
+  is already gone costs the app and frees nothing, and, under ``tighten``,
+  until that growth has stopped for ``settle_s`` (at most ``settle_max_s``):
+  a working set still being built is live, and a collection in the middle of
+  it walks it for nothing before the one that frees it. Fresh pressure (RSS
+  came up from under the band) is answered at once. And while RSS stays in
   the band, every collection is paced by its own measured cost: after one
   that took ``d`` seconds the next waits at least ``d / budget`` (50 % of
   wall time after a useful one, 20 % after a futile one, 30 % over the
@@ -21,7 +25,10 @@ owns three control variables, cheapest first:
   seed's 10 for a disabled collector): the collector's own incremental way
   to free young cyclic garbage, taken over as soon as a collection finds
   cyclic garbage (the app makes it: young collections free it while it is
-  young and in cache, for less than full collections of the whole heap).
+  young and in cache, for less than full collections of the whole heap),
+  if the app's own gen-0 is at least ``engage_ratio`` times ours (an app on
+  CPython's default 700 already collects young garbage: taking over at 500
+  would only cost a trial).
   Collections that find nothing mean live data grows, and tighter
   thresholds would only cost the app. It starts from the session's learned
   setting, else the report's ``balanced`` profile (a preset the coordinator
@@ -29,7 +36,8 @@ owns three control variables, cheapest first:
   (RSS at ``tighten``, 95 %, rising, the next one not yet due) it is
   *halved* (fast) at most every ``tighten_every_s``, down to
   ``floor_t0``; when headroom returns (RSS under ``relax`` for
-  ``relax_dwell_s``) it grows by ``relax_factor`` a step at a time, never
+  ``relax_dwell_s``, shorter in proportion far under it, down to
+  ``min_dwell_share`` of it) it grows by ``relax_factor`` a step at a time, never
   straight back above a setting that recently failed, and once it reaches
   the app's own threshold the app's settings come back untouched
   (AIMD-like: the settled state is the cheapest one that holds). The app's
@@ -143,6 +151,11 @@ class ControllerConfig:
     young_worse: float = 0.85  # young yield under this share of the full one's: release
     verdict_s: float = 60.0  # ...and garbage does not engage again for this long
     trial_min_gc_s: float = 0.02  # collector time each side needs before a verdict
+    settle_s: float = 0.01  # regrowth in the band: collect once RSS stopped rising this long
+    settle_max_s: float = 0.15  # ... or after this long regardless
+    settle_bytes: int = 64 * 1024  # RSS growth under this is not "rising" (page noise)
+    engage_ratio: float = 2.0  # garbage engages only if the app's gen-0 is this far above ours
+    min_dwell_share: float = 0.1  # far under the band the relax dwell shrinks to this share
 
 
 @frozen
@@ -199,6 +212,8 @@ class _State:
     last_collect_s: float = 0.0
     futile: int = 0
     regrow_at: int = 0  # after a useful collection: collect again once RSS reaches this
+    rose_at: float = -1e9  # RSS last grew (by more than settle_bytes)
+    regrown_at: float | None = None  # RSS reached regrow_at (the wait to settle began)
     garbage: bool = False  # the last collection found cyclic garbage (not only an RSS drop)
     rearmed: bool = False  # RSS went under the collect band since the last collection
     probes: int = 0
@@ -410,11 +425,15 @@ class Controller:
         # A disabled collector (or threshold 0) behaves as an infinite threshold.
         return t0 if t0 > 0 else 1 << 30
 
+    def _start_t0(self) -> int:
+        """Where engaging starts: the session's learned setting, else the preset."""
+        return self.learned_t0 or self.config.start_t0
+
     def _tighten(self, now: float, frac: float) -> Plan | None:
         """Engage (from the learned setting or the preset) or halve gen-0; None at the floor."""
         c, s = self.config, self._s
         if s.applied is None:
-            start = self.learned_t0 or c.start_t0
+            start = self._start_t0()
             app_t0 = self._app_t0()
             t0 = max(c.floor_t0, start if start < app_t0 else app_t0 // 2)
             reason = f"engage at {t0} ({frac:.0%} of target)"
@@ -447,6 +466,8 @@ class Controller:
         c, s = self.config, self._s
         frac = obs.rss / max(1, obs.target)
         rising = obs.rss > s.last_rss
+        if obs.rss > s.last_rss + c.settle_bytes:
+            s.rose_at = obs.now
         s.last_rss = obs.rss
         plan = Plan()
         if s.applied is None:
@@ -471,6 +492,10 @@ class Controller:
         if frac < c.collect:
             s.rearmed = True  # the next crossing is fresh pressure, not more of the same
         want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
+        if want and s.regrow_at and not s.rearmed and frac < c.tighten:
+            want = self._settled(obs.now)
+        else:
+            s.regrown_at = None
         paced = obs.now < self.due_at(obs.rss, obs.target)  # ... its cost budget says not yet
         young_lost = obs.now < s.young_off_until
         # Collections find garbage and RSS is at the target's edge: one runs now, whatever
@@ -490,11 +515,17 @@ class Controller:
             s.young_off_until = obs.now + c.verdict_s
             s.off = (0.0, 0)  # the next trial measures afresh
             plan = self._release(verdict)
-        elif s.applied is None and s.garbage and obs.now >= s.young_off_until:
+        elif (
+            s.applied is None and s.garbage and obs.now >= s.young_off_until
+            and self._app_t0() >= c.engage_ratio * self._start_t0()
+        ):  # fmt: skip
             # The last collection found cyclic garbage: the app makes it. The collector's
             # own young collections free it while it is young (and in cache), for far less
             # than full collections of the whole heap: engage at once (RSS has just dropped
             # under the band: waiting for it to come back would cost another full one).
+            # Not when the app's own young collections already run near our setting (the
+            # default 700 against our 500): taking over would change nothing but the cost
+            # of a trial; tightening when collections cannot keep up still applies.
             plan = self._tighten(obs.now, frac) or plan
         elif frac >= c.tighten and (rising or frac >= 1.0):
             s.calm_since = None
@@ -517,8 +548,12 @@ class Controller:
                 s.calm_since = None
             if obs.now - s.held_since >= c.hold_s and frac < c.tighten:
                 s.held_t0 = s.t0  # the latest (least aggressive) setting that held
-            dwell_ok = s.calm_since is not None and obs.now - s.calm_since >= c.relax_dwell_s
-            if dwell_ok and obs.now - s.last_change >= c.relax_dwell_s:
+            # Deep headroom relaxes faster: the dwell shrinks with RSS's share of the
+            # relax band (at 7 % of the target, a tenth of it), so a setting far tighter
+            # than the headroom needs is not paid for seconds on end.
+            dwell = c.relax_dwell_s * min(1.0, max(c.min_dwell_share, frac / c.relax))
+            dwell_ok = s.calm_since is not None and obs.now - s.calm_since >= dwell
+            if dwell_ok and obs.now - s.last_change >= dwell:
                 new = int(s.t0 * c.relax_factor) + 1
                 if s.fail_t0 and obs.now - s.fail_at < c.fail_memory_s:
                     new = min(new, s.fail_t0 - 1)  # do not go straight back to what failed
@@ -538,6 +573,19 @@ class Controller:
             why = "probe" if s.infeasible else f"collect at {frac:.0%}"
             plan = replace(plan, collect=True, reclaim=extra, reason=(plan.reason + "; " + why))
         return plan
+
+    def _settled(self, now: float) -> bool:
+        """RSS grew back into the band after a useful collection, under ``tighten``: has
+        the growth stopped (no rise for ``settle_s``), or has it gone on ``settle_max_s``?
+
+        A working set still being built is live: a collection now walks it for nothing
+        and the one after it (once the app drops it) frees it. Fresh pressure (RSS came
+        up from under the band) and RSS at the target's edge are answered at once.
+        """
+        c, s = self.config, self._s
+        if s.regrown_at is None:
+            s.regrown_at = now
+        return now - s.rose_at >= c.settle_s or now - s.regrown_at >= c.settle_max_s
 
     def _count_yield(self, obs: Observation) -> None:
         """Add the collector time and garbage found since the last observation to the

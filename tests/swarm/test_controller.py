@@ -234,6 +234,39 @@ def test_rss_back_in_the_band_after_leaving_it_is_answered_at_once() -> None:
     assert w.step(0.15, 85.0, objects=G).collect, "back in the band: fresh pressure"
 
 
+def _after_a_useful_collection_in_the_band() -> World:
+    """RSS stays in the band after a useful collection (the freed memory stays in the
+    allocator's pools, for the next burst to reuse): 84 MB, regrowth from 85 MB."""
+    w = World(DEFAULT)
+    assert w.step(0.0, 85.0, freed_mb=1.0, objects=G, collect_s=0.01).collect
+    return w
+
+
+def test_regrowth_in_the_band_waits_for_the_working_set_to_stop_growing() -> None:
+    """A burst still being built is live: collecting it now walks it for nothing."""
+    w = _after_a_useful_collection_in_the_band()
+    growing = [(0.100, 85.5), (0.105, 86.5), (0.110, 87.5)]
+    assert not any(w.step(t, mb).collect for t, mb in growing), "still growing: wait"
+    assert not w.step(0.115, 87.5).collect, "flat for one check only"
+    assert w.step(0.125, 87.5).collect, "flat for settle_s: the burst is done"
+
+
+def test_regrowth_that_goes_on_is_collected_after_the_longest_wait() -> None:
+    w = _after_a_useful_collection_in_the_band()
+    t, mb, first = 0.1, 85.5, None
+    while first is None and t < 1.0:
+        if w.step(t, mb).collect:
+            first = t
+        t, mb = t + 0.005, mb + 0.1  # never stops growing, never reaches 95 %
+    assert first is not None and 0.1 + 0.15 - 1e-9 <= first <= 0.1 + 0.15 + 0.006
+
+
+def test_regrowth_reaching_the_targets_edge_is_collected_at_once() -> None:
+    w = _after_a_useful_collection_in_the_band()
+    assert not w.step(0.100, 86.0).collect
+    assert w.step(0.105, 96.0).collect, "at 96 %: no waiting for the growth to stop"
+
+
 def test_a_collection_that_did_not_run_is_retried_and_judges_nothing() -> None:
     ctl = Controller()
     plan = ctl.step(Observation(0.0, 130 * MB, TARGET, DEFAULT))
@@ -305,11 +338,41 @@ def test_relaxes_step_by_step_and_gives_back_the_apps_own_settings() -> None:
         assert w.current == app, app
         steps = sorted(set(seen))
         assert len(steps) >= 2, "one step at a time, not straight back"
-        assert t >= 2.0, "after the dwell"
+        assert t >= 2.0 * 0.40 / 0.70, "after the dwell (at 40 % of the target, 4/7 of it)"
         for _ in range(40):  # released: no garbage found since, so it stays released
             t += 0.05
             w.step(t, 40.0)
         assert not w.ctl.engaged and w.current == app
+
+
+def _relaxed_by(rss_mb: float, seconds: float) -> int:
+    w = _engaged(DISABLED)
+    t = 0.1
+    while t < seconds:
+        w.step(t, rss_mb)
+        t += 0.05
+    return w.current.thresholds[0] if w.ctl.engaged else 1 << 30
+
+
+def test_deep_headroom_relaxes_faster_than_shallow() -> None:
+    near = _relaxed_by(65.0, 4.0)  # just under the relax band: the whole 2 s dwell
+    deep = _relaxed_by(5.0, 4.0)  # 5 % of the target: a tenth of it
+    assert 500 < near <= 1200, near
+    assert deep > 5 * near, (deep, near)
+
+
+def test_default_thresholds_are_not_taken_over_for_garbage_alone() -> None:
+    # The app's own young collections already run near the preset (700 against 500):
+    # a collection finding garbage engages nothing ...
+    w = World(DEFAULT)
+    w.step(0.0, 85.0, objects=G, collect_s=0.01)
+    w.step(0.05, 85.5, objects=G, collect_s=0.01)
+    assert not w.ctl.engaged and w.current == DEFAULT
+    # ... but a session that learned a far tighter setting starts from it
+    w = World(DEFAULT, Controller(learned_t0=200))
+    w.step(0.0, 85.0, objects=G, collect_s=0.01)
+    w.step(0.05, 85.5, objects=G, collect_s=0.01)
+    assert w.ctl.engaged and w.current.thresholds[0] == 200
 
 
 def test_does_not_relax_straight_back_to_a_setting_that_failed() -> None:
