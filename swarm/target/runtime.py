@@ -78,6 +78,7 @@ if TYPE_CHECKING:
 COLLECT_TRIES = 5  # a collection that found the app's own under way: tries, 2 ms apart
 NEAR_FRACTION = 0.7  # of the target: from here on RSS is also checked at FAST_CHECK_HZ
 FAST_CHECK_HZ = 200.0  # an RSS read (~15 µs) and a controller step, nothing published
+IMMINENT_CHECK_HZ = 1000.0  # ... while RSS rises fast toward the collect band, not yet in it
 
 __all__ = [
     "Runtime",
@@ -149,6 +150,7 @@ class Runtime(CommandsMixin, LinkMixin):
         self._near = False  # RSS at NEAR_FRACTION of the target: check at FAST_CHECK_HZ
         self._last_read = (0.0, 0)  # (monotonic time, RSS) of the last reading
         self._growth = 0.0  # recent RSS growth, bytes per second (see _update_near)
+        self._check_s = 1.0 / FAST_CHECK_HZ  # the fast check's period (see _update_near)
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -225,7 +227,6 @@ class Runtime(CommandsMixin, LinkMixin):
     # --- the loop ---------------------------------------------------------
     def _run(self) -> None:
         period = 1.0 / self.config.sample_hz
-        fast = 1.0 / FAST_CHECK_HZ
         next_sample = next_check = time.monotonic()
         while not self._stop.is_set():
             try:
@@ -237,10 +238,10 @@ class Runtime(CommandsMixin, LinkMixin):
                     next_sample += period
                     if next_sample < now:  # we fell behind (a long GC): do not burst
                         next_sample = now + period
-                    next_check = time.monotonic() + fast
+                    next_check = time.monotonic() + self._check_s
                 elif self._near and now >= next_check:
                     self._fast_check()
-                    next_check = time.monotonic() + fast
+                    next_check = time.monotonic() + self._check_s
                 due = min(next_sample, next_check) if self._near else next_sample
                 wait = max(0.0, due - time.monotonic())
                 msg = None
@@ -388,6 +389,12 @@ class Runtime(CommandsMixin, LinkMixin):
             self._growth = max((rss - before) / dt, self._growth * 0.5 ** (dt / 0.25))
         near = NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz
         self._near = rss >= near and not self.controller.infeasible
+        # About to cross the collect band (within two 200 Hz checks at this growth): check
+        # at IMMINENT_CHECK_HZ until it is crossed, so the crossing is seen within ~1 ms
+        # rather than 5. Only while rising toward the band: flat RSS in it costs nothing more.
+        band = self.controller.config.collect * self.target_bytes
+        imminent = self._near and rss < band <= rss + self._growth * 2.0 / FAST_CHECK_HZ
+        self._check_s = 1.0 / (IMMINENT_CHECK_HZ if imminent else FAST_CHECK_HZ)
 
     def _refresh_cost(self) -> None:
         snap = self.meter.tick()

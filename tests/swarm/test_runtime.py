@@ -24,7 +24,7 @@ from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.seal import unseal
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.signing import sign
-from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
+from hivemind.swarm.target.runtime import FAST_CHECK_HZ, IMMINENT_CHECK_HZ, Runtime, RuntimeConfig
 from tests.conftest import wait_for
 
 
@@ -301,3 +301,21 @@ def test_fast_checks_start_early_when_rss_grows_fast(tmp_path: Path) -> None:
     assert not rt._near
     rt._update_near(12.10, 71 * mb)
     assert rt._near, "at 70 % whatever the growth"
+
+
+def test_checks_run_at_1_khz_only_while_rss_rises_toward_the_collect_band(
+    tmp_path: Path,
+) -> None:
+    config = RuntimeConfig(
+        name="imminent", target_mb=100, redis_url=None, namespace=None, state_dir=tmp_path,
+        key=None,
+    )  # fmt: skip
+    rt = Runtime(config)
+    mb = 2**20
+    rt._update_near(10.0, 75 * mb)
+    rt._update_near(10.5, 75 * mb)
+    assert rt._near and rt._check_s == 1 / FAST_CHECK_HZ, "flat under the band: 200 Hz"
+    rt._update_near(10.505, 78 * mb)  # 600 MB/s: the band (80 MB) is 2 checks away
+    assert rt._check_s == 1 / IMMINENT_CHECK_HZ
+    rt._update_near(10.506, 81 * mb)
+    assert rt._check_s == 1 / FAST_CHECK_HZ, "in the band: back to 200 Hz"
