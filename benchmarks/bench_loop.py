@@ -258,7 +258,7 @@ def latency(swarm: Swarm, state: Path, crossings: int, procs: int) -> dict[str, 
 FAST = r"""
 import gc, json, sys, time
 from hivemind.agents.memtools import malloc_trim
-from hivemind.swarm.target.runtime import current_runtime
+from hivemind.swarm.target.attach import current_runtime
 n, budget = int(sys.argv[1]), float(sys.argv[2])
 rt = current_runtime()
 def rss():
@@ -517,7 +517,7 @@ def _ray_loaded_after_attach(state: Path) -> bool:
 
 SMALL = """
 import sys, time
-from hivemind.swarm.target.runtime import current_runtime
+from hivemind.swarm.target.attach import current_runtime
 hold = [None]
 rt = current_runtime()
 if rt is not None:
@@ -642,7 +642,8 @@ def main() -> None:
             "it began (the guard may see "
             "the crossing before the allocation is done; from its start the latency is "
             "over-stated by at most the allocation's own time). Near the target "
-            "the guard checks RSS at 200 Hz (a ~15 µs read) besides its 20 Hz samples.",
+            "the guard checks RSS at 200 Hz (a ~15 µs read) besides its 20 Hz samples, "
+            "and at 1 kHz while RSS rises fast toward the collect band.",
             "",
             "| upward crossings | n | p50 ms | p95 ms | p99 ms | max ms |",
             "|---|---:|---:|---:|---:|---:|",

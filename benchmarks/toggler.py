@@ -25,7 +25,7 @@ import sys
 import time
 
 from hivemind.agents.memtools import current_rss_bytes
-from hivemind.swarm.target.runtime import current_runtime
+from hivemind.swarm.target.attach import current_runtime
 
 PIECE = 1 << 20
 ANSWERED_AT = 0.9  # of the target: the swarm's ``aggressive`` level (vocab.level_for)

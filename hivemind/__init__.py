@@ -27,8 +27,8 @@ __version__ = "0.1.0"
 
 
 def attach(*args: Any, **kwargs: Any) -> Any:
-    """Guard this process; see :func:`hivemind.swarm.target.runtime.attach`."""
-    from hivemind.swarm.target.runtime import attach as _attach
+    """Guard this process; see :func:`hivemind.swarm.target.attach.attach`."""
+    from hivemind.swarm.target.attach import attach as _attach
 
     return _attach(*args, **kwargs)
 

@@ -99,7 +99,7 @@ def guard_cpu_s() -> float:
 
 def _flagged() -> bool:
     try:
-        from hivemind.swarm.target.runtime import current_runtime
+        from hivemind.swarm.target.attach import current_runtime
     except ImportError:
         return False
     rt = current_runtime()

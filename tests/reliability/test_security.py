@@ -179,7 +179,7 @@ def test_run_with_a_group_readable_secret_runs_the_app_but_refuses_commands(
     read_secret(state)
     (state / "secret").chmod(0o640)
     code = (
-        "import hivemind.swarm.target.runtime as r, time; time.sleep(0.3); "
+        "import hivemind.swarm.target.attach as r, time; time.sleep(0.3); "
         "rt = r.current_runtime(); print(rt is not None, rt.config.key is None)"
     )
     env = _env()

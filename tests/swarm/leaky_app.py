@@ -12,7 +12,7 @@ import time
 
 from hivemind.agents.memtools import current_rss_bytes
 from hivemind.agents.render_cache import RenderCache
-from hivemind.swarm.target.runtime import current_runtime
+from hivemind.swarm.target.attach import current_runtime
 
 
 def main() -> None:

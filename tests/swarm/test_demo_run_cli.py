@@ -46,7 +46,7 @@ def test_run_passes_exit_code_and_guards(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text(
         "import sys, time\n"
-        "from hivemind.swarm.target.runtime import current_runtime\n"
+        "from hivemind.swarm.target.attach import current_runtime\n"
         "rt = current_runtime()\n"
         "print('guarded', rt is not None and rt.name, rt and rt.config.target_mb)\n"
         "sys.exit(7)\n"

@@ -38,7 +38,7 @@ NETWORK = ("socket", "select", "hiredis")
 CHILD = r"""
 import json, sys, time
 import hivemind
-from hivemind.swarm.target.runtime import current_runtime
+from hivemind.swarm.target.attach import current_runtime
 state_dir, command, want_connected = sys.argv[1:4]
 rt = hivemind.attach(target_mb=1e5, name="light", state_dir=state_dir)
 deadline = time.monotonic() + 20

@@ -180,7 +180,7 @@ def run_top(state_dir: Path, *, guard: bool = True, target_mb: float = 128.0) ->
     so it appears in its own list as ``hivemind-top-PID``.
     """
     if guard:
-        from hivemind.swarm.target.runtime import attach
+        from hivemind.swarm.target.attach import attach
 
         attach(target_mb, f"hivemind-top-{os.getpid()}", state_dir=state_dir, sample_hz=5.0)
     TopApp(state_dir).run()
