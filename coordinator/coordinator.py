@@ -184,18 +184,14 @@ class CoordinatorCore(AgentCore):
         if decision is None:
             self.events_declined += 1
             if new is not history:  # a level change with nothing to send: remembered
-                self.histories[event.target] = new
-                self.redis.hset(
-                    self.keys.coordinator_state, event.target, json.dumps(_history_json(new))
-                )
+                self._remember(event.target, new, self.redis)
             return None
         publish(self.redis, self.keys.decisions(owner_of(decision)), decision, self.secret)
         self.decision_ms.append((time.perf_counter() - t0) * 1000)
         self.queue_ms.append(max(0.0, (decision.ts - event.ts) * 1000))
-        self.histories[event.target] = new
         self.pending[decision.id] = (decision, time.monotonic())
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self.keys.coordinator_state, event.target, json.dumps(_history_json(new)))
+        self._remember(event.target, new, pipe)
         pipe.hset(self.keys.swarm, "level", self.level.value)
         pipe.hincrby(self.keys.counters, "decisions", 1)
         pipe.hincrby(self.keys.target_counters(event.target), "decisions", 1)
@@ -217,6 +213,11 @@ class CoordinatorCore(AgentCore):
             },
         )
         return decision
+
+    def _remember(self, target: str, history: TargetHistory, redis_or_pipe: Any) -> None:
+        """Keep ``target``'s history here and in Redis (a restarted coordinator reloads it)."""
+        self.histories[target] = history
+        redis_or_pipe.hset(self.keys.coordinator_state, target, json.dumps(_history_json(history)))
 
     def _record_cost(self, event: PressureEvent) -> None:
         """Cost, infeasibility and the cheapest holding setting, into the session."""
