@@ -71,14 +71,26 @@ first (``Plan.reclaim``, most bytes per millisecond first) until they cover
 what is needed; the runtime runs them by name and reports what each freed
 through :meth:`Controller.reclaimed`, which keeps the expectations current.
 
-No I/O, no clock reads: time is in each :class:`Observation`.
+No I/O, no clock reads: time is in each :class:`Observation`. The records it
+reads and returns (:class:`ControllerConfig`, :class:`Observation`, :class:`Plan`,
+:class:`GCSettings`, :class:`ReclaimOption`) live in
+:mod:`~hivemind.swarm.target.control_types` and are importable from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hivemind.swarm.record import field, frozen, record, replace
+from hivemind.swarm.record import field, record, replace
+from hivemind.swarm.target.control_types import (
+    CTL_T0_SETTING,
+    PRESET_T0,
+    ControllerConfig,
+    GCSettings,
+    Observation,
+    Plan,
+    ReclaimOption,
+)
 
 __all__ = [
     "CTL_T0_SETTING",
@@ -90,106 +102,6 @@ __all__ = [
     "Plan",
     "ReclaimOption",
 ]
-
-MB = 1024 * 1024
-
-CTL_T0_SETTING = "ctl_t0."
-"""Session setting ``setting.ctl_t0.<target>``: the gen-0 threshold that held that target
-cheapest; the coordinator records it, a target (re)connecting starts from it."""
-
-PRESET_T0 = {"conservative": 700, "balanced": 500, "aggressive": 300, "emergency": 100}
-"""The report's four GC profiles as gen-0 starting points (their full thresholds live in
-:mod:`hivemind.agents.gc_profiles`)."""
-
-
-@frozen
-class GCSettings:
-    """The collector's settings: thresholds and whether it runs automatically."""
-
-    thresholds: tuple[int, int, int]
-    enabled: bool = True
-
-
-@frozen
-class ControllerConfig:
-    """Bands (shares of the target), steps, budgets. Defaults are the tuned ones."""
-
-    collect: float = 0.80
-    tighten: float = 0.95
-    relax: float = 0.70
-    relax_dwell_s: float = 2.0
-    tighten_every_s: float = 0.25
-    relax_factor: float = 1.5
-    floor_t0: int = 100
-    release_t0: int = 20_000  # relaxed this far, thresholds no longer matter: release
-    start_t0: int = PRESET_T0["balanced"]
-    max_t1: int = 10
-    max_t2: int = 10
-    collect_budget: float = 0.20
-    over_budget: float = 0.30
-    useful_budget: float = 0.50  # collections that keep finding garbage: their cost is
-    # mostly that garbage's (the app's own collector would pay it too), not overhead
-    min_collect_gap_s: float = 0.05
-    futile_fraction: float = 0.05  # a collection freeing less than this share of the target
-    # (or of RSS, if larger)...
-    futile_min_bytes: int = 1 * MB  # ...and less than this is futile
-    object_bytes: int = 64  # assumed size of an unreachable object a collection found
-    excess_fraction: float = 0.25  # over the target: must free this share of the excess
-    infeasible_after: int = 2  # futile collections in a row over the target (beyond margin)
-    presume_cost_s: float = 0.05  # ...or one, when the next would take longer than this
-    infeasible_margin: float = 0.02  # share of the target: within it, RSS is "at" the target
-    infeasible_budget: float = 0.01
-    probe_min_s: float = 5.0
-    probe_max_s: float = 60.0
-    feasible_again: float = 0.95
-    gc_cost_ceiling_ms: float = 150.0  # app collector ms/s above which we relax if we may
-    hold_s: float = 5.0
-    regrow_fraction: float = 0.01  # after a useful collection, the next waits for RSS to grow
-    regrow_min_bytes: int = 256 * 1024  # ...by this share of the target, and at least this
-    fail_memory_s: float = 30.0
-    trial_s: float = 1.0  # engaged this long before the hand-over is judged by its yield
-    young_worse: float = 0.85  # young yield under this share of the full one's: release
-    verdict_s: float = 60.0  # ...and garbage does not engage again for this long
-    trial_min_gc_s: float = 0.02  # collector time each side needs before a verdict
-    settle_s: float = 0.01  # regrowth in the band: collect once RSS stopped rising this long
-    settle_max_s: float = 0.15  # ... or after this long regardless
-    settle_bytes: int = 64 * 1024  # RSS growth under this is not "rising" (page noise)
-    engage_ratio: float = 2.0  # garbage engages only if the app's gen-0 is this far above ours
-    min_dwell_share: float = 0.1  # far under the band the relax dwell shrinks to this share
-
-
-@frozen
-class Observation:
-    """One reading: monotonic time, RSS, target, the GC settings now, and the app's GC cost."""
-
-    now: float
-    rss: int
-    target: int
-    current: GCSettings
-    gc_ms_per_s: float = 0.0
-    gc_s: float = 0.0  # seconds inside the collector so far, every collection (monotone)
-    gc_found: int = 0  # unreachable objects every collection so far found (monotone)
-
-
-@frozen
-class ReclaimOption:
-    """An extra reclaim action the controller may choose: expectations, by name."""
-
-    name: str
-    expected_bytes: int
-    expected_cost_ms: float
-
-
-@frozen
-class Plan:
-    """What to do now. ``apply``: settings to set (``None``: leave them);
-    ``collect``: run a full collection and ``malloc_trim``, then report it
-    with :meth:`Controller.collected`; ``reclaim``: extra actions first."""
-
-    apply: GCSettings | None = None
-    collect: bool = False
-    reclaim: tuple[str, ...] = ()
-    reason: str = ""
 
 
 @record
