@@ -55,6 +55,8 @@ class ControllerConfig:
     relax_factor: float = 1.5
     floor_t0: int = 100
     release_t0: int = 20_000  # relaxed this far, thresholds no longer matter: release
+    release_found_bytes: int = 1 * MB  # ...a disabled collector only once young collections
+    # find less garbage than this (objects x object_bytes) in a relax dwell
     start_t0: int = PRESET_T0["balanced"]
     max_t1: int = 10
     max_t2: int = 10

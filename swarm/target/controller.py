@@ -39,8 +39,12 @@ owns three control variables, cheapest first:
   ``relax_dwell_s``, shorter in proportion far under it, down to
   ``min_dwell_share`` of it) it grows by ``relax_factor`` a step at a time, never
   straight back above a setting that recently failed, and once it reaches
-  the app's own threshold the app's settings come back untouched
-  (AIMD-like: the settled state is the cheapest one that holds). The app's
+  the app's own threshold (or ``release_t0``) the app's settings come back
+  untouched (AIMD-like: the settled state is the cheapest one that holds);
+  a collector the app disabled comes back only once young collections find
+  under ``release_found_bytes`` of garbage in a dwell (until then gen-0
+  stays at ``release_t0``: handing it back while the app still makes cycles
+  would let them pile up to the next full collection). The app's
   collector time is measured: above ``gc_cost_ceiling_ms`` per second with
   headroom left, it relaxes too. **The hand-over is judged by what it
   costs**: every collection's time and the unreachable objects it found are
@@ -137,6 +141,7 @@ class _State:
     gc_seen: tuple[float, int] = (0.0, 0)  # the last observation's gc_s, gc_found
     off: tuple[float, int] = (0.0, 0)  # collector s / objects found under the app's settings
     on: tuple[float, int] = (0.0, 0)  # ... and under ours, since engaging
+    on_mark: int = 0  # objects found under ours at the last relax step
     engaged_at: float = 0.0
     young_off_until: float = -1e9  # young collections lost their trial: no engaging on garbage
 
@@ -349,7 +354,7 @@ class Controller:
             app_t0 = self._app_t0()
             t0 = max(c.floor_t0, start if start < app_t0 else app_t0 // 2)
             reason = f"engage at {t0} ({frac:.0%} of target)"
-            s.engaged_at, s.on = now, (0.0, 0)
+            s.engaged_at, s.on, s.on_mark = now, (0.0, 0), 0
         elif s.t0 > c.floor_t0:
             s.fail_t0, s.fail_at = s.t0, now
             t0 = max(c.floor_t0, s.t0 // 2)
@@ -469,8 +474,17 @@ class Controller:
                 new = int(s.t0 * c.relax_factor) + 1
                 if s.fail_t0 and obs.now - s.fail_at < c.fail_memory_s:
                     new = min(new, s.fail_t0 - 1)  # do not go straight back to what failed
+                found = (s.on[1] - s.on_mark) * c.object_bytes  # young garbage, this dwell
+                s.on_mark = s.on[1]
                 if new >= min(self._app_t0(), c.release_t0):
-                    return self._release(f"relaxed back to the app's settings at {frac:.0%}")
+                    # Thresholds this relaxed no longer matter, unless the app turned its
+                    # collector off: then handing it back means garbage piles up to the
+                    # next full collection of the whole heap. Such an app gets it back once
+                    # young collections stop finding garbage; until then gen-0 stays here.
+                    if self._app_t0() < (1 << 30) or found < c.release_found_bytes:
+                        return self._release(f"relaxed back to the app's settings at {frac:.0%}")
+                    new = max(s.t0, c.release_t0)
+                    s.last_change = obs.now  # judged again after another dwell
                 if new > s.t0:
                     s.t0 = new
                     s.applied = self._ours(new)

@@ -375,6 +375,21 @@ def test_default_thresholds_are_not_taken_over_for_garbage_alone() -> None:
     assert w.ctl.engaged and w.current.thresholds[0] == 200
 
 
+def test_a_disabled_collector_comes_back_once_young_collections_stop_finding_garbage() -> None:
+    """A gc.disable() job still making cycles: handing its collector back would let them
+    pile up to the next full collection of the whole heap."""
+    w = _engaged(DISABLED)
+    t = 0.1
+    while t < 30:  # young collections find ~2.5 MB of garbage a second
+        w.step(t, 20.0, app_gc=(0.001, 2000))
+        t += 0.05
+    assert w.ctl.engaged and w.current.thresholds[0] == 20_000, "relaxed to the cap, held"
+    while t < 40:  # the job stopped making garbage
+        w.step(t, 20.0)
+        t += 0.05
+    assert not w.ctl.engaged and w.current == DISABLED
+
+
 def test_does_not_relax_straight_back_to_a_setting_that_failed() -> None:
     w = _engaged(TUI)  # at 500
     w.step(0.3, 97.0)  # still rising: 500 failed, now 250
