@@ -258,6 +258,7 @@ class Controller:
         s.last_collect_rss = max(1, rss_after + max(0, bytes_freed))
         s.retry_at, s.pending_until = None, -1e9
         s.rearmed = False
+        s.regrown_at = None  # the next regrowth waits to settle afresh
         before = rss_after + max(0, bytes_freed)
         enough = max(c.futile_min_bytes, c.futile_fraction * max(target, before))
         freed = max(bytes_freed, objects * c.object_bytes)
