@@ -201,7 +201,7 @@ class Runtime(CommandsMixin, LinkMixin):
         keep: bool | None = None,
     ) -> None:
         """Register a named reclaim action (see :mod:`hivemind.swarm.target.reclaim`)."""
-        if not name or not set(name) <= NAME_CHARS or len(name) > 128:
+        if not valid_target_name(name):  # reclaim names follow the target names' rule
             raise ValueError(f"reclaim action name {name!r}: use letters, digits, _ . : @ / -")
         self.reclaim.register(name, action, cost=cost, keep=keep)
         self._reclaim_names = self.reclaim.names()
