@@ -6,10 +6,13 @@ folder unless one is running in the project, runs every corpus app
 (:mod:`hivemind.swarm.bench.corpus`) unguarded, under the ten-line watchdog,
 under hivemind's in-process guard with no swarm, and guarded by the swarm
 (plus collector-only vs discovered caches for the memo-cache and
-fragmentation apps), alternating, and writes ``benchmarks/results/corpus.md``
-(and the raw runs to ``corpus.json``). The full mode takes about 12-15
-minutes on a 2-core machine; ``--quick`` (1 repeat of 2 s, no mypy) about
-two and does not overwrite an existing full result. ``--apps tui,batch
+fragmentation apps), alternating, then judges the work criteria on same-core pairs
+(:mod:`hivemind.swarm.bench.corpus_pairs`: each hivemind side and a
+baseline at once, pinned to one core), and writes
+``benchmarks/results/corpus.md`` (and the raw runs to ``corpus.json``). The
+full mode takes about 30-35 minutes on a 2-core machine, half of it the
+pairs (``--pairs 0`` leaves them out); ``--quick`` (1 repeat of 2 s, no
+mypy, no pairs) about two and does not overwrite an existing full result. ``--apps tui,batch
 --repeats 15`` runs some apps with more rounds (to resolve a work
 difference the full run calls "within noise"); it writes only to an
 ``--out`` given with it.
@@ -110,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--apps", default="", help="comma-separated app names (default: all)")
     ap.add_argument("--repeats", type=int, default=0, help="rounds (default: the plan's)")
     ap.add_argument(
+        "--pairs", type=int, default=-1, help="rounds of same-core pairs (default: the plan's)"
+    )
+    ap.add_argument(
         "--render-only", action="store_true", help="rewrite corpus.md from corpus.json, no runs"
     )
     args = ap.parse_args(argv)
     if args.render_only:  # the verdicts are recomputed from the raw runs
         record = json.loads(args.out.with_suffix(".json").read_text())
         apps = [a for a in CORPUS if a.name in {x["name"] for x in record["apps"]}]
-        record["summaries"] = [summarize(a, record["runs"]) for a in apps]
+        record["summaries"] = [summarize(a, record["runs"], record.get("pairs")) for a in apps]
         record["meta"]["rendered_at"] = _commit()
         args.out.write_text(render(record))
         return 0
@@ -128,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     apps = tuple(a for a in CORPUS if not names or a.name in names)
     if args.repeats:
         plan = dataclasses.replace(plan, repeats=args.repeats, whole_run_repeats=None)
-    partial = bool(names or args.repeats)
+    if args.pairs >= 0:
+        plan = dataclasses.replace(plan, pair_repeats=args.pairs)
+    partial = bool(names or args.repeats or args.pairs >= 0)
     load_before = os.getloadavg()
     started = time.monotonic()
 

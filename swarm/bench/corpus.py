@@ -39,22 +39,28 @@ from typing import Any
 
 __all__ = [
     "BASELINES",
+    "CONTROL",
     "CORPUS",
     "DISCOVERY_SIDES",
     "FULL",
     "HIVEMIND_SIDES",
     "QUICK",
+    "RESOLUTION",
     "SIDES",
     "CorpusApp",
     "Plan",
     "SideEnv",
     "app_env",
+    "child_command",
+    "child_result",
     "corpus_phase",
+    "resolution",
     "run_corpus",
     "run_side",
     "side_env",
     "sides_for",
     "summarize",
+    "timed_out",
     "verdict",
 ]
 
@@ -118,6 +124,7 @@ BASELINES: tuple[str, ...] = ("unguarded", "watchdog")
 HIVEMIND_SIDES: tuple[str, ...] = ("hivemind-local", "hivemind-swarm")
 SIDES: tuple[str, ...] = (*BASELINES, *HIVEMIND_SIDES)
 DISCOVERY_SIDES: tuple[str, ...] = ("collector-only", "discovered-caches")
+CONTROL: tuple[str, str] = ("unguarded", "unguarded")  # a same-core pair's control
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +140,12 @@ class Plan:
     skip: tuple[str, ...] = ()
     whole_run_factor: float = 1.5
     whole_run_repeats: int | None = None  # fewer repeats of the long whole-run apps
+    # Rounds of same-core pairs (hivemind.swarm.bench.corpus_pairs), which the work
+    # criteria are judged on when there are any: 0 runs none.
+    pair_repeats: int = 0
 
 
-FULL = Plan(seconds=4.0, repeats=5, whole_run_cap_s=120.0, whole_run_repeats=3)
+FULL = Plan(seconds=4.0, repeats=5, whole_run_cap_s=120.0, whole_run_repeats=3, pair_repeats=3)
 QUICK = Plan(seconds=2.0, repeats=1, whole_run_cap_s=60.0, skip=("mypy_tool",))
 
 
@@ -183,6 +193,43 @@ def _side_env(side: str, app: CorpusApp, where: SideEnv) -> tuple[dict[str, str]
     return env, "none"
 
 
+def child_command(
+    app: CorpusApp, side: str, seconds: float, where: SideEnv, start_at: float | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of one child run of ``app`` on ``side``
+    (measuring from ``start_at``, a ``time.time()``, if given)."""
+    env, mode = _side_env(side, app, where)
+    cmd = [
+        sys.executable, "-m", "hivemind.swarm.bench.corpus_child",
+        app.name, f"{seconds}", f"{app.target_mb}", mode,
+    ]  # fmt: skip
+    if start_at is not None:
+        cmd.append(f"{start_at:.6f}")
+    return cmd, env
+
+
+def child_result(side: str, stdout: str, stderr: str, returncode: int | None) -> dict[str, Any]:
+    """What a finished child printed, plus ``side`` and ``timed_out`` (False); a child
+    that printed nothing comes back as ``error`` with the last line of its stderr."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {"side": side, "error": f"child died (exit {returncode}): {tail}"[:300]}
+    data: dict[str, Any] = json.loads(lines[-1])
+    data["side"] = side
+    data["timed_out"] = False
+    return data
+
+
+def timed_out(app: CorpusApp, side: str, took_s: float, timeout: float) -> dict[str, Any]:
+    """The record of a child killed at ``timeout``: a whole-run app's is a timed-out run
+    (work 0), any other's an error."""
+    return {
+        "side": side, "timed_out": True, "units": 0, "duration_s": took_s,
+        "error": None if app.whole_run else f"did not finish within {timeout:g} s",
+    }  # fmt: skip
+
+
 def run_side(
     app: CorpusApp, side: str, seconds: float, where: SideEnv, cap_s: float
 ) -> dict[str, Any]:
@@ -191,11 +238,7 @@ def run_side(
     A crash comes back as ``error``, never raised. A whole-run app still
     running at ``cap_s`` is killed and recorded as timed out (units 0).
     """
-    env, mode = _side_env(side, app, where)
-    cmd = [
-        sys.executable, "-m", "hivemind.swarm.bench.corpus_child",
-        app.name, f"{seconds}", f"{app.target_mb}", mode,
-    ]  # fmt: skip
+    cmd, env = child_command(app, side, seconds, where)
     timeout = cap_s if app.whole_run else seconds * 4 + 30
     t = time.monotonic()
     try:
@@ -203,18 +246,10 @@ def run_side(
             cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
         )
     except subprocess.TimeoutExpired:
-        return {
-            "side": side, "timed_out": True, "units": 0, "duration_s": time.monotonic() - t,
-            "error": None if app.whole_run else f"did not finish within {timeout:g} s",
-        }  # fmt: skip
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"side": side, "error": f"child died (exit {proc.returncode}): {tail}"[:300]}
-    data: dict[str, Any] = json.loads(lines[-1])
-    data["side"] = side
-    data["timed_out"] = False
-    data["wall_s"] = time.monotonic() - t  # the whole child, start-up included
+        return timed_out(app, side, time.monotonic() - t, timeout)
+    data = child_result(side, proc.stdout, proc.stderr, proc.returncode)
+    if "timed_out" in data:  # it printed its record
+        data["wall_s"] = time.monotonic() - t  # the whole child, start-up included
     return data
 
 
@@ -297,8 +332,13 @@ def _rate(run: dict[str, Any]) -> float:
     return float(run.get("units") or 0) / d if d > 0 else 0.0
 
 
-def summarize(app: CorpusApp, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per side of ``app``: medians and spreads, work relative to unguarded, errors."""
+def summarize(
+    app: CorpusApp, runs: list[dict[str, Any]], pairs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Per side of ``app``: medians and spreads, work relative to unguarded, errors;
+    with ``pairs`` (:func:`~hivemind.swarm.bench.corpus_pairs.run_pairs`' records)
+    also ``same_core`` (per baseline, the spread of the side's work ratios to it)
+    and the app's ``control`` (unguarded against itself), which the verdicts use."""
     mine = [r for r in runs if r.get("app") == app.name]
     sides: dict[str, Any] = {}
     for side in sides_for(app):
@@ -336,6 +376,20 @@ def summarize(app: CorpusApp, runs: list[dict[str, Any]]) -> dict[str, Any]:
             if paired
             else {k: (u[k] / base if base else 0.0) for k in ("median", "min", "max")}
         )
+    mine_pairs = [p for p in pairs or () if p.get("app") == app.name]
+    control = _spread(
+        [p["ratio"] for p in mine_pairs if (p["a"], p["b"]) == CONTROL and p["ratio"] is not None]
+    )
+    for p in mine_pairs:
+        s = sides.get(p["a"])
+        if s is None or (p["a"], p["b"]) == CONTROL:
+            continue
+        s.setdefault("same_core", {}).setdefault(p["b"], []).append(p["ratio"])
+        if p["ratio"] is None:
+            s["errors"] += [r["error"] for r in p["runs"] if r.get("error")] or ["a pair failed"]
+    for s in sides.values():
+        got = s.get("same_core", {})
+        s["same_core"] = {b: _spread([x for x in got[b] if x is not None]) for b in got}
     return {
         "app": app.name,
         "label": app.label,
@@ -343,7 +397,8 @@ def summarize(app: CorpusApp, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "feasible": app.feasible,
         "what": app.what,
         "sides": sides,
-        "verdicts": {s: verdict(app, sides, s) for s in sides if s not in BASELINES},
+        "control": control,
+        "verdicts": {s: verdict(app, sides, s, control) for s in sides if s not in BASELINES},
     }
 
 
@@ -375,19 +430,39 @@ def _paired(side: dict[str, Any], other: dict[str, Any]) -> list[float]:
     return [x / y for x, y in zip(a, b, strict=False) if x is not None and y]
 
 
-def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
+RESOLUTION = 0.01
+"""The least a same-core work ratio is trusted to: a shortfall within this (or within the
+run's own control pairs' spread around 1, when wider) is ``within noise``."""
+
+
+def resolution(control: dict[str, float] | None) -> float:
+    """How far from 1 the control pairs (unguarded against itself) strayed, at least
+    :data:`RESOLUTION`."""
+    if not control or not control.get("n"):
+        return RESOLUTION
+    return max(RESOLUTION, 1.0 - control["min"], control["max"] - 1.0)
+
+
+def verdict(
+    app: CorpusApp, sides: dict[str, Any], side: str, control: dict[str, float] | None = None
+) -> str:
     """``meets the bar``, ``within noise: <what>``, or ``fails: <why>``, for one of
     hivemind's sides.
 
-    Feasible: median peak <= target, and work >= 95 % of the best baseline
-    that also holds the target, and not below the watchdog. Infeasible:
-    flagged within 5 s in every run, and work >= 97 % of unguarded. A work
-    criterion is judged on the median of the rounds' work ratios (each
-    round runs every side back to back, see :func:`_paired`); missed by that
-    median gives ``within noise`` (not a pass, not a fail: the difference is
-    below what this run can resolve) unless so many rounds fell short that
-    chance would do it at most :data:`SIGN_P` of the time (a sign test: all
-    of 5 rounds, 10 of 12; never with fewer than 5), which fails. Without per-round rates the
+    Feasible: median peak <= target, work >= 95 % of every baseline that
+    also holds the target, and never below the watchdog (>= 100 % of it,
+    whether or not it holds). Infeasible: flagged within 5 s in every run,
+    and work >= 97 % of unguarded.
+
+    A work criterion is judged on same-core pairs when the side has them
+    (``same_core``, see :mod:`hivemind.swarm.bench.corpus_pairs`): the median
+    ratio, and a shortfall no larger than :func:`resolution` of ``control`` is
+    ``within noise``, a larger one fails. Without pairs it is judged on the
+    solo rounds: the median of the rounds' work ratios (each round runs every
+    side back to back, see :func:`_paired`); missed by that median gives
+    ``within noise`` unless so many rounds fell short that chance would do it
+    at most :data:`SIGN_P` of the time (a sign test: all of 5 rounds, 10 of
+    12; never with fewer than 5), which fails; without per-round rates the
     medians are compared and overlapping ranges give ``within noise``. The
     memory and flag criteria are never "within noise".
     """
@@ -398,7 +473,15 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
     why: list[str] = []
     noise: list[str] = []
 
-    def below(other: dict[str, Any], factor: float, what: str) -> None:
+    def below(name: str, factor: float, what: str) -> None:
+        same = s.get("same_core", {}).get(name)
+        if same and same["n"]:
+            rel = same["median"]
+            if rel < factor:
+                short = factor - rel <= resolution(control)
+                (noise if short else why).append(f"work {rel:.0%} of {what}, same core")
+            return
+        other = sides[name]
         ratios = _paired(s, other)
         if ratios:
             rel = statistics.median(ratios)
@@ -418,28 +501,24 @@ def verdict(app: CorpusApp, sides: dict[str, Any], side: str) -> str:
     if app.feasible:
         if s["peak_rss_mb"]["median"] > app.target_mb:
             why.append(f"peak {s['peak_rss_mb']['median']:.1f} > {app.target_mb:g} MB")
-        holding = [
-            sides[b]
-            for b in BASELINES
-            if b in sides
-            and sides[b]["peak_rss_mb"]["n"]
-            and sides[b]["peak_rss_mb"]["median"] <= app.target_mb
-        ]
-        if holding:
-            best = max(holding, key=lambda b: b["work_rel"]["median"])
-            below(best, 0.95, "the best baseline holding the target (< 95 %)")
-        wd = sides.get("watchdog")
-        if wd and wd["units_per_s"]["n"] and (not holding or wd is not best):
-            below(wd, 1.0, "the watchdog")
+        for b in BASELINES:
+            held = (
+                b in sides
+                and sides[b]["peak_rss_mb"]["n"]
+                and sides[b]["peak_rss_mb"]["median"] <= app.target_mb
+            )
+            if b == "watchdog" and b in sides and sides[b]["units_per_s"]["n"]:
+                below(b, 1.0, "the watchdog")
+            elif held:
+                below(b, 0.95, f"{b}, which holds the target (< 95 %)")
     else:
         if s["flagged_runs"] < s["repeats"] or s["flagged_after_s"]["max"] > 5.0:
             why.append(
                 f"flagged infeasible in {s['flagged_runs']}/{s['repeats']} runs"
                 + (f" (up to {s['flagged_after_s']['max']:.1f} s)" if s["flagged_runs"] else "")
             )
-        u = sides.get("unguarded")
-        if u:
-            below(u, 0.97, "unguarded (< 97 %)")
+        if "unguarded" in sides:
+            below("unguarded", 0.97, "unguarded (< 97 %)")
     if why:
         return "fails: " + "; ".join(why + noise)
     return "within noise: " + "; ".join(noise) if noise else "meets the bar"
@@ -455,7 +534,8 @@ def corpus_phase(
 ) -> dict[str, Any]:
     """Run the corpus under ``plan`` and return the JSON-ready record ``hivemind bench``
     and ``benchmarks/bench_corpus.py`` report: the plan, the apps, where the swarm
-    was, per-app summaries with verdicts, and the raw runs (without timelines).
+    was, per-app summaries with verdicts, the raw runs (without timelines) and,
+    with :attr:`Plan.pair_repeats`, the same-core pairs.
 
     When a swarm cannot be started the swarm sides are left out and
     ``swarm`` says why; everything else still runs.
@@ -470,11 +550,16 @@ def corpus_phase(
         ctx = side_env(False)
         where = ctx.__enter__()
         swarm_note = f"not available ({type(exc).__name__}: {exc})".splitlines()[0][:200]
+    chosen = tuple(a for a in apps if a.name not in plan.skip)
     try:
         runs = run_corpus(plan, where, apps=apps, tick=tick)
+        pairs: list[dict[str, Any]] = []
+        if plan.pair_repeats:
+            from hivemind.swarm.bench.corpus_pairs import run_pairs
+
+            pairs = run_pairs(plan, where, chosen, tick=tick)
     finally:
         ctx.__exit__(None, None, None)
-    chosen = tuple(a for a in apps if a.name not in plan.skip)
     return {
         "plan": {
             "seconds": plan.seconds,
@@ -482,12 +567,14 @@ def corpus_phase(
             "whole_run_cap_s": plan.whole_run_cap_s,
             "whole_run_factor": plan.whole_run_factor,
             "whole_run_repeats": plan.whole_run_repeats,
+            "pair_repeats": plan.pair_repeats,
             "skipped": [a.name for a in apps if a.name in plan.skip],
         },
         "swarm": swarm_note,
         "apps": [_app_record(a) for a in chosen],
-        "summaries": [summarize(a, runs) for a in chosen],
+        "summaries": [summarize(a, runs, pairs) for a in chosen],
         "runs": [{k: v for k, v in r.items() if k != "timeline"} for r in runs],
+        "pairs": pairs,
         "took_s": round(time.monotonic() - started, 1),
     }
 

@@ -1,11 +1,14 @@
 """One corpus run, inside the child interpreter that runs the app.
 
-``python -m hivemind.swarm.bench.corpus_child NAME SECONDS TARGET_MB MODE``
+``python -m hivemind.swarm.bench.corpus_child NAME SECONDS TARGET_MB MODE [START_AT]``
 runs corpus workload ``NAME`` (see :mod:`hivemind.swarm.bench.corpus_apps`)
 and prints one JSON line (:func:`measure` documents its keys). ``MODE`` is
 ``none`` or ``watchdog`` (start :func:`~hivemind.swarm.bench.watchdog.start_watchdog`
 first); hivemind's own guard, when wanted, is already attached at
-interpreter start by the environment ``hivemind run`` sets.
+interpreter start by the environment ``hivemind run`` sets. ``START_AT`` (a
+``time.time()`` value) holds the measured window back until then, so the two
+children of a same-core pair (:mod:`hivemind.swarm.bench.corpus_pairs`) measure
+the same seconds; ``late_s`` says by how much a child missed it.
 
 What is measured, here in the app's process:
 
@@ -183,14 +186,18 @@ def _reactions(probe: _Probe, allocs: array[float]) -> tuple[list[float], int]:
     return latencies, unanswered
 
 
-def measure(name: str, seconds: float, target_mb: float, mode: str) -> dict[str, Any]:
-    """Run corpus workload ``name`` once and return what was measured.
+def measure(
+    name: str, seconds: float, target_mb: float, mode: str, start_at: float | None = None
+) -> dict[str, Any]:
+    """Run corpus workload ``name`` once (from ``start_at``, a ``time.time()``, if
+    given) and return what was measured.
 
     Keys: ``units``, ``duration_s``, ``cpu_s`` (the whole process's), ``start_rss_mb``,
     ``peak_rss_mb``, ``time_over_target_s``, ``gc_collections``, ``gc_pause_ms_total``,
     ``gc_pause_p99_ms``, ``guard_cpu_s``, ``guard_cpu_pct`` (of one core),
     ``reaction_ms`` (list), ``unanswered``, ``flagged_after_s`` (or None),
-    ``timeline``, ``error`` (or None).
+    ``timeline``, ``late_s`` (how far past ``start_at`` the window began, else 0),
+    ``cpus`` (the cores it was allowed), ``error`` (or None).
     """
     from hivemind.swarm.bench import corpus_apps
 
@@ -205,6 +212,10 @@ def measure(name: str, seconds: float, target_mb: float, mode: str) -> dict[str,
         return {"error": f"unknown mode {mode!r}"}
     gc.collect()
     start_rss = _rss_mb()
+    late = 0.0
+    if start_at is not None:
+        late = max(0.0, time.time() - start_at)
+        time.sleep(max(0.0, start_at - time.time()))
     cpu0 = guard_cpu_s()
     _reset_hwm()
     error: str | None = None
@@ -239,15 +250,21 @@ def measure(name: str, seconds: float, target_mb: float, mode: str) -> dict[str,
         "unanswered": unanswered,
         "flagged_after_s": flagged,
         "timeline": probe.timeline,
+        "late_s": late,
+        "cpus": sorted(os.sched_getaffinity(0)),
         "error": error,
     }
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 4:
-        print("usage: python -m hivemind.swarm.bench.corpus_child NAME SECONDS TARGET_MB MODE")
+    if len(argv) not in (4, 5):
+        print(
+            "usage: python -m hivemind.swarm.bench.corpus_child"
+            " NAME SECONDS TARGET_MB MODE [START_AT]"
+        )
         return 2
-    out = measure(argv[0], float(argv[1]), float(argv[2]), argv[3])
+    start_at = float(argv[4]) if len(argv) == 5 else None
+    out = measure(argv[0], float(argv[1]), float(argv[2]), argv[3], start_at)
     with contextlib.suppress(BrokenPipeError):
         print(json.dumps(out), flush=True)
     return 0 if out.get("error") is None else 1
