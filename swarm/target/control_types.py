@@ -82,7 +82,9 @@ class ControllerConfig:
     regrow_fraction: float = 0.01  # after a useful collection, the next waits for RSS to grow
     regrow_min_bytes: int = 256 * 1024  # ...by this share of the target, and at least this
     fail_memory_s: float = 30.0
-    trial_s: float = 1.0  # engaged this long before the hand-over is judged by its yield
+    trial_s: float = 0.1  # engaged at least this long before the hand-over is judged by its
+    # yield (and until both sides have trial_min_gc_s of collector time): a trial at the
+    # preset's 500 costs an app whose garbage outlives young collections ~half its time
     young_worse: float = 0.85  # young yield under this share of the full one's: release
     verdict_s: float = 60.0  # ...and garbage does not engage again for this long
     trial_min_gc_s: float = 0.02  # collector time each side needs before a verdict

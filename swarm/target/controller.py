@@ -51,7 +51,9 @@ owns three control variables, cheapest first:
   counted (``Observation.gc_s``/``gc_found``) while ours and while the
   app's own thresholds (and the guard's full collections) are in force.
   Since the app makes the same garbage either way, the regime that finds
-  more of it per millisecond of collector time costs the app less. After ``trial_s`` engaged, young
+  more of it per millisecond of collector time costs the app less. As soon as both regimes
+  have ``trial_min_gc_s`` of collector time (and at least ``trial_s``,
+  0.1 s, engaged: the trial costs most where young collections lose), young
   collections yielding under ``young_worse`` of what full collections did
   (garbage kept a while, e.g. a screen kept for "undo", is walked by young
   collections again and again before it dies) give the app its settings

@@ -551,6 +551,21 @@ def test_young_collections_finding_garbage_dearer_than_full_ones_give_the_settin
     assert not w.ctl.engaged  # ... and neither engaged gen-0
 
 
+def test_the_hand_over_is_judged_as_soon_as_both_sides_have_evidence() -> None:
+    """The trial is costly when young collections lose (the TUI app spent about half its
+    time in the collector at 500): judged once both regimes have trial_min_gc_s of
+    collector time, 20 ms here, after 4 steps of 5 ms, not after a fixed second."""
+    w = World(TUI)
+    assert w.step(0.0, 85.0, objects=G, collect_s=0.06).collect
+    w.step(0.05, 60.0)
+    assert w.ctl.engaged
+    t = 0.05
+    while w.ctl.engaged and t < 1.0:
+        t += 0.05
+        w.step(t, 60.0, app_gc=(0.005, 5 * 1000))
+    assert not w.ctl.engaged and t == pytest.approx(0.25), t
+
+
 def test_young_collections_finding_garbage_cheaper_keep_gen0() -> None:
     """A batch job's young cycles: 3,000 objects/ms against the full one's 1,667."""
     w, _ = _hand_over_trial(young_per_ms=3000)
