@@ -4,23 +4,25 @@ It runs in the guarded process's own runtime thread (no round trip) and
 owns three control variables, cheapest first:
 
 - **When to run a full collection (+ ``malloc_trim``)**: from ``collect``
-  (80 %) of the target, the watchdog's rule, with two differences that are
-  the whole point. A collection is *useful* if it freed memory (RSS, or
-  unreachable objects found, which the app reuses even when RSS stays
-  flat); after a useful one the next waits until RSS has grown again
-  (``regrow_fraction`` of the target), since collecting a heap whose garbage
-  is already gone costs the app and frees nothing, and, under ``tighten``,
-  until that growth has stopped for ``settle_s`` (at most ``settle_max_s``):
-  a working set still being built is live, and a collection in the middle of
-  it walks it for nothing before the one that frees it. Fresh pressure (RSS
-  came up from under the band) is answered at once. And while RSS stays in
-  the band, every collection is paced by its own measured cost: after one
-  that took ``d`` seconds the next waits at least ``d / budget`` (50 % of
-  wall time after a useful one, 20 % after a futile one, 30 % over the
-  target), and each futile one in a row halves the budget (once only for a
-  cheap one). RSS that left the band and came back is fresh pressure: the
-  next collection runs at once. The app's own thresholds stay untouched
-  while this alone holds the target.
+  (80 %) of the target, the watchdog's rule, with three differences that are
+  the whole point. Trims that give nothing back (a heap of small objects,
+  which pymalloc keeps in its own arenas) are left out of the next
+  ``trim_skip`` collections under ``tighten``: each costs ~5 ms. A collection
+  is *useful* if it freed memory (RSS, or unreachable objects found, which the
+  app reuses even when RSS stays flat); after a useful one the next waits
+  until RSS has grown again (``regrow_fraction`` of the target), since
+  collecting a heap whose garbage is already gone costs the app and frees
+  nothing, and, under ``tighten``, until that growth has stopped for
+  ``settle_s`` (at most ``settle_max_s``): a working set still being built is
+  live, and a collection in the middle of it walks it for nothing before the
+  one that frees it. Fresh pressure (RSS came up from under the band) is
+  answered at once. And while RSS stays in the band, every collection is paced
+  by its own measured cost: after one that took ``d`` seconds the next waits
+  at least ``d / budget`` (50 % of wall time after a useful one, 20 % after a
+  futile one, 30 % over the target), and each futile one in a row halves the
+  budget (once only for a cheap one). RSS that left the band and came back is
+  fresh pressure: the next collection runs at once. The app's own thresholds
+  stay untouched while this alone holds the target.
 - **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
   seed's 10 for a disabled collector): the collector's own incremental way
   to free young cyclic garbage, taken over as soon as a collection finds
@@ -146,6 +148,8 @@ class _State:
     on_mark: int = 0  # objects found under ours at the last relax step
     engaged_at: float = 0.0
     young_off_until: float = -1e9  # young collections lost their trial: no engaging on garbage
+    trim_skip: int = 0  # collections left to run without malloc_trim (trims gave nothing)
+    trim_gives: int = -1  # bytes a malloc_trim gives back, on average (-1: none yet)
 
 
 class Controller:
@@ -279,6 +283,22 @@ class Controller:
                 s.live_over = max(0, rss_after - target)
             elif s.futile >= c.infeasible_after and self._over(rss_after, target):
                 self._flag(rss_after - target)
+
+    def trimmed(self, bytes_freed: int, target: int) -> None:
+        """Report what the ``malloc_trim`` a plan asked for gave back (the RSS drop).
+
+        A trim costs milliseconds whether or not it finds anything: on a heap of
+        small objects (pymalloc keeps its own arenas) it gives back nothing.
+        When trims give back under ``trim_min_bytes`` (page noise) on average
+        (the last one counts half: single trims vary from nothing to a few
+        hundred KB on one app), the next ``trim_skip`` collections do without,
+        except at the target's edge; the one after that finds out again.
+        ``target`` is the target in bytes.
+        """
+        c, s = self.config, self._s
+        got = max(0, bytes_freed)
+        s.trim_gives = got if s.trim_gives < 0 else (s.trim_gives + got) // 2
+        s.trim_skip = 0 if s.trim_gives >= c.trim_min_bytes else c.trim_skip
 
     def _over(self, rss: int, target: int) -> bool:
         return rss > target * (1.0 + self.config.infeasible_margin)
@@ -500,7 +520,11 @@ class Controller:
             need = obs.rss - int(c.relax * obs.target)
             extra = self._choose(need)
             why = "probe" if s.infeasible else f"collect at {frac:.0%}"
-            plan = replace(plan, collect=True, reclaim=extra, reason=(plan.reason + "; " + why))
+            trim = s.trim_skip <= 0 or frac >= c.tighten
+            s.trim_skip -= not trim
+            plan = replace(
+                plan, collect=True, trim=trim, reclaim=extra, reason=plan.reason + "; " + why
+            )
         return plan
 
     def _settled(self, now: float) -> bool:

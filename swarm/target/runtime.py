@@ -476,7 +476,10 @@ class Runtime(CommandsMixin, LinkMixin):
                 if ran:
                     break
             if ran:
-                malloc_trim()
+                if plan.trim:
+                    before = current_rss_bytes()
+                    malloc_trim()
+                    self.controller.trimmed(before - current_rss_bytes(), self.target_bytes)
                 self.stats["local_collections"] += 1
         after = current_rss_bytes()
         duration = time.thread_time() - t0
@@ -484,7 +487,8 @@ class Runtime(CommandsMixin, LinkMixin):
             self.controller.collected(now, rss - after, duration, after, self.target_bytes, objects)
         elif plan.collect:
             self.controller.skipped(now)
-        self.last_action = "local:" + ("collect+trim" if plan.collect else "reclaim")
+        what = ("collect+trim" if plan.trim else "collect") if plan.collect else "reclaim"
+        self.last_action = "local:" + what
         self.actions_log.append((started, time.time(), self.last_action))
 
     def _release_gc(self) -> None:
