@@ -10,7 +10,6 @@ runtime itself is :class:`~hivemind.swarm.target.runtime.Runtime`.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import sys
 import threading
@@ -39,12 +38,7 @@ def _after_fork_in_child() -> None:
     try:
         _current = None
         parent.meter.stop()
-        for conn in (parent._pubsub, parent._client):  # close our copies; the parent's live on
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-        parent._pubsub = parent._client = None
-        parent._inbox = None
+        parent._disconnect()  # close our copies of its sockets; the parent's live on
         app_gc = parent.controller.app_settings if parent.controller.engaged else None
         cfg = parent.config
         pid = os.getpid()
