@@ -100,6 +100,23 @@ def guard_cpu_s() -> float:
     return total / _TICK
 
 
+def _guard_stats() -> dict[str, int]:
+    """The attached runtime's counters (commands, samples published, collections...) and
+    its actions by kind; empty without one."""
+    try:
+        from hivemind.swarm.target.attach import current_runtime
+    except ImportError:
+        return {}
+    rt = current_runtime()
+    if rt is None:
+        return {}
+    out = {k: int(v) for k, v in getattr(rt, "stats", {}).items()}
+    for entry in list(getattr(rt, "actions_log", ())):
+        key = "action " + str(entry[2]).split(" ", 1)[0]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def _flagged() -> bool:
     try:
         from hivemind.swarm.target.attach import current_runtime
@@ -197,7 +214,8 @@ def measure(
     ``gc_pause_p99_ms``, ``guard_cpu_s``, ``guard_cpu_pct`` (of one core),
     ``reaction_ms`` (list), ``unanswered``, ``flagged_after_s`` (or None),
     ``timeline``, ``late_s`` (how far past ``start_at`` the window began, else 0),
-    ``cpus`` (the cores it was allowed), ``error`` (or None).
+    ``cpus`` (the cores it was allowed), ``guard_stats`` (the attached runtime's
+    counters and actions by kind, if any), ``error`` (or None).
     """
     from hivemind.swarm.bench import corpus_apps
 
@@ -251,6 +269,7 @@ def measure(
         "flagged_after_s": flagged,
         "timeline": probe.timeline,
         "late_s": late,
+        "guard_stats": _guard_stats(),
         "cpus": sorted(os.sched_getaffinity(0)),
         "error": error,
     }

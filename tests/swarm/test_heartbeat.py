@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hivemind.swarm.target.heartbeat import CALM_EVERY_S, MIN_MOVE_BYTES, SampleGate
+from hivemind.swarm.target.heartbeat import (
+    BUSY_EVERY_S,
+    CALM_EVERY_S,
+    MIN_MOVE_BYTES,
+    SampleGate,
+)
 
 MB = 1024 * 1024
 
@@ -19,7 +24,8 @@ def _gate(target_mb: float = 100) -> SampleGate:
     ("now", "rss_mb", "key", "busy", "due"),
     [
         (10.05, 50, ("conservative", "idle"), False, False),  # nothing new: silent
-        (10.05, 50, ("conservative", "idle"), True, True),  # under pressure: every sample
+        (10.05, 50, ("conservative", "idle"), True, False),  # under pressure: 5 Hz ...
+        (10.0 + BUSY_EVERY_S, 50, ("conservative", "idle"), True, True),  # ... not 20
         (10.05, 51.1, ("conservative", "idle"), False, True),  # moved >= 1 % of the target
         (10.05, 49.0, ("conservative", "idle"), False, True),  # also downwards
         (10.05, 50.5, ("conservative", "idle"), False, False),  # a small move is not news

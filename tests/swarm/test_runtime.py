@@ -103,10 +103,11 @@ def test_a_calm_guard_publishes_a_heartbeat_not_every_sample(
         sub.close()
 
 
-def test_a_guard_under_pressure_publishes_every_sample(
+def test_a_guard_under_pressure_publishes_at_the_benchmarkers_pace(
     embedded: EmbeddedRedis, namespace: str
 ) -> None:
-    """At ~80 % of its target (level balanced, feasible) every sample goes out."""
+    """At ~80 % of its target (level balanced, feasible) a sample goes out every 0.2 s
+    (the benchmarker repeats a target's event at most that often), not all 20 a second."""
     from hivemind.agents.memtools import current_rss_bytes
 
     thresholds = gc.get_threshold()
@@ -126,7 +127,7 @@ def test_a_guard_under_pressure_publishes_every_sample(
         time.sleep(1.0)
         sampled, published = rt.stats["samples"] - s0, rt.stats["published"] - p0
         assert sampled >= 10
-        assert published >= sampled - 2, (sampled, published)
+        assert 3 <= published <= sampled // 3, (sampled, published)
     finally:
         rt.stop()
         gc.set_threshold(*thresholds)
