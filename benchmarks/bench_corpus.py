@@ -10,7 +10,7 @@ fragmentation apps), alternating, then judges the work criteria on same-core pai
 (:mod:`hivemind.swarm.bench.corpus_pairs`: each hivemind side and a
 baseline at once, pinned to one core), and writes
 ``benchmarks/results/corpus.md`` (and the raw runs to ``corpus.json``). The
-full mode takes about 30-35 minutes on a 2-core machine, half of it the
+full mode takes about 35-40 minutes on a 2-core machine, half of it the
 pairs (``--pairs 0`` leaves them out); ``--quick`` (1 repeat of 2 s, no
 mypy, no pairs) about two and does not overwrite an existing full result. ``--apps tui,batch
 --repeats 15`` runs some apps with more rounds (to resolve a work
