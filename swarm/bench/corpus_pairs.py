@@ -110,8 +110,10 @@ def run_pair(
             )  # fmt: skip
             children.append((slot, side, proc, out, err))
             # Before the child has started any thread (it is still starting Python):
-            # every thread it makes inherits the core.
-            os.sched_setaffinity(proc.pid, {core})
+            # every thread it makes inherits the core. One that already died is
+            # reported by child_result below.
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(proc.pid, {core})
         for slot, side, proc, stdout, stderr in children:
             try:
                 proc.wait(max(0.1, timeout - (time.monotonic() - t)))
