@@ -100,14 +100,19 @@ def guard_cpu_s() -> float:
     return total / _TICK
 
 
-def _guard_stats() -> dict[str, int]:
-    """The attached runtime's counters (commands, samples published, collections...) and
-    its actions by kind; empty without one."""
+def _runtime() -> Any:
+    """The guard attached to this process, or None."""
     try:
         from hivemind.swarm.target.attach import current_runtime
     except ImportError:
-        return {}
-    rt = current_runtime()
+        return None
+    return current_runtime()
+
+
+def _guard_stats() -> dict[str, int]:
+    """The attached runtime's counters (commands, samples published, collections...) and
+    its actions by kind; empty without one."""
+    rt = _runtime()
     if rt is None:
         return {}
     out = {k: int(v) for k, v in getattr(rt, "stats", {}).items()}
@@ -118,11 +123,7 @@ def _guard_stats() -> dict[str, int]:
 
 
 def _flagged() -> bool:
-    try:
-        from hivemind.swarm.target.attach import current_runtime
-    except ImportError:
-        return False
-    rt = current_runtime()
+    rt = _runtime()
     if rt is None:
         return False
     flag = getattr(rt, "infeasible", None)

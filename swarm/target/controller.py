@@ -284,7 +284,7 @@ class Controller:
             elif s.futile >= c.infeasible_after and self._over(rss_after, target):
                 self._flag(rss_after - target)
 
-    def trimmed(self, bytes_freed: int, target: int) -> None:
+    def trimmed(self, bytes_freed: int) -> None:
         """Report what the ``malloc_trim`` a plan asked for gave back (the RSS drop).
 
         A trim costs milliseconds whether or not it finds anything: on a heap of
@@ -293,7 +293,6 @@ class Controller:
         (the last one counts half: single trims vary from nothing to a few
         hundred KB on one app), the next ``trim_skip`` collections do without,
         except at the target's edge; the one after that finds out again.
-        ``target`` is the target in bytes.
         """
         c, s = self.config, self._s
         got = max(0, bytes_freed)

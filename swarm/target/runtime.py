@@ -457,6 +457,7 @@ class Runtime(CommandsMixin, LinkMixin):
                 self._flush()
         objects = 0
         ran = False
+        trimmed_from: int | None = None  # RSS just before malloc_trim, if it ran
         if plan.collect:
             # gc.collect() returns at once when a collection is already under way in
             # another thread (the app's, paused in a finalizer or a gc callback, where
@@ -477,12 +478,13 @@ class Runtime(CommandsMixin, LinkMixin):
                     break
             if ran:
                 if plan.trim:
-                    before = current_rss_bytes()
+                    trimmed_from = current_rss_bytes()
                     malloc_trim()
-                    self.controller.trimmed(before - current_rss_bytes(), self.target_bytes)
                 self.stats["local_collections"] += 1
         after = current_rss_bytes()
         duration = time.thread_time() - t0
+        if trimmed_from is not None:
+            self.controller.trimmed(trimmed_from - after)
         if ran:
             self.controller.collected(now, rss - after, duration, after, self.target_bytes, objects)
         elif plan.collect:

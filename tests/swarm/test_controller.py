@@ -56,7 +56,7 @@ class World:
         if plan.collect:
             after = rss - int(freed_mb * MB)
             if plan.trim:
-                self.ctl.trimmed(int(trim_mb * MB), TARGET)
+                self.ctl.trimmed(int(trim_mb * MB))
             self.ctl.collected(now, rss - after, collect_s, after, TARGET, objects)
             self.gc_s, self.gc_found = self.gc_s + collect_s, self.gc_found + objects
         self.plans.append(plan)
