@@ -28,6 +28,11 @@ of cases and runs at well over 10k decisions a second.
   caches and pools, and its own registered reclaim actions): the collector
   cannot free anything there, but a full render cache can still be emptied.
   The futile backoff keeps that cheap when there is nothing to drop.
+- **Holdings.** A target's sample says which of render caches and object
+  pools it has (``holds``); cache eviction and pool trimming are never sent
+  to a target without them (each would cost it a verified command and an
+  ack for nothing). A rung left empty by that counts as tried and freeing
+  nothing, so the ladder climbs on the same clock as before.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from hivemind.swarm.messages import Action, ActionKind, Decision, Level, Pressur
 from hivemind.swarm.vocab import MB, classify
 
 __all__ = [
+    "HOLDING_NEEDED",
     "IN_TARGET_KINDS",
     "LADDER",
     "LIVE_DATA_KINDS",
@@ -140,6 +146,11 @@ IN_TARGET_KINDS = frozenset(
 """What a target's own controller does itself: never sent to a target that runs one."""
 LIVE_DATA_KINDS = frozenset({ActionKind.EVICT_CACHES, ActionKind.TRIM_POOLS, ActionKind.RECLAIM})
 """What can free live data: sent even to a target that reports itself infeasible."""
+HOLDING_NEEDED: Mapping[ActionKind, str] = {
+    ActionKind.EVICT_CACHES: "caches",
+    ActionKind.TRIM_POOLS: "pools",
+}
+"""What a target must hold (its sample's ``holds``) for an action of this kind to do anything."""
 
 
 def learned_key(target: str, action: Action) -> str:
@@ -234,6 +245,22 @@ def decide(
             # down is "moving up a level" when it crosses again, decided at once (not
             # "still at that level", under a cooldown grown by futile backoff).
             return None, history if same else replace(history, level=level)
+    if event.holds is not None:  # the target said which of caches and pools it has
+        candidates = [a for a in candidates if HOLDING_NEEDED.get(a.kind, "") in ("", *event.holds)]
+    rung_history = replace(
+        history,
+        level=level,
+        last_decision_ts=now,
+        rung=rung,
+        last_need=need,
+        last_freed=None,
+        futile=futile,
+    )
+    if not candidates:
+        # This rung would only evict caches or trim pools the target does not have:
+        # nothing is sent, and the rung counts as tried and freeing nothing, so the
+        # ladder climbs (to the user's reclaim actions) on the same clock as before.
+        return None, replace(rung_history, last_freed=0)
     actions = _choose(event.target, candidates, need, learned, config)
     decision = Decision(
         session_id=session_id,
@@ -245,17 +272,7 @@ def decide(
         sample_ts=event.sample_ts,
         ts=now,
     )
-    new = replace(
-        history,
-        level=level,
-        last_decision_ts=now,
-        rung=rung,
-        last_need=need,
-        last_freed=None,
-        decisions=history.decisions + 1,
-        futile=futile,
-    )
-    return decision, new
+    return decision, replace(rung_history, decisions=history.decisions + 1)
 
 
 def record_ack(history: TargetHistory, bytes_freed: int) -> TargetHistory:

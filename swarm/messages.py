@@ -31,6 +31,7 @@ __all__ = [
     "Control",
     "Decision",
     "GuardCost",
+    "Holding",
     "Level",
     "MemorySample",
     "Message",
@@ -68,6 +69,8 @@ class _Msg(BaseModel):
 
 
 _Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/-]+$")]
+Holding = Literal["caches", "pools"]
+"""What a target holds that the swarm's reclaims act on: render caches, object pools."""
 
 
 class GuardCost(BaseModel):
@@ -111,6 +114,7 @@ class MemorySample(_Msg):
     cost: GuardCost | None = None
     caches_found: int = Field(0, ge=0, le=2**31)  # memo caches the target discovered in itself
     reclaimable_bytes: _Bytes = 0  # their estimated size plus the other actions'
+    holds: tuple[Holding, ...] | None = Field(None, max_length=2)  # None: not said (older runtime)
 
 
 class PressureEvent(_Msg):
@@ -125,6 +129,7 @@ class PressureEvent(_Msg):
     sample_ts: _Ts
     reclaim_actions: tuple[_Name, ...] = Field((), max_length=32)  # from the target's sample
     cost: GuardCost | None = None  # the sample's, passed on by the benchmarker
+    holds: tuple[Holding, ...] | None = Field(None, max_length=2)  # the sample's
 
 
 class Action(BaseModel):

@@ -98,6 +98,7 @@ class BenchmarkerCore(AgentCore):
             sample_ts=sample.ts,
             reclaim_actions=sample.reclaim_actions,
             cost=sample.cost,
+            holds=sample.holds,
         )
 
     def sample_channels(self) -> list[str]:

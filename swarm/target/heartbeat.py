@@ -12,7 +12,9 @@ app's time, for samples the benchmarker dropped. When nothing is happening (leve
 is infeasible), a sample that says what the last one said is only a
 heartbeat: it is published when the level or what the sample reports
 changed, when RSS moved by :data:`MOVE_FRACTION` of the target (at least
-:data:`MIN_MOVE_BYTES`) since the last one, and otherwise once every
+:data:`MIN_MOVE_BYTES`) since the last one, but no more often than every
+:data:`BUSY_EVERY_S` (live data growing past an infeasible target moves
+that much at nearly every reading), and otherwise once every
 :data:`CALM_EVERY_S`. Publishing is two thirds of an idle guard's CPU
 (JSON, seal, a round trip to Redis); this keeps an idle or infeasible
 guard under 1 % of a core.
@@ -49,10 +51,10 @@ class SampleGate:
         under pressure and feasible, so a sample goes out every
         :data:`BUSY_EVERY_S`.
         """
+        paced = now - self._at > BUSY_EVERY_S - 1e-3
         return (
-            (busy and now - self._at > BUSY_EVERY_S - 1e-3)
+            (paced and (busy or abs(rss - self._rss) >= self.move_bytes))
             or key != self._key
-            or abs(rss - self._rss) >= self.move_bytes
             or now - self._at >= CALM_EVERY_S
         )
 

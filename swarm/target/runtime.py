@@ -39,6 +39,7 @@ import contextlib
 import gc
 import json
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -83,6 +84,7 @@ __all__ = [
     "NAME_CHARS",
     "Runtime",
     "RuntimeConfig",
+    "holdings",
     "valid_target_name",
 ]
 
@@ -304,7 +306,9 @@ class Runtime(CommandsMixin, LinkMixin):
         if self._client is None:
             return
         fields = self.reclaim_hook.sample_fields()
-        news = (self.level, self._cost.get("controller"), *fields.values(), self._reclaim_names)
+        holds = holdings()
+        names = self._reclaim_names
+        news = (self.level, self._cost.get("controller"), *fields.values(), names, holds)
         busy = self.level != LEVELS[0] and not self.controller.infeasible
         if gated and not self._gate.due(now, rss, news, busy=busy):
             return
@@ -322,6 +326,7 @@ class Runtime(CommandsMixin, LinkMixin):
             "target_bytes": self.target_bytes,
             "reclaim_actions": self._reclaim_names[:32],
             **fields,
+            "holds": holds,
             "cost": self._cost,
         }
         self._client.call("PUBLISH", self._sample_channel, self._seal(json.dumps(sample)))
@@ -522,6 +527,20 @@ class Runtime(CommandsMixin, LinkMixin):
         if key not in self._logged:
             self._logged.add(key)
             log.warning(msg, *args)
+
+
+def holdings() -> tuple[str, ...]:
+    """Which of ``"caches"`` and ``"pools"`` this process has alive: the hivemind
+    render caches and object pools that the swarm's ``evict_caches`` and
+    ``trim_pools`` act on (their modules are only loaded if the app created one)."""
+    held: list[str] = []
+    caches = sys.modules.get("hivemind.agents.render_cache")
+    if caches is not None and caches.live_caches():
+        held.append("caches")
+    pools = sys.modules.get("hivemind.agents.pool")
+    if pools is not None and pools.live_pools():
+        held.append("pools")
+    return tuple(held)
 
 
 def _apply_settings(settings: GCSettings) -> None:

@@ -227,3 +227,48 @@ def test_a_target_back_down_with_nothing_to_send_is_answered_at_once_on_its_next
         d, h = decide(event(Level.CONSERVATIVE, Level.EMERGENCY), h, now=now, session_id="s")
         assert d is None and h.level is Level.CONSERVATIVE
     assert answered == 6
+
+
+@pytest.mark.parametrize(
+    ("holds", "reclaim", "expected"),
+    [
+        (None, (), {"evict_caches", "trim_pools"}),  # not said (an older runtime): as before
+        (("caches", "pools"), (), {"evict_caches", "trim_pools"}),
+        (("caches",), (), {"evict_caches"}),
+        (("pools",), (), {"trim_pools"}),
+        ((), (), None),  # nothing there to evict or trim: no command at all
+        ((), ("drop",), {"reclaim"}),  # the user's own reclaim actions still go
+    ],
+)
+def test_caches_and_pools_are_only_reclaimed_in_targets_that_hold_them(
+    holds: tuple[str, ...] | None, reclaim: tuple[str, ...], expected: set[str] | None
+) -> None:
+    from hivemind.swarm.messages import GuardCost
+
+    event = ev(Level.EMERGENCY, 1100.0, reclaim_actions=reclaim, holds=holds,
+               cost=GuardCost(controller="infeasible"))  # fmt: skip
+    decision, _ = decide(event, TargetHistory(), now=100.0, session_id="s")
+    if expected is None:
+        assert decision is None
+    else:
+        assert decision is not None
+        assert {a.kind.value for a in decision.actions} == expected
+
+
+def test_a_rung_with_nothing_held_counts_as_tried_so_the_ladder_still_climbs() -> None:
+    """Aggressive rung 0 only evicts caches and trims pools for a target with its own
+    controller; with neither held it is skipped on the same clock, and the top rung's
+    reclaim actions are reached as if the empty rung had been sent and freed nothing."""
+    from hivemind.swarm.messages import GuardCost
+
+    def event(previous: Level = Level.AGGRESSIVE) -> PressureEvent:
+        return ev(Level.AGGRESSIVE, 950.0, previous=previous, reclaim_actions=("drop",),
+                  holds=(), cost=GuardCost(controller="engaged"))  # fmt: skip
+
+    d, h = decide(event(Level.BALANCED), TargetHistory(), now=10.0, session_id="s")
+    assert d is None and h.rung == 0 and h.last_freed == 0 and h.last_decision_ts == 10.0
+    d, h = decide(event(), h, now=10.1, session_id="s")  # within the cooldown: nothing
+    assert d is None and h.last_decision_ts == 10.0
+    d, h = decide(event(), h, now=11.0, session_id="s")
+    assert d is not None and {a.kind.value for a in d.actions} == {"reclaim"}
+    assert h.rung == 1 and h.decisions == 1

@@ -103,6 +103,39 @@ def test_a_calm_guard_publishes_a_heartbeat_not_every_sample(
         sub.close()
 
 
+def test_samples_say_which_caches_and_pools_the_target_holds(
+    runtime: Runtime, client: redis.Redis, keys: Keys
+) -> None:
+    """A RenderCache created in the app is news: the next sample says ``caches``, so the
+    coordinator may send it ``evict_caches`` (and never does to a target without one)."""
+    from hivemind.agents.render_cache import RenderCache
+    from hivemind.swarm.messages import MemorySample
+
+    key = read_secret(runtime.config.state_dir)  # type: ignore[arg-type]
+    sub = client.pubsub(ignore_subscribe_messages=True)
+    sub.subscribe(runtime._sample_channel)
+    cache: RenderCache[str, str] | None = None
+    try:
+        seen: list[tuple[str, ...] | None] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            msg = sub.get_message(timeout=0.2)
+            if msg is None:
+                continue
+            sample = parse_message(unseal(msg["data"], key))
+            assert isinstance(sample, MemorySample)
+            seen.append(sample.holds)
+            if cache is None:  # the app makes one after its guard's first sample
+                cache = RenderCache(name="holds-test", max_size=4)
+            elif "caches" in (sample.holds or ()):
+                break
+        assert cache is not None and "caches" in (seen[-1] or ()), seen
+        assert all(h is not None for h in seen), "every sample says what it holds"
+    finally:
+        sub.close()
+        del cache
+
+
 def test_a_guard_under_pressure_publishes_at_the_benchmarkers_pace(
     embedded: EmbeddedRedis, namespace: str
 ) -> None:
