@@ -38,6 +38,7 @@ def _after_fork_in_child() -> None:
     try:
         _current = None
         parent.meter.stop()
+        parent.trigger.close()  # its hook would wake the parent's guard through the pipe
         parent._disconnect()  # close our copies of its sockets; the parent's live on
         app_gc = parent.controller.app_settings if parent.controller.engaged else None
         cfg = parent.config

@@ -18,6 +18,8 @@ TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 
 if TYPE_CHECKING:
     import socket
 
+    from hivemind.swarm.target.trigger import RiseTrigger as Waker
+
 __all__ = ["TOO_LARGE", "PushReader"]
 
 TOO_LARGE = b"\x00too-large"
@@ -30,11 +32,14 @@ _MAX_ITEMS = 8
 class PushReader:
     """Reads pushed arrays from a subscribed socket, with a cap on each bulk string."""
 
-    def __init__(self, sock: socket.socket, max_bulk: int = 64 * 1024) -> None:
+    def __init__(
+        self, sock: socket.socket, max_bulk: int = 64 * 1024, wake: Waker | None = None
+    ) -> None:
         import select  # here: a guarded process with no swarm never loads it
 
         self._select = select.select
         self._sock = sock
+        self._wake = wake  # its fileno() readable: stop waiting (and drain it)
         self._max = max_bulk
         self._buf = bytearray()
         self._skip = 0  # bytes of an oversized bulk (plus CRLF) still to drop
@@ -96,11 +101,17 @@ class PushReader:
                 return items
 
     def read(self, timeout_s: float) -> list[bytes | int] | None:
-        """The next pushed array, or ``None`` after ``timeout_s`` without a whole one."""
+        """The next pushed array, or ``None`` after ``timeout_s`` without a whole one
+        (or sooner, when ``wake`` was woken)."""
         got = self._parse()
         if got is not None:
             return got
-        ready, _, _ = self._select([self._sock], [], [], timeout_s)
+        wake = self._wake.fileno() if self._wake is not None else -1
+        fds: list[socket.socket | int] = [self._sock] if wake < 0 else [self._sock, wake]
+        ready, _, _ = self._select(fds, [], [], timeout_s)
+        if self._wake is not None and wake in ready:
+            self._wake.drain()
+            ready = [self._sock] if self._sock in ready else []
         while ready:
             try:
                 chunk = self._sock.recv(65536)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from hivemind.swarm.redis.resp import Connection
     from hivemind.swarm.target.runtime import RuntimeConfig
+    from hivemind.swarm.target.trigger import RiseTrigger
 
 __all__ = ["MAX_COMMAND_BYTES", "SCHEMA_VERSION", "LinkMixin", "supervisor_alive"]
 
@@ -58,6 +59,7 @@ class LinkMixin:
         _swarm_pid: int | None
         _backoff: float
         _next_connect: float
+        trigger: RiseTrigger
 
         def _read_learned(self) -> None: ...
         def _log_once(self, key: str, msg: str, *args: object) -> None: ...
@@ -122,7 +124,7 @@ class LinkMixin:
         self._client, self._pubsub = client, pubsub
         self._pick_sample_channel()
         if isinstance(pubsub, RespConnection):
-            self._inbox = PushReader(pubsub.sock, max_bulk=MAX_COMMAND_BYTES)
+            self._inbox = PushReader(pubsub.sock, max_bulk=MAX_COMMAND_BYTES, wake=self.trigger)
         self.connected = True
         self._backoff = 0.0
         self.stats["connects"] += 1

@@ -23,6 +23,9 @@ The fast loop lives here: at every sample the in-target
 collector's thresholds and the guard's own full collections from the
 headroom and the measured cost (:mod:`~hivemind.swarm.target.cost`), with
 no round trip; the swarm chooses strategy, reclaims caches and records.
+Near the target RSS is read between samples, by the app's own collections
+when it runs some (:mod:`~hivemind.swarm.target.trigger`: no GIL hand-off),
+else by this thread at 200 Hz-1 kHz.
 
 It never raises into, or blocks, the host application: every failure is
 logged once and counted. When Redis goes away it keeps acks in a bounded
@@ -67,6 +70,7 @@ from hivemind.swarm.target.heartbeat import SampleGate
 from hivemind.swarm.target.inbox import PushReader
 from hivemind.swarm.target.link import SCHEMA_VERSION, LinkMixin, supervisor_alive
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
+from hivemind.swarm.target.trigger import RiseTrigger
 from hivemind.swarm.target.wiring import ReclaimHook
 from hivemind.swarm.vocab import LEVELS
 
@@ -79,6 +83,8 @@ COLLECT_TRIES = 5  # a collection that found the app's own under way: tries, 2 m
 NEAR_FRACTION = 0.7  # of the target: from here on RSS is also checked at FAST_CHECK_HZ
 FAST_CHECK_HZ = 200.0  # an RSS read (~15 µs) and a controller step, nothing published
 IMMINENT_CHECK_HZ = 1000.0  # ... while RSS rises fast toward the collect band, not yet in it
+RISE_STEP = 0.01  # of the target: the app's collections wake the guard after this rise ...
+LEVEL_EDGES = (0.7, 0.9, 1.0)  # ... or at the next level's edge (vocab.level_for) or the band
 
 __all__ = [
     "NAME_CHARS",
@@ -150,6 +156,9 @@ class Runtime(CommandsMixin, LinkMixin):
         self._last_read = (0.0, 0)  # (monotonic time, RSS) of the last reading
         self._growth = 0.0  # recent RSS growth, bytes per second (see _update_near)
         self._check_s = 1.0 / FAST_CHECK_HZ  # the fast check's period (see _update_near)
+        self.trigger = RiseTrigger()  # RSS read after the app's own collections (no hand-off)
+        self._seen_checks = 0  # trigger.checks at the guard's last look
+        self._seen_fired = 0
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -176,6 +185,7 @@ class Runtime(CommandsMixin, LinkMixin):
             malloc_trim_available()
             self.reclaim_hook.warm_up()
             self.meter.start()
+            self.trigger.open()
             self._thread = threading.Thread(target=self._run, name="hivemind-runtime", daemon=True)
             self._thread.start()
         return self
@@ -183,9 +193,12 @@ class Runtime(CommandsMixin, LinkMixin):
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop the thread, flush what is buffered, and remove this target from status."""
         self._stop.set()
+        self.trigger.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
         self.meter.stop()
+        if self._thread is None or not self._thread.is_alive():  # else it may still wait on it
+            self.trigger.close()
         with contextlib.suppress(Exception):
             self._release_gc()
         with contextlib.suppress(Exception):
@@ -232,14 +245,21 @@ class Runtime(CommandsMixin, LinkMixin):
                 now = time.monotonic()
                 if self._client is None and now >= self._next_connect:
                     self._connect()
+                woken = self.trigger.fired != self._seen_fired  # RSS reached the armed level
+                self._seen_fired = self.trigger.fired
                 if now >= next_sample:
                     self._sample()
                     next_sample += period
                     if next_sample < now:  # we fell behind (a long GC): do not burst
                         next_sample = now + period
                     next_check = time.monotonic() + self._check_s
-                elif self._near and now >= next_check:
-                    self._fast_check()
+                elif self._near and (woken or now >= next_check):
+                    # A read after one of the app's own collections since our last look
+                    # (RiseTrigger) stands in for ours: ours would cost the app a hand-off.
+                    checks = self.trigger.checks
+                    if woken or checks == self._seen_checks:
+                        self._fast_check()
+                    self._seen_checks = checks
                     next_check = time.monotonic() + self._check_s
                 due = min(next_sample, next_check) if self._near else next_sample
                 wait = max(0.0, due - time.monotonic())
@@ -252,13 +272,19 @@ class Runtime(CommandsMixin, LinkMixin):
                     if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
                         self._on_command(msg[2] if isinstance(msg[2], bytes) else b"")
                 else:
-                    self._stop.wait(wait)
+                    self._idle(wait)
             except (RespError, OSError) as exc:
                 self._lost(exc)
             except Exception as exc:  # never let the guard die silently or raise into the app
                 self.stats["internal_errors"] += 1
                 self._log_once("internal", "hivemind runtime error (continuing): %r", exc)
                 self._stop.wait(0.1)
+
+    def _idle(self, wait: float) -> None:
+        """With no swarm: wait ``wait`` seconds, or until the trigger (or ``stop``) wakes us."""
+        event = self.trigger.event
+        if event.wait(wait):
+            event.clear()  # before the loop reads trigger.fired: no wake-up is lost
 
     def _sample(self, urgent: bool = False) -> None:
         """One 20 Hz sample: control, reclaim hook, publish, status. When the level
@@ -397,6 +423,20 @@ class Runtime(CommandsMixin, LinkMixin):
         band = self.controller.config.collect * self.target_bytes
         imminent = self._near and rss < band <= rss + self._growth * 2.0 / FAST_CHECK_HZ
         self._check_s = 1.0 / (IMMINENT_CHECK_HZ if imminent else FAST_CHECK_HZ)
+        self._arm(rss)
+
+    def _arm(self, rss: int) -> None:
+        """Near the target, have the app's own collections wake us when RSS rose by
+        RISE_STEP of the target from ``rss`` (our latest reading), or reached the
+        collect band or the next level's edge; far from it, disarm."""
+        arm = 0
+        if self._near:
+            arm = rss + max(1, int(RISE_STEP * self.target_bytes))
+            band = self.controller.config.collect * self.target_bytes
+            for edge in (band, *(f * self.target_bytes for f in LEVEL_EDGES)):
+                if rss < edge < arm:
+                    arm = int(edge)
+        self.trigger.arm_bytes = arm
 
     def _refresh_cost(self) -> None:
         snap = self.meter.tick()
@@ -488,6 +528,7 @@ class Runtime(CommandsMixin, LinkMixin):
                 self.stats["local_collections"] += 1
         after = current_rss_bytes()
         duration = time.thread_time() - t0
+        self._arm(after)  # RSS fell: watch for the next rise from here, not from before
         if trimmed_from is not None:
             self.controller.trimmed(trimmed_from - after)
         if ran:
