@@ -23,9 +23,10 @@ The fast loop lives here: at every sample the in-target
 collector's thresholds and the guard's own full collections from the
 headroom and the measured cost (:mod:`~hivemind.swarm.target.cost`), with
 no round trip; the swarm chooses strategy, reclaims caches and records.
-Near the target RSS is read between samples, by the app's own collections
-when it runs some (:mod:`~hivemind.swarm.target.trigger`: no GIL hand-off),
-else by this thread at 200 Hz-1 kHz.
+Near the target RSS is read between samples by the app's own collections
+when it runs some (:mod:`~hivemind.swarm.target.trigger`: no GIL hand-off;
+this thread then sleeps until a sample is due or they wake it), else by
+this thread at 200 Hz-1 kHz.
 
 It never raises into, or blocks, the host application: every failure is
 logged once and counted. When Redis goes away it keeps acks in a bounded
@@ -85,6 +86,7 @@ FAST_CHECK_HZ = 200.0  # an RSS read (~15 µs) and a controller step, nothing pu
 IMMINENT_CHECK_HZ = 1000.0  # ... while RSS rises fast toward the collect band, not yet in it
 RISE_STEP = 0.01  # of the target: the app's collections wake the guard after this rise ...
 LEVEL_EDGES = (0.7, 0.9, 1.0)  # ... or at the next level's edge (vocab.level_for) or the band
+TRUST_S = 1.0  # the app's collections read RSS this recently: the guard does not poll at all
 
 __all__ = [
     "NAME_CHARS",
@@ -159,6 +161,7 @@ class Runtime(CommandsMixin, LinkMixin):
         self.trigger = RiseTrigger()  # RSS read after the app's own collections (no hand-off)
         self._seen_checks = 0  # trigger.checks at the guard's last look
         self._seen_fired = 0
+        self._trigger_read_at = float("-inf")  # when we last saw the trigger's checks move
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -247,21 +250,23 @@ class Runtime(CommandsMixin, LinkMixin):
                     self._connect()
                 woken = self.trigger.fired != self._seen_fired  # RSS reached the armed level
                 self._seen_fired = self.trigger.fired
+                if self.trigger.checks != self._seen_checks:
+                    self._seen_checks = self.trigger.checks
+                    self._trigger_read_at = now
+                # Near the target we read RSS between samples ourselves only while the
+                # app's own collections do not (RiseTrigger): each of our wake-ups costs
+                # a busy app a GIL hand-off; theirs, none.
+                polling = self._near and now - self._trigger_read_at > TRUST_S
                 if now >= next_sample:
                     self._sample()
                     next_sample += period
                     if next_sample < now:  # we fell behind (a long GC): do not burst
                         next_sample = now + period
                     next_check = time.monotonic() + self._check_s
-                elif self._near and (woken or now >= next_check):
-                    # A read after one of the app's own collections since our last look
-                    # (RiseTrigger) stands in for ours: ours would cost the app a hand-off.
-                    checks = self.trigger.checks
-                    if woken or checks == self._seen_checks:
-                        self._fast_check()
-                    self._seen_checks = checks
+                elif woken or (polling and now >= next_check):
+                    self._fast_check()
                     next_check = time.monotonic() + self._check_s
-                due = min(next_sample, next_check) if self._near else next_sample
+                due = min(next_sample, next_check) if polling else next_sample
                 wait = max(0.0, due - time.monotonic())
                 msg = None
                 if self._inbox is not None:

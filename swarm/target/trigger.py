@@ -14,10 +14,10 @@ dicts, instances) runs its own young collections as it grows: one every
 ``gc.callbacks`` and, while the guard has armed it with an RSS level to
 watch for, reads RSS (a ~15 µs ``pread``, in the app's own thread: no
 hand-off) after such a collection, at most every ``gap_s``. It wakes the
-guard through a pipe when RSS has reached the armed level. The guard then
-skips its own read whenever a collection read RSS since its last look, and
-still reads at the old rate when the app's collections are quiet (an app
-that allocates bytes, or disabled its collector).
+guard through a pipe when RSS has reached the armed level. While the app's
+collections read RSS (within the runtime's ``TRUST_S``), the guard does not
+wake between its samples at all; it still reads at the old rate when they
+are quiet (an app that allocates bytes, or disabled its collector).
 
 Nothing here raises into the app: the callback swallows everything.
 """
