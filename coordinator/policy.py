@@ -31,8 +31,9 @@ of cases and runs at well over 10k decisions a second.
 - **Holdings.** A target's sample says which of render caches and object
   pools it has (``holds``); cache eviction and pool trimming are never sent
   to a target without them (each would cost it a verified command and an
-  ack for nothing). A rung left empty by that counts as tried and freeing
-  nothing, so the ladder climbs on the same clock as before.
+  ack for nothing). A rung left empty by that is skipped at once: the first
+  command is the first rung that can act on something (the app's reclaim
+  actions at the top of ``aggressive``), not a no-op and a cooldown.
 """
 
 from __future__ import annotations
@@ -187,6 +188,25 @@ def _choose(
     return candidates
 
 
+def _sendable(
+    level: Level, rung: int, event: PressureEvent, in_target: bool, infeasible: bool
+) -> tuple[list[Action], list[Action]]:
+    """The actions of ``level``'s rungs up to ``rung``: those the swarm would send this
+    target (not what its own controller does), and of those, what acts on something
+    it holds (no cache eviction or pool trimming for a target that has none)."""
+    ladder = LADDER[level]
+    wanted = [a for r in ladder[: rung + 1] for a in r]
+    if level is Level.EMERGENCY or (level is Level.AGGRESSIVE and rung == len(ladder) - 1):
+        wanted += [_a(ActionKind.RECLAIM, name=n) for n in event.reclaim_actions]
+    if in_target:
+        wanted = [a for a in wanted if a.kind not in IN_TARGET_KINDS]
+        if infeasible:  # only dropping what caches, pools and reclaim actions hold can help
+            wanted = [a for a in wanted if a.kind in LIVE_DATA_KINDS]
+    if event.holds is None:  # not said (an older runtime): assume it holds both
+        return wanted, wanted
+    return wanted, [a for a in wanted if HOLDING_NEEDED.get(a.kind, "") in ("", *event.holds)]
+
+
 def decide(
     event: PressureEvent,
     history: TargetHistory,
@@ -216,7 +236,7 @@ def decide(
         return None, history
     if level is Level.CONSERVATIVE and same:
         return None, history  # nothing to relieve, profile already relaxed
-    ladder = LADDER[level]
+    top = len(LADDER[level]) - 1
     rung = 0
     futile = 0
     reason = f"{event.previous.value} -> {level.value}"
@@ -225,7 +245,6 @@ def decide(
             history.last_freed is None
             or history.last_freed < config.enough_fraction * history.last_need
         )
-        top = len(ladder) - 1
         rung = min(history.rung + 1, top) if freed_too_little else history.rung
         futile = history.futile + 1 if freed_too_little and history.rung == top else 0
         reason = (
@@ -233,20 +252,16 @@ def decide(
             f"{(history.last_freed or 0) / MB:.1f} MB of {history.last_need / MB:.1f} MB needed"
             + ("; escalating" if rung > history.rung else "")
         )
-    candidates = [a for r in ladder[: rung + 1] for a in r]
-    if level is Level.EMERGENCY or (level is Level.AGGRESSIVE and rung == len(ladder) - 1):
-        candidates += [_a(ActionKind.RECLAIM, name=n) for n in event.reclaim_actions]
-    if in_target:
-        candidates = [a for a in candidates if a.kind not in IN_TARGET_KINDS]
-        if infeasible:  # only dropping what caches, pools and reclaim actions hold can help
-            candidates = [a for a in candidates if a.kind in LIVE_DATA_KINDS]
-        if not candidates:
-            # Nothing to send, but the level is remembered: a target that came back
-            # down is "moving up a level" when it crosses again, decided at once (not
-            # "still at that level", under a cooldown grown by futile backoff).
-            return None, history if same else replace(history, level=level)
-    if event.holds is not None:  # the target said which of caches and pools it has
-        candidates = [a for a in candidates if HOLDING_NEEDED.get(a.kind, "") in ("", *event.holds)]
+    wanted, candidates = _sendable(level, rung, event, in_target, infeasible)
+    while wanted and not candidates and rung < top:
+        rung += 1  # this rung only evicts caches or trims pools the target has none of
+        wanted, candidates = _sendable(level, rung, event, in_target, infeasible)
+        reason += f"; rung {rung}: the target holds nothing the rung below acts on"
+    if not wanted:
+        # Its own controller does it all: nothing to send, but the level is remembered:
+        # a target that came back down is "moving up a level" when it crosses again,
+        # decided at once (not "still at that level", under a cooldown grown by backoff).
+        return None, history if same else replace(history, level=level)
     rung_history = replace(
         history,
         level=level,
@@ -257,9 +272,8 @@ def decide(
         futile=futile,
     )
     if not candidates:
-        # This rung would only evict caches or trim pools the target does not have:
-        # nothing is sent, and the rung counts as tried and freeing nothing, so the
-        # ladder climbs (to the user's reclaim actions) on the same clock as before.
+        # Even the top rung only evicts caches or trims pools the target has none of:
+        # nothing is sent; it counts as tried and freeing nothing (futile backoff).
         return None, replace(rung_history, last_freed=0)
     actions = _choose(event.target, candidates, need, learned, config)
     decision = Decision(

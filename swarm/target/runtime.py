@@ -241,6 +241,9 @@ class Runtime(CommandsMixin, LinkMixin):
 
     # --- the loop ---------------------------------------------------------
     def _run(self) -> None:
+        # Our own collections (and commands') are no sign that the app collects as it
+        # grows: an app that disabled its collector must still be polled.
+        self.trigger.ignore_thread = threading.get_ident()
         period = 1.0 / self.config.sample_hz
         next_sample = next_check = time.monotonic()
         while not self._stop.is_set():

@@ -48,7 +48,9 @@ class RiseTrigger:
     on :meth:`fileno` (readable once woken; :meth:`drain` it), with the
     socket it reads commands from, or on :attr:`event` (no socket: a guard
     with no swarm loads no ``select``). :attr:`checks` counts the reads
-    done, :attr:`fired` the wake-ups.
+    done, :attr:`fired` the wake-ups. Collections run by the thread
+    :attr:`ignore_thread` (the guard's own) read nothing: they say nothing
+    of whether the app runs any.
     """
 
     def __init__(self, gap_s: float = CHECK_GAP_S, clock: Any = time.perf_counter) -> None:
@@ -60,6 +62,7 @@ class RiseTrigger:
         self._last = float("-inf")
         self._fds: tuple[int, int] | None = None
         self.event = threading.Event()  # set by every wake-up
+        self.ignore_thread = 0  # the guard's own thread: its collections are not the app's
 
     def open(self) -> RiseTrigger:
         """Create the wake pipe and install the ``gc.callbacks`` hook (idempotent)."""
@@ -100,7 +103,7 @@ class RiseTrigger:
                     pass
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase != "stop" or not self.arm_bytes:
+        if phase != "stop" or not self.arm_bytes or threading.get_ident() == self.ignore_thread:
             return
         try:
             now = self._clock()

@@ -255,20 +255,29 @@ def test_caches_and_pools_are_only_reclaimed_in_targets_that_hold_them(
         assert {a.kind.value for a in decision.actions} == expected
 
 
-def test_a_rung_with_nothing_held_counts_as_tried_so_the_ladder_still_climbs() -> None:
+def test_a_rung_with_nothing_held_is_skipped_at_once() -> None:
     """Aggressive rung 0 only evicts caches and trims pools for a target with its own
-    controller; with neither held it is skipped on the same clock, and the top rung's
-    reclaim actions are reached as if the empty rung had been sent and freed nothing."""
+    controller; with neither held, the first decision goes straight to the top rung's
+    reclaim actions (before, a no-op command went out and they came a cooldown later)."""
     from hivemind.swarm.messages import GuardCost
 
-    def event(previous: Level = Level.AGGRESSIVE) -> PressureEvent:
+    def event(previous: Level, holds: tuple[str, ...]) -> PressureEvent:
         return ev(Level.AGGRESSIVE, 950.0, previous=previous, reclaim_actions=("drop",),
-                  holds=(), cost=GuardCost(controller="engaged"))  # fmt: skip
+                  holds=holds, cost=GuardCost(controller="engaged"))  # fmt: skip
 
-    d, h = decide(event(Level.BALANCED), TargetHistory(), now=10.0, session_id="s")
-    assert d is None and h.rung == 0 and h.last_freed == 0 and h.last_decision_ts == 10.0
-    d, h = decide(event(), h, now=10.1, session_id="s")  # within the cooldown: nothing
-    assert d is None and h.last_decision_ts == 10.0
-    d, h = decide(event(), h, now=11.0, session_id="s")
+    d, h = decide(event(Level.BALANCED, ()), TargetHistory(), now=10.0, session_id="s")
     assert d is not None and {a.kind.value for a in d.actions} == {"reclaim"}
-    assert h.rung == 1 and h.decisions == 1
+    assert h.rung == 1 and h.decisions == 1 and "holds nothing" in d.reason
+    d, _ = decide(event(Level.BALANCED, ("caches",)), TargetHistory(), now=10.0, session_id="s")
+    assert d is not None and {a.kind.value for a in d.actions} == {"evict_caches"}, "rung 0"
+    # Infeasible, nothing held, no reclaim action: nothing to send at any rung; counted
+    # as tried (futile backoff grows), never as a decision.
+    lone = ev(Level.EMERGENCY, 1100.0, previous=Level.EMERGENCY, holds=(),
+              cost=GuardCost(controller="infeasible"))  # fmt: skip
+    h = TargetHistory(level=Level.EMERGENCY)
+    for now in (10.0, 11.0, 12.0):
+        d, h = decide(lone, h, now=now, session_id="s")
+        assert d is None
+    assert (h.decisions, h.futile, h.last_decision_ts) == (0, 2, 12.0)
+    d, h = decide(lone, h, now=12.5, session_id="s")  # the backoff: 0.2 s doubled twice
+    assert d is None and h.last_decision_ts == 12.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import select
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def test_an_armed_trigger_reads_rss_after_a_collection_and_wakes_the_guard_once(
         clock[0] = 3.0
         gc.collect(0)
         assert t.checks == 2, "the guard arms it again; until then nothing"
+        t.arm_bytes, t.ignore_thread = 1, threading.get_ident()
+        clock[0] = 4.0
+        gc.collect(0)
+        assert (t.checks, t.fired) == (2, 1), "the guard's own collections read nothing"
     finally:
         t.close()
     assert t._callback not in gc.callbacks and t.fileno() == -1
