@@ -86,7 +86,7 @@ FAST_CHECK_HZ = 200.0  # an RSS read (~15 µs) and a controller step, nothing pu
 IMMINENT_CHECK_HZ = 1000.0  # ... while RSS rises fast toward the collect band, not yet in it
 RISE_STEP = 0.01  # of the target: the app's collections wake the guard after this rise ...
 LEVEL_EDGES = (0.7, 0.9, 1.0)  # ... or at the next level's edge (vocab.level_for) or the band
-TRUST_S = 1.0  # the app's collections read RSS this recently: the guard does not poll at all
+TRUST_S = 1.0  # the app's automatic collections read RSS this recently: the guard does not poll
 
 __all__ = [
     "NAME_CHARS",
@@ -258,8 +258,11 @@ class Runtime(CommandsMixin, LinkMixin):
                     self._trigger_read_at = now
                 # Near the target we read RSS between samples ourselves only while the
                 # app's own collections do not (RiseTrigger): each of our wake-ups costs
-                # a busy app a GIL hand-off; theirs, none.
-                polling = self._near and now - self._trigger_read_at > TRUST_S
+                # a busy app a GIL hand-off; theirs, none. A disabled collector runs none
+                # as the app grows, whatever explicit gc.collect() it made a moment ago.
+                polling = self._near and (
+                    now - self._trigger_read_at > TRUST_S or not gc.isenabled()
+                )
                 if now >= next_sample:
                     self._sample()
                     next_sample += period
