@@ -66,8 +66,8 @@ def test_the_callback_never_raises_into_the_app() -> None:
 def _runtime(tmp_path: Path, target_mb: float, name: str) -> Runtime:
     return Runtime(
         RuntimeConfig(
-            name=name, target_mb=target_mb, redis_url=None, namespace=None, state_dir=tmp_path,
-            key=None,
+            name=name, target_mb=target_mb, redis_url=None, namespace=None,
+            state_dir=tmp_path / "none", key=None,
         )
     )  # fmt: skip
 
@@ -116,8 +116,8 @@ def test_an_app_growing_by_tracked_objects_wakes_its_guard_instead_of_being_poll
         while time.monotonic() < churn_until:  # flat: the same working set, rebuilt
             held = [[i, str(i)] for i in range(2000)]
         assert rt.trigger.checks - checks >= 20, "the app's collections read RSS"
-        # Polling, the guard read RSS 12 times in that second beside this busy loop (each
-        # waited for the GIL); trusting the app's collections, none (a wake-up at most).
+        # Trusting the app's collections the guard reads RSS itself at most on a wake-up;
+        # polling, it would read it up to 200 times in that second.
         assert polls[0] <= 2, f"the guard polled {polls[0]} times in 1 s"
         held = []
         stop = time.monotonic() + 10
@@ -132,6 +132,40 @@ def test_an_app_growing_by_tracked_objects_wakes_its_guard_instead_of_being_poll
         rt.stop()
         gc.set_threshold(*thresholds)
     assert rt.trigger.fileno() == -1, "stop closed the pipe"
+
+
+def test_an_app_with_its_collector_disabled_is_polled_whatever_it_collected(
+    tmp_path: Path,
+) -> None:
+    """A batch job with gc.disable() that calls gc.collect() itself now and then: those
+    collections say nothing of its next growth, so the guard keeps reading RSS at 200 Hz."""
+    enabled = gc.isenabled()
+    gc.collect()
+    rt = _runtime(tmp_path, current_rss_bytes() / 0.75 / MB, "batch")
+    polls = [0]
+    fast_check = rt._fast_check
+
+    def counted() -> None:
+        polls[0] += 1
+        fast_check()
+
+    rt._fast_check = counted  # type: ignore[method-assign]
+    gc.disable()
+    rt.start()
+    try:
+        assert wait_for(lambda: rt._near, 5)
+        checks = rt.trigger.checks
+        for _ in range(5):
+            gc.collect()  # the app's own, explicit
+            time.sleep(0.1)
+        assert rt.trigger.checks > checks, "they did read RSS"
+        polls[0] = 0
+        time.sleep(0.5)
+        assert polls[0] >= 20, f"{polls[0]} reads in 0.5 s (200 Hz: ~100; trusting: 0)"
+    finally:
+        rt.stop()
+        if enabled:
+            gc.enable()
 
 
 def test_a_forked_child_drops_its_parents_trigger(tmp_path: Path) -> None:
