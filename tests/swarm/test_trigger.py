@@ -72,6 +72,19 @@ def _runtime(tmp_path: Path, target_mb: float, name: str) -> Runtime:
     )  # fmt: skip
 
 
+def _count_reads(rt: Runtime) -> list[int]:
+    """Count the guard's own RSS reads between samples (its fast checks): ``[n]``."""
+    polls = [0]
+    fast_check = rt._fast_check
+
+    def counted() -> None:
+        polls[0] += 1
+        fast_check()
+
+    rt._fast_check = counted  # type: ignore[method-assign]
+    return polls
+
+
 def test_the_guard_arms_the_next_rise_the_band_or_the_next_level(tmp_path: Path) -> None:
     rt = _runtime(tmp_path, 100, "arm")
     rt._update_near(10.0, 50 * MB)
@@ -96,14 +109,7 @@ def test_an_app_growing_by_tracked_objects_wakes_its_guard_instead_of_being_poll
     gc.collect()
     base = current_rss_bytes()
     rt = _runtime(tmp_path, base / 0.75 / MB, "grower")  # RSS at 75 %, under the band
-    polls = [0]
-    fast_check = rt._fast_check
-
-    def counted() -> None:
-        polls[0] += 1
-        fast_check()
-
-    rt._fast_check = counted  # type: ignore[method-assign]
+    polls = _count_reads(rt)
     rt.start()
     held: list[object] = []
     try:
@@ -142,14 +148,7 @@ def test_an_app_with_its_collector_disabled_is_polled_whatever_it_collected(
     enabled = gc.isenabled()
     gc.collect()
     rt = _runtime(tmp_path, current_rss_bytes() / 0.75 / MB, "batch")
-    polls = [0]
-    fast_check = rt._fast_check
-
-    def counted() -> None:
-        polls[0] += 1
-        fast_check()
-
-    rt._fast_check = counted  # type: ignore[method-assign]
+    polls = _count_reads(rt)
     gc.disable()
     rt.start()
     try:
