@@ -4,15 +4,16 @@ Near its target the guard reads RSS between its 20 Hz samples, at 200 Hz
 (1 kHz while RSS rises toward the collect band), so that it reacts within
 milliseconds. Each of those reads is done by the guard's thread: while the
 app runs Python code, each is a GIL hand-off from the app to the guard and
-back. On a core the app shares with another process, that cost the bursty
-corpus app ~3 % of its work (same-core pairs), all of it during its
-bursts, when it allocates fastest.
+back, and so is each wake-up of that thread. On a core the app shares with
+another process, that cost the bursty corpus app ~3 % of its work
+(same-core pairs), and the guard's thread used more CPU than the ten-line
+watchdog's.
 
 An app that grows by allocating objects the collector tracks (lists,
 dicts, instances) runs its own young collections as it grows: one every
 700 net allocations by default. :class:`RiseTrigger` hooks
 ``gc.callbacks`` and, while the guard has armed it with an RSS level to
-watch for, reads RSS (a ~15 µs ``pread``, in the app's own thread: no
+watch for, reads RSS (a few µs ``pread``, in the app's own thread: no
 hand-off) after such a collection, at most every ``gap_s``. It wakes the
 guard through a pipe when RSS has reached the armed level. While the app's
 collections read RSS (within the runtime's ``TRUST_S``), the guard does not
