@@ -159,9 +159,7 @@ class Runtime(CommandsMixin, LinkMixin):
         self._growth = 0.0  # recent RSS growth, bytes per second (see _update_near)
         self._check_s = 1.0 / FAST_CHECK_HZ  # the fast check's period (see _update_near)
         self.trigger = RiseTrigger()  # RSS read after the app's own collections (no hand-off)
-        self._seen_checks = 0  # trigger.checks at the guard's last look
-        self._seen_fired = 0
-        self._trigger_read_at = float("-inf")  # when we last saw the trigger's checks move
+        self._seen_fired = 0  # trigger.fired at the guard's last look
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -253,15 +251,12 @@ class Runtime(CommandsMixin, LinkMixin):
                     self._connect()
                 woken = self.trigger.fired != self._seen_fired  # RSS reached the armed level
                 self._seen_fired = self.trigger.fired
-                if self.trigger.checks != self._seen_checks:
-                    self._seen_checks = self.trigger.checks
-                    self._trigger_read_at = now
                 # Near the target we read RSS between samples ourselves only while the
                 # app's own collections do not (RiseTrigger): each of our wake-ups costs
                 # a busy app a GIL hand-off; theirs, none. A disabled collector runs none
                 # as the app grows, whatever explicit gc.collect() it made a moment ago.
                 polling = self._near and (
-                    now - self._trigger_read_at > TRUST_S or not gc.isenabled()
+                    now - self.trigger.read_at > TRUST_S or not gc.isenabled()
                 )
                 if now >= next_sample:
                     self._sample()

@@ -49,18 +49,19 @@ class RiseTrigger:
     on :meth:`fileno` (readable once woken; :meth:`drain` it), with the
     socket it reads commands from, or on :attr:`event` (no socket: a guard
     with no swarm loads no ``select``). :attr:`checks` counts the reads
-    done, :attr:`fired` the wake-ups. Collections run by the thread
-    :attr:`ignore_thread` (the guard's own) read nothing: they say nothing
-    of whether the app runs any.
+    done, :attr:`read_at` says when the last one was (``clock()``, by
+    default the guard's ``time.monotonic``), :attr:`fired` counts the
+    wake-ups. Collections run by the thread :attr:`ignore_thread` (the
+    guard's own) read nothing: they say nothing of whether the app runs any.
     """
 
-    def __init__(self, gap_s: float = CHECK_GAP_S, clock: Any = time.perf_counter) -> None:
+    def __init__(self, gap_s: float = CHECK_GAP_S, clock: Any = time.monotonic) -> None:
         self.gap_s = gap_s
         self._clock = clock
         self.arm_bytes = 0
         self.checks = 0
         self.fired = 0
-        self._last = float("-inf")
+        self.read_at = float("-inf")  # ``clock()`` at the last read (the guard's clock)
         self._fds: tuple[int, int] | None = None
         self.event = threading.Event()  # set by every wake-up
         self.ignore_thread = 0  # the guard's own thread: its collections are not the app's
@@ -108,9 +109,9 @@ class RiseTrigger:
             return
         try:
             now = self._clock()
-            if now - self._last < self.gap_s:
+            if now - self.read_at < self.gap_s:
                 return
-            self._last = now
+            self.read_at = now
             self.checks += 1
             armed = self.arm_bytes
             if armed and current_rss_bytes() >= armed:
