@@ -85,18 +85,26 @@ def _is_guard(name: str) -> bool:
     return name.startswith("hivemind") and name != "hivemind-bench-sampler"
 
 
+def _ticks(stat_path: str) -> int:
+    """utime + stime of a /proc ``stat`` file, in clock ticks (0 if it is gone)."""
+    try:
+        with open(stat_path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def guard_cpu_s() -> float:
-    """CPU seconds used so far by the guard's threads in this process."""
+    """CPU seconds used so far by the guard's threads in this process, and by its
+    watcher process (:mod:`~hivemind.swarm.target.watcher`) if it runs one."""
     total = 0
     for t in threading.enumerate():
-        if t.native_id is None or not _is_guard(t.name):
-            continue
-        try:
-            with open(f"/proc/self/task/{t.native_id}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError, ValueError):
-            continue
+        if t.native_id is not None and _is_guard(t.name):
+            total += _ticks(f"/proc/self/task/{t.native_id}/stat")
+    watcher = getattr(getattr(_runtime(), "watcher", None), "pid", 0)
+    if watcher:
+        total += _ticks(f"/proc/{watcher}/stat")
     return total / _TICK
 
 

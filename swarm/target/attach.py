@@ -39,6 +39,7 @@ def _after_fork_in_child() -> None:
         _current = None
         parent.meter.stop()
         parent.trigger.close()  # its hook would wake the parent's guard through the pipe
+        parent.watcher.forget()  # the parent's helper watches the parent, and is its child
         parent._disconnect()  # close our copies of its sockets; the parent's live on
         app_gc = parent.controller.app_settings if parent.controller.engaged else None
         cfg = parent.config

@@ -72,6 +72,7 @@ from hivemind.swarm.target.inbox import PushReader
 from hivemind.swarm.target.link import SCHEMA_VERSION, LinkMixin, supervisor_alive
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
 from hivemind.swarm.target.trigger import RiseTrigger
+from hivemind.swarm.target.watcher import RssWatcher
 from hivemind.swarm.target.wiring import ReclaimHook
 from hivemind.swarm.vocab import LEVELS
 
@@ -158,8 +159,10 @@ class Runtime(CommandsMixin, LinkMixin):
         self._last_read = (0.0, 0)  # (monotonic time, RSS) of the last reading
         self._growth = 0.0  # recent RSS growth, bytes per second (see _update_near)
         self._check_s = 1.0 / FAST_CHECK_HZ  # the fast check's period (see _update_near)
+        self._watch_at = 0  # the RSS level the trigger and the watcher wake us at (_arm)
         self.trigger = RiseTrigger()  # RSS read after the app's own collections (no hand-off)
-        self._seen_fired = 0  # trigger.fired at the guard's last look
+        self._seen_wakes = (0, 0)  # (trigger.fired, trigger.drained) at the guard's last look
+        self.watcher = RssWatcher()  # reads RSS from a helper process (no hand-off)
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -200,6 +203,7 @@ class Runtime(CommandsMixin, LinkMixin):
         self.meter.stop()
         if self._thread is None or not self._thread.is_alive():  # else it may still wait on it
             self.trigger.close()
+            self.watcher.close()
         with contextlib.suppress(Exception):
             self._release_gc()
         with contextlib.suppress(Exception):
@@ -249,15 +253,19 @@ class Runtime(CommandsMixin, LinkMixin):
                 now = time.monotonic()
                 if self._client is None and now >= self._next_connect:
                     self._connect()
-                woken = self.trigger.fired != self._seen_fired  # RSS reached the armed level
-                self._seen_fired = self.trigger.fired
-                # Near the target we read RSS between samples ourselves only while the
-                # app's own collections do not (RiseTrigger): each of our wake-ups costs
-                # a busy app a GIL hand-off; theirs, none. A disabled collector runs none
-                # as the app grows, whatever explicit gc.collect() it made a moment ago.
+                seen = (self.trigger.fired, self.trigger.drained)
+                woken = seen != self._seen_wakes  # RSS reached the armed level
+                self._seen_wakes = seen
+                # Near the target RSS is read between samples by the app's own collections
+                # (RiseTrigger); while they are quiet (a disabled collector runs none as
+                # the app grows, whatever explicit gc.collect() it made a moment ago), by
+                # the watcher process, or by us: each of our wake-ups costs a busy app a
+                # GIL hand-off, theirs none.
                 polling = self._near and (
                     now - self.trigger.read_at > TRUST_S or not gc.isenabled()
                 )
+                if self._watch(polling, woken):
+                    polling = False
                 if now >= next_sample:
                     self._sample()
                     next_sample += period
@@ -286,8 +294,30 @@ class Runtime(CommandsMixin, LinkMixin):
                 self._log_once("internal", "hivemind runtime error (continuing): %r", exc)
                 self._stop.wait(0.1)
 
+    def _watch(self, wanted: bool, woken: bool) -> bool:
+        """Have the watcher process read RSS for us while ``wanted`` (started the first
+        time); True if it does, False if we must poll (it could not start)."""
+        watcher = self.watcher
+        if not wanted:
+            watcher.arm(0, 0.0)
+            return False
+        if not watcher.start(self.trigger.wake_fd()):
+            return False
+        if woken:  # it may have fired and disarmed itself: send the level again
+            watcher.rearm()
+        watcher.arm(self._watch_at, self._check_s)
+        return watcher.running
+
     def _idle(self, wait: float) -> None:
-        """With no swarm: wait ``wait`` seconds, or until the trigger (or ``stop``) wakes us."""
+        """With no swarm: wait ``wait`` seconds, or until the trigger, the watcher (or
+        ``stop``) wakes us."""
+        if self.watcher.running:  # it writes to the trigger's pipe: wait on that
+            import select  # only once the watcher ran: a calm guard loads no select
+
+            if select.select([self.trigger.fileno()], [], [], wait)[0]:
+                self.trigger.event.clear()
+                self.trigger.drain()
+            return
         event = self.trigger.event
         if event.wait(wait):
             event.clear()  # before the loop reads trigger.fired: no wake-up is lost
@@ -403,6 +433,7 @@ class Runtime(CommandsMixin, LinkMixin):
         """Between samples, near the target: react within milliseconds. Publishes only
         when the level rose (the swarm hears of a crossing now, not at the next sample)."""
         rss = current_rss_bytes()
+        self.stats["fast_checks"] += 1
         level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
         if self._client is not None and LEVELS.index(level) > LEVELS.index(self.level):
             self._sample(urgent=True)
@@ -442,7 +473,7 @@ class Runtime(CommandsMixin, LinkMixin):
             for edge in (band, *(f * self.target_bytes for f in LEVEL_EDGES)):
                 if rss < edge < arm:
                     arm = int(edge)
-        self.trigger.arm_bytes = arm
+        self.trigger.arm_bytes = self._watch_at = arm
 
     def _refresh_cost(self) -> None:
         snap = self.meter.tick()

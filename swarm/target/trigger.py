@@ -61,6 +61,7 @@ class RiseTrigger:
         self.arm_bytes = 0
         self.checks = 0
         self.fired = 0
+        self.drained = 0  # wake-ups found in the pipe (the trigger's, or the watcher's)
         self.read_at = float("-inf")  # ``clock()`` at the last read (the guard's clock)
         self._fds: tuple[int, int] | None = None
         self.event = threading.Event()  # set by every wake-up
@@ -90,6 +91,11 @@ class RiseTrigger:
         """The pipe's read end (readable once woken), or -1 when not open."""
         return self._fds[0] if self._fds is not None else -1
 
+    def wake_fd(self) -> int:
+        """The pipe's write end (for :class:`~hivemind.swarm.target.watcher.RssWatcher`),
+        or -1 when not open."""
+        return self._fds[1] if self._fds is not None else -1
+
     def wake(self) -> None:
         """Set :attr:`event` and make :meth:`fileno` readable (a full pipe already is)."""
         self.event.set()
@@ -98,11 +104,13 @@ class RiseTrigger:
                 os.write(self._fds[1], b"!")
 
     def drain(self) -> None:
-        """Empty the pipe after a wake-up."""
+        """Empty the pipe after a wake-up; :attr:`drained` counts the times it held any."""
         if self._fds is not None:
             with contextlib.suppress(OSError):
-                while os.read(self._fds[0], 4096):
-                    pass
+                if os.read(self._fds[0], 4096):
+                    self.drained += 1
+                    while os.read(self._fds[0], 4096):
+                        pass
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase != "stop" or not self.arm_bytes or threading.get_ident() == self.ignore_thread:

@@ -140,31 +140,39 @@ def test_an_app_growing_by_tracked_objects_wakes_its_guard_instead_of_being_poll
     assert rt.trigger.fileno() == -1, "stop closed the pipe"
 
 
-def test_an_app_with_its_collector_disabled_is_polled_whatever_it_collected(
+def test_an_app_with_its_collector_disabled_is_watched_whatever_it_collected(
     tmp_path: Path,
 ) -> None:
     """A batch job with gc.disable() that calls gc.collect() itself now and then: those
-    collections say nothing of its next growth, so the guard keeps reading RSS at 200 Hz."""
+    collections say nothing of its next growth, so RSS is still read at 200 Hz: by the
+    watcher process, not by the guard's thread; by that thread if there is no watcher."""
     enabled = gc.isenabled()
     gc.collect()
-    rt = _runtime(tmp_path, current_rss_bytes() / 0.75 / MB, "batch")
-    polls = _count_reads(rt)
-    gc.disable()
-    rt.start()
-    try:
-        assert wait_for(lambda: rt._near, 5)
-        checks = rt.trigger.checks
-        for _ in range(5):
-            gc.collect()  # the app's own, explicit
-            time.sleep(0.1)
-        assert rt.trigger.checks > checks, "they did read RSS"
-        polls[0] = 0
-        time.sleep(0.5)
-        assert polls[0] >= 20, f"{polls[0]} reads in 0.5 s (200 Hz: ~100; trusting: 0)"
-    finally:
-        rt.stop()
-        if enabled:
-            gc.enable()
+    for watcher in (True, False):
+        rt = _runtime(tmp_path, current_rss_bytes() / 0.75 / MB, "batch")
+        rt.watcher.failed = not watcher  # as if it could not start
+        polls = _count_reads(rt)
+        gc.disable()
+        rt.start()
+        try:
+            assert wait_for(lambda rt=rt: rt._near, 5)
+            checks = rt.trigger.checks
+            for _ in range(5):
+                gc.collect()  # the app's own, explicit
+                time.sleep(0.1)
+            assert rt.trigger.checks > checks, "they did read RSS"
+            polls[0] = 0
+            time.sleep(0.5)
+            if watcher:
+                assert rt.watcher.running and rt.watcher._sent[0] > 0, "the watcher is armed"
+                assert polls[0] <= 2, f"{polls[0]} reads in 0.5 s by the guard's thread"
+            else:
+                assert polls[0] >= 20, f"{polls[0]} reads in 0.5 s (200 Hz: ~100; trusting: 0)"
+        finally:
+            rt.stop()
+            if enabled:
+                gc.enable()
+        assert rt.watcher.pid == 0 and not rt.watcher.running, "stop ended the watcher"
 
 
 def test_a_forked_child_drops_its_parents_trigger(tmp_path: Path) -> None:

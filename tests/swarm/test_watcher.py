@@ -1,0 +1,135 @@
+"""The watcher process: reads this process's RSS and wakes the guard at a level."""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hivemind.agents.memtools import current_rss_bytes
+from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
+from hivemind.swarm.target.watcher import RssWatcher
+from tests.conftest import wait_for
+
+MB = 2**20
+
+
+def _readable(fd: int, timeout_s: float) -> bool:
+    return bool(select.select([fd], [], [], timeout_s)[0])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_watcher_wakes_at_its_level_once_per_arming_and_ends_with_its_pipe() -> None:
+    r, w = os.pipe()
+    watcher = RssWatcher()
+    try:
+        assert watcher.start(w) and watcher.running and watcher.pid > 0
+        watcher.arm(current_rss_bytes() + 256 * MB, 0.002)
+        assert not _readable(r, 0.3), "under its level: no wake-up"
+        watcher.arm(1, 0.002)
+        assert _readable(r, 5.0), "reached: woken"
+        assert os.read(r, 64) == b"w"
+        assert not _readable(r, 0.2), "once per arming: it disarmed itself"
+        watcher.arm(1, 0.002)
+        assert not _readable(r, 0.2), "the same level again is not sent again ..."
+        watcher.rearm()
+        watcher.arm(1, 0.002)
+        assert _readable(r, 5.0), "... unless re-armed after a wake-up"
+        pid = watcher.pid
+    finally:
+        watcher.close()
+        os.close(r)
+        os.close(w)
+    assert watcher.pid == 0 and not watcher.running
+    assert _gone(pid), "closed and reaped"
+    watcher.close()  # idempotent
+
+
+def test_a_helper_whose_guard_let_go_exits_by_itself() -> None:
+    """A forked child forgets its parent's helper; the helper ends when the last copy
+    of its pipe closes (here: the only one), not when somebody kills it."""
+    r, w = os.pipe()
+    watcher = RssWatcher()
+    try:
+        assert watcher.start(w)
+        pid = watcher.pid
+        watcher.forget()
+        assert wait_for(lambda: os.waitpid(pid, os.WNOHANG) != (0, 0), 5), "it exited"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_watcher_that_cannot_start_says_so_and_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r, w = os.pipe()
+    try:
+        monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+        watcher = RssWatcher()
+        assert not watcher.start(w) and watcher.failed and not watcher.running
+        monkeypatch.undo()
+        assert not watcher.start(w), "not retried"
+        watcher.arm(1, 0.002)  # harmless
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_gc_disabled_app_growing_by_bytes_is_seen_by_the_watcher_not_by_polling(
+    tmp_path: Path,
+) -> None:
+    """Near the target, an app with its collector off grows by bytes (no collection
+    would ever read RSS): the guard's thread does not poll, the watcher wakes it when
+    RSS reaches the collect band, and the guard collects."""
+    enabled = gc.isenabled()
+    gc.collect()
+    base = current_rss_bytes()
+    rt = Runtime(
+        RuntimeConfig(
+            name="bytes", target_mb=base / 0.75 / MB, redis_url=None, namespace=None,
+            state_dir=tmp_path / "none", key=None,
+        )
+    )  # fmt: skip
+    polls = [0]
+    fast_check = rt._fast_check
+
+    def counted() -> None:
+        polls[0] += 1
+        fast_check()
+
+    rt._fast_check = counted  # type: ignore[method-assign]
+    gc.disable()
+    rt.start()
+    held: list[bytes] = []
+    try:
+        assert wait_for(lambda: rt._near and rt.watcher.running, 5)
+        time.sleep(0.3)
+        polls[0] = 0
+        time.sleep(0.5)
+        assert polls[0] <= 2, f"flat: the guard's thread read RSS {polls[0]} times"
+        band = rt.controller.config.collect * rt.target_bytes
+        stop = time.monotonic() + 10
+        while rt.stats["local_collections"] == 0 and time.monotonic() < stop:
+            if current_rss_bytes() < band + 8 * MB:
+                held.append(b"x" * (256 * 1024))
+            time.sleep(0.001)
+        assert rt.stats["local_collections"] >= 1, "the guard collected"
+        assert rt.trigger.drained >= 1, "woken through the pipe"
+    finally:
+        held.clear()
+        rt.stop()
+        if enabled:
+            gc.enable()
