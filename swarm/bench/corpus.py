@@ -145,7 +145,7 @@ class Plan:
     pair_repeats: int = 0
 
 
-FULL = Plan(seconds=4.0, repeats=5, whole_run_cap_s=120.0, whole_run_repeats=3, pair_repeats=3)
+FULL = Plan(seconds=4.0, repeats=5, whole_run_cap_s=120.0, whole_run_repeats=3, pair_repeats=5)
 QUICK = Plan(seconds=2.0, repeats=1, whole_run_cap_s=60.0, skip=("mypy_tool",))
 
 
