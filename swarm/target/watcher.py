@@ -65,8 +65,10 @@ while True:
             level = 0
             try:
                 os.write(1, b"w")
-            except BlockingIOError:
+            except BlockingIOError:  # a full pipe: the guard is woken already
                 pass
+            except OSError:  # the guard closed its end: nobody to wake
+                break
 """
 
 
@@ -107,7 +109,7 @@ class RssWatcher:
                 (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
             ]
             argv = [sys.executable, "-I", "-S", "-c", HELPER, str(os.getpid())]
-            self.pid = os.posix_spawn(sys.executable, argv, {}, file_actions=actions)
+            self.pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions)
         except Exception:  # no interpreter to run, no posix_spawn, no pipes left
             self.failed = True
             for fd in (r, w):
