@@ -58,6 +58,10 @@ class ControllerConfig:
     release_found_bytes: int = 1 * MB  # ...a disabled collector only once young collections
     # find less garbage than this (objects x object_bytes) in a relax dwell
     start_t0: int = PRESET_T0["balanced"]
+    # An app that disabled its collector chose no automatic collections: young ones every
+    # 500 allocations cost the batch corpus job more than the watchdog's full collections
+    # (0.72-0.84 of its work, same-core pairs); engaged at 5,000, 0.99.
+    start_t0_disabled: int = 5_000
     max_t1: int = 10
     max_t2: int = 10
     collect_budget: float = 0.20
@@ -93,6 +97,7 @@ class ControllerConfig:
     settle_bytes: int = 64 * 1024  # RSS growth under this is not "rising" (page noise)
     engage_ratio: float = 2.0  # garbage engages only if the app's gen-0 is this far above ours
     min_dwell_share: float = 0.1  # far under the band the relax dwell shrinks to this share
+    relax_deep: float = 3.0  # ... and the relax step grows to relax_factor ** this at most
     # A malloc_trim giving back less than this (page noise) found nothing, and cost its
     # ~5 ms: the next trim_skip collections do without, under tighten. Little is not
     # nothing: the bursty app's 0.1-0.2 MB a trim kept its peak 3 MB lower (and its work

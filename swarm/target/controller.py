@@ -34,12 +34,16 @@ owns three control variables, cheapest first:
   Collections that find nothing mean live data grows, and tighter
   thresholds would only cost the app. It starts from the session's learned
   setting, else the report's ``balanced`` profile (a preset the coordinator
-  may change). When collections still cannot keep up within their budget
+  may change); for an app that disabled its collector, from
+  ``start_t0_disabled`` (5,000: a job that chose no automatic collections
+  paid more for young ones every 500 allocations than for the watchdog's
+  full collections). When collections still cannot keep up within their budget
   (RSS at ``tighten``, 95 %, rising, the next one not yet due) it is
   *halved* (fast) at most every ``tighten_every_s``, down to
   ``floor_t0``; when headroom returns (RSS under ``relax`` for
   ``relax_dwell_s``, shorter in proportion far under it, down to
-  ``min_dwell_share`` of it) it grows by ``relax_factor`` a step at a time, never
+  ``min_dwell_share`` of it) it grows by ``relax_factor`` a step at a time (by up
+  to ``relax_factor ** relax_deep`` far under it), never
   straight back above a setting that recently failed, and once it reaches
   the app's own threshold (or ``release_t0``) the app's settings come back
   untouched (AIMD-like: the settled state is the cheapest one that holds);
@@ -48,7 +52,8 @@ owns three control variables, cheapest first:
   stays at ``release_t0``: handing it back while the app still makes cycles
   would let them pile up to the next full collection). The app's
   collector time is measured: above ``gc_cost_ceiling_ms`` per second with
-  headroom left, it relaxes too. **The hand-over is judged by what it
+  headroom left, it relaxes too, after the shortest dwell and by the
+  biggest step. **The hand-over is judged by what it
   costs**: every collection's time and the unreachable objects it found are
   counted (``Observation.gc_s``/``gc_found``) while ours and while the
   app's own thresholds (and the guard's full collections) are in force.
@@ -110,6 +115,9 @@ __all__ = [
     "Plan",
     "ReclaimOption",
 ]
+
+
+DISABLED_T0 = 1 << 30  # a disabled collector's gen-0 threshold, in effect
 
 
 @record
@@ -362,10 +370,13 @@ class Controller:
         app = self._s.app
         t0 = app.thresholds[0] if app is not None and app.enabled else 0
         # A disabled collector (or threshold 0) behaves as an infinite threshold.
-        return t0 if t0 > 0 else 1 << 30
+        return t0 if t0 > 0 else DISABLED_T0
 
     def _start_t0(self) -> int:
-        """Where engaging starts: the session's learned setting, else the preset."""
+        """Where engaging starts: the session's learned setting, else the preset (for a
+        collector the app disabled, ``start_t0_disabled``)."""
+        if self._app_t0() >= DISABLED_T0:  # a job that chose no automatic collections
+            return self.learned_t0 or self.config.start_t0_disabled
         return self.learned_t0 or self.config.start_t0
 
     def _tighten(self, now: float, frac: float) -> Plan | None:
@@ -490,10 +501,20 @@ class Controller:
             # Deep headroom relaxes faster: the dwell shrinks with RSS's share of the
             # relax band (at 7 % of the target, a tenth of it), so a setting far tighter
             # than the headroom needs is not paid for seconds on end.
-            dwell = c.relax_dwell_s * min(1.0, max(c.min_dwell_share, frac / c.relax))
+            # A costly setting with headroom left waits the shortest dwell: it holds the
+            # target already, and each second spent there is paid in collector time.
+            share = min(1.0, max(c.min_dwell_share, frac / c.relax))
+            dwell = c.relax_dwell_s * (c.min_dwell_share if costly else share)
             dwell_ok = s.calm_since is not None and obs.now - s.calm_since >= dwell
             if dwell_ok and obs.now - s.last_change >= dwell:
-                new = int(s.t0 * c.relax_factor) + 1
+                # ... and by a bigger step: relax_factor once at the relax band, raised to
+                # the band's share over RSS's (at a third of it, cubed), at most
+                # relax_deep times. A job at a tenth of its target on the preset's 500
+                # pays the cost of a young collection every 500 allocations for seconds;
+                # at 5,000 the batch corpus job did 1.45x the watchdog's work.
+                deep = c.relax_deep if costly else min(c.relax_deep, c.relax / max(frac, 1e-3))
+                deep = max(1.0, deep)
+                new = int(s.t0 * c.relax_factor**deep) + 1
                 if s.fail_t0 and obs.now - s.fail_at < c.fail_memory_s:
                     new = min(new, s.fail_t0 - 1)  # do not go straight back to what failed
                 found = (s.on[1] - s.on_mark) * c.object_bytes  # young garbage, this dwell
@@ -503,7 +524,7 @@ class Controller:
                     # collector off: then handing it back means garbage piles up to the
                     # next full collection of the whole heap. Such an app gets it back once
                     # young collections stop finding garbage; until then gen-0 stays here.
-                    if self._app_t0() < (1 << 30) or found < c.release_found_bytes:
+                    if self._app_t0() < DISABLED_T0 or found < c.release_found_bytes:
                         return self._release(f"relaxed back to the app's settings at {frac:.0%}")
                     new = max(s.t0, c.release_t0)
                     s.last_change = obs.now  # judged again after another dwell

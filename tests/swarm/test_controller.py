@@ -91,7 +91,7 @@ CASES = [
          [85.0, 85.5, 86.0], None, True, objects=10, collect_s=0.01),
     Case("collections find nothing (live data grows): thresholds untouched", TUI,
          [86.0, 95.5, 97.0, 98.5, 99.5], None, True, collect_s=0.05),
-    Case("a disabled collector is enabled while guarded", DISABLED, [86.0, 95.5, 95.6], 500,
+    Case("a disabled collector is enabled while guarded", DISABLED, [86.0, 95.5, 95.6], 5000,
          True, objects=G, collect_s=0.05),
     Case("an app below the preset is halved", GCSettings((300, 10, 10)), [96.0, 97.5], 150,
          True, objects=G, collect_s=0.05),
@@ -350,7 +350,7 @@ def test_relaxes_step_by_step_and_gives_back_the_apps_own_settings() -> None:
 
 
 def _relaxed_by(rss_mb: float, seconds: float) -> int:
-    w = _engaged(DISABLED)
+    w = _engaged(DISABLED, Controller(ControllerConfig(start_t0_disabled=500)))
     t = 0.1
     while t < seconds:
         w.step(t, rss_mb)
@@ -441,6 +441,24 @@ def test_high_gc_cost_with_headroom_relaxes() -> None:
     assert w.current.thresholds[0] > 250
 
 
+def test_a_costly_setting_with_headroom_relaxes_by_big_steps_after_a_short_dwell() -> None:
+    """Young collections holding the target with room to spare, at 40 % of the app's time:
+    each relax waits the shortest dwell (0.2 s) and multiplies gen-0 by 1.5 ** 3; at a
+    modest cost the same headroom waits the dwell of its depth (2 s x 60/70)."""
+    seen = {}
+    for gc_ms in (400.0, 50.0):
+        w = _engaged(TUI)  # at 500
+        t, steps = 0.1, [500]
+        while t < 1.0:
+            w.step(t, 60.0, gc_ms=gc_ms)
+            if w.current.thresholds[0] != steps[-1] and w.ctl.engaged:
+                steps.append(w.current.thresholds[0])
+            t += 0.05
+        seen[gc_ms] = steps
+    assert seen[400.0][:3] == [500, 1688, 5698], seen  # 500 * 3.375 + 1, and again
+    assert seen[50.0] == [500], seen
+
+
 def test_extra_reclaim_actions_cheaper_than_a_collection_go_first() -> None:
     ctl = Controller()
     w = World(DEFAULT, ctl)
@@ -480,7 +498,8 @@ def test_garbage_faster_than_paced_collections_hands_gen0_to_the_collector() -> 
     while t < 2.0 and not w.ctl.engaged:
         w.step(t, rss, objects=G, collect_s=0.2)
         t, rss = t + 0.05, rss + 1.0
-    assert w.ctl.engaged and w.current.enabled and w.current.thresholds[0] == 500
+    # A job that chose no automatic collections is engaged at 5,000, not the preset's 500.
+    assert w.ctl.engaged and w.current.enabled and w.current.thresholds[0] == 5000
 
 
 def test_live_data_growing_never_tightens_thresholds() -> None:

@@ -236,7 +236,7 @@ def test_app_that_disabled_its_collector_gets_it_back_disabled(rt: Runtime) -> N
         time.sleep(0.02)
     assert rt.controller.engaged, rt.controller.state()
     assert gc.isenabled(), "guarded: our thresholds, collector on"
-    assert gc.get_threshold()[0] <= 500
+    assert gc.get_threshold()[0] <= rt.controller.config.start_t0_disabled
     ballast.clear()
     rt.target_bytes = rss * 10  # pressure ends
     assert wait_for(lambda: not rt.controller.engaged, 10)
