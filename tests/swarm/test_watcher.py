@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from hivemind.agents.memtools import current_rss_bytes
-from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 from hivemind.swarm.target.watcher import RssWatcher
 from tests.conftest import wait_for
+from tests.swarm.test_trigger import _count_reads, _runtime
 
 MB = 2**20
 
@@ -97,20 +97,8 @@ def test_a_gc_disabled_app_growing_by_bytes_is_seen_by_the_watcher_not_by_pollin
     enabled = gc.isenabled()
     gc.collect()
     base = current_rss_bytes()
-    rt = Runtime(
-        RuntimeConfig(
-            name="bytes", target_mb=base / 0.75 / MB, redis_url=None, namespace=None,
-            state_dir=tmp_path / "none", key=None,
-        )
-    )  # fmt: skip
-    polls = [0]
-    fast_check = rt._fast_check
-
-    def counted() -> None:
-        polls[0] += 1
-        fast_check()
-
-    rt._fast_check = counted  # type: ignore[method-assign]
+    rt = _runtime(tmp_path, base / 0.75 / MB, "bytes")
+    polls = _count_reads(rt)
     gc.disable()
     rt.start()
     held: list[bytes] = []
