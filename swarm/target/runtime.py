@@ -25,8 +25,10 @@ headroom and the measured cost (:mod:`~hivemind.swarm.target.cost`), with
 no round trip; the swarm chooses strategy, reclaims caches and records.
 Near the target RSS is read between samples by the app's own collections
 when it runs some (:mod:`~hivemind.swarm.target.trigger`: no GIL hand-off;
-this thread then sleeps until a sample is due or they wake it), else by
-this thread at 200 Hz-1 kHz.
+this thread then sleeps until a sample is due or they wake it), else by a
+helper process at 200 Hz-1 kHz that wakes this thread when RSS got there
+(:mod:`~hivemind.swarm.target.watcher`), or by this thread if that helper
+could not start.
 
 It never raises into, or blocks, the host application: every failure is
 logged once and counted. When Redis goes away it keeps acks in a bounded
@@ -246,6 +248,13 @@ class Runtime(CommandsMixin, LinkMixin):
         # Our own collections (and commands') are no sign that the app collects as it
         # grows: an app that disabled its collector must still be polled.
         self.trigger.ignore_thread = threading.get_ident()
+        # A write to a watcher that died must come back as EPIPE, not as SIGPIPE: an app
+        # that restored its default action (CLI tools do, for `| head`) would be killed.
+        # Blocked in this thread only: the signal is directed at the thread that wrote.
+        with contextlib.suppress(Exception):
+            import signal
+
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
         period = 1.0 / self.config.sample_hz
         next_sample = next_check = time.monotonic()
         while not self._stop.is_set():

@@ -17,8 +17,11 @@ watch for, reads RSS (a few µs ``pread``, in the app's own thread: no
 hand-off) after such a collection, at most every ``gap_s``. It wakes the
 guard through a pipe when RSS has reached the armed level. While the app's
 collections read RSS (within the runtime's ``TRUST_S``), the guard does not
-wake between its samples at all; it still reads at the old rate when they
-are quiet (an app that allocates bytes, or disabled its collector).
+wake between its samples at all; while they are quiet (an app that
+allocates bytes, or disabled its collector), a watcher process reads RSS
+at the old rate and wakes the guard through the same pipe
+(:mod:`~hivemind.swarm.target.watcher`; the guard's thread reads it itself
+only if that process could not start).
 
 Nothing here raises into the app: the callback swallows everything.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import select
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -121,3 +122,41 @@ def test_a_gc_disabled_app_growing_by_bytes_is_seen_by_the_watcher_not_by_pollin
         rt.stop()
         if enabled:
             gc.enable()
+
+
+SIGPIPE_APP = r"""
+import gc, os, signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as CLI tools do, for `| head`
+from hivemind.agents.memtools import current_rss_bytes
+from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
+gc.disable()
+rt = Runtime(RuntimeConfig(name="pipe", target_mb=current_rss_bytes() / 0.75 / 2**20,
+             redis_url=None, namespace=None, state_dir=Path(sys.argv[1]), key=None)).start()
+deadline = time.monotonic() + 10
+while not rt.watcher.running and time.monotonic() < deadline:
+    time.sleep(0.01)
+pid = rt.watcher.pid
+os.kill(pid, signal.SIGKILL)  # the helper dies (the OOM killer, a user's pkill)
+os.waitpid(pid, 0)
+held = []
+while not rt.watcher.failed and time.monotonic() < deadline:
+    held.append(b"x" * (1 << 20))  # RSS moves: the guard re-arms, writing to a dead pipe
+    time.sleep(0.01)
+print("alive", rt.watcher.failed, rt._thread.is_alive())
+"""
+
+
+def test_a_dead_watcher_costs_the_app_nothing_even_with_sigpipe_at_its_default(
+    tmp_path: Path,
+) -> None:
+    """The guard's write to a helper that died comes back as EPIPE (the guard then
+    reads RSS itself), never as a SIGPIPE that would kill an app that restored it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", SIGPIPE_APP, str(tmp_path / "none")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.split() == ["alive", "True", "True"], out.stdout
