@@ -305,7 +305,8 @@ class Runtime(CommandsMixin, LinkMixin):
 
     def _watch(self, wanted: bool, woken: bool) -> bool:
         """Have the watcher process read RSS for us while ``wanted`` (started the first
-        time); True if it does, False if we must poll (it could not start)."""
+        time; disarmed otherwise). True if it reads it; False if not wanted, or if it
+        could not start (then we poll)."""
         watcher = self.watcher
         if not wanted:
             watcher.arm(0, 0.0)

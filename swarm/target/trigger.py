@@ -2,9 +2,9 @@
 
 Near its target the guard reads RSS between its 20 Hz samples, at 200 Hz
 (1 kHz while RSS rises toward the collect band), so that it reacts within
-milliseconds. Each of those reads is done by the guard's thread: while the
-app runs Python code, each is a GIL hand-off from the app to the guard and
-back, and so is each wake-up of that thread. On a core the app shares with
+milliseconds. Read by the guard's thread, each of those reads is a GIL
+hand-off from a busy app to the guard and back, and so is each wake-up of
+that thread. On a core the app shares with
 another process, that cost the bursty corpus app ~3 % of its work
 (same-core pairs), and the guard's thread used more CPU than the ten-line
 watchdog's.
@@ -50,8 +50,10 @@ class RiseTrigger:
 
     The guard thread sets :attr:`arm_bytes` (0: disarmed) and waits either
     on :meth:`fileno` (readable once woken; :meth:`drain` it), with the
-    socket it reads commands from, or on :attr:`event` (no socket: a guard
-    with no swarm loads no ``select``). :attr:`checks` counts the reads
+    socket it reads commands from, or on :attr:`event` (no socket and no
+    watcher process: a calm guard with no swarm loads no ``select``).
+    :attr:`drained` counts the drains that found the pipe readable (the
+    watcher's wake-ups come that way only). :attr:`checks` counts the reads
     done, :attr:`read_at` says when the last one was (``clock()``, by
     default the guard's ``time.monotonic``), :attr:`fired` counts the
     wake-ups. Collections run by the thread :attr:`ignore_thread` (the
