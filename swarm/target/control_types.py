@@ -117,6 +117,8 @@ class Observation:
     gc_ms_per_s: float = 0.0
     gc_s: float = 0.0  # seconds inside the collector so far, every collection (monotone)
     gc_found: int = 0  # unreachable objects every collection so far found (monotone)
+    fresh: int = -1  # objects the collector tracks made since the last full collection (an
+    # upper bound from gc.get_count(): only these can have become cyclic garbage); -1: unknown
 
 
 @frozen

@@ -21,8 +21,11 @@ owns three control variables, cheapest first:
   at least ``d / budget`` (50 % of wall time after a useful one, 20 % after a
   futile one, 30 % over the target), and each futile one in a row halves the
   budget (once only for a cheap one). RSS that left the band and came back is
-  fresh pressure: the next collection runs at once. The app's own thresholds
-  stay untouched while this alone holds the target.
+  fresh pressure: the next collection runs at once. After a futile one that
+  found no garbage, none runs while RSS still rises and too few objects were
+  made since (``Observation.fresh``) to be worth collecting
+  (:attr:`Controller.nothing_new`): a heap of bytes growing is live data.
+  The app's own thresholds stay untouched while this alone holds the target.
 - **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
   seed's 10 for a disabled collector): the collector's own incremental way
   to free young cyclic garbage, taken over as soon as a collection finds
@@ -66,9 +69,10 @@ owns three control variables, cheapest first:
   collections again and again before it dies) give the app its settings
   back, and garbage does not engage again for ``verdict_s``.
 - **Infeasible**: over the target and ``infeasible_after`` collections in a row
-not useful (freeing under a quarter of the excess) means live data alone
-exceeds the target. The controller then says so (``live_over_bytes``), gives
-the app its own settings back and probes at most every ``d / 1 %`` (>=
+not useful (freeing under a quarter of the excess), or one with nothing new
+made since, means live data alone exceeds the target. The controller then
+says so (``live_over_bytes``), gives the app its own settings back and
+probes at most every ``d / 1 %`` (>=
 ``probe_min_s``, doubling up to ``probe_max_s``). It resumes when RSS falls
 under ``feasible_again`` of the target or a probe frees memory again.
 An app that set its own thresholds or disabled its collector is still
@@ -143,6 +147,7 @@ class _State:
     rose_at: float = -1e9  # RSS last grew (by more than settle_bytes)
     regrown_at: float | None = None  # RSS reached regrow_at (the wait to settle began)
     garbage: bool = False  # the last collection found cyclic garbage (not only an RSS drop)
+    nothing_new: bool = False  # the last step: nothing new to find since a futile collection
     rearmed: bool = False  # RSS went under the collect band since the last collection
     probes: int = 0
     infeasible: bool = False
@@ -176,6 +181,13 @@ class Controller:
     @property
     def infeasible(self) -> bool:
         return self._s.infeasible
+
+    @property
+    def nothing_new(self) -> bool:
+        """The last step found nothing new to collect since a futile collection (RSS
+        still rising, too few objects made to be garbage): until that changes, no
+        collection is wanted and crossing the band needs no reaction between samples."""
+        return self._s.nothing_new
 
     @property
     def live_over_bytes(self) -> int:
@@ -274,7 +286,7 @@ class Controller:
         s.rearmed = False
         s.regrown_at = None  # the next regrowth waits to settle afresh
         before = rss_after + max(0, bytes_freed)
-        enough = max(c.futile_min_bytes, c.futile_fraction * max(target, before))
+        enough = self._enough(target, before)
         freed = max(bytes_freed, objects * c.object_bytes)
         s.garbage = objects * c.object_bytes >= enough
         excess = before - target  # how far over it was before
@@ -306,6 +318,30 @@ class Controller:
         got = max(0, bytes_freed)
         s.trim_gives = got if s.trim_gives < 0 else (s.trim_gives + got) // 2
         s.trim_skip = 0 if s.trim_gives >= c.trim_min_bytes else c.trim_skip
+
+    def _enough(self, target: int, rss: int) -> float:
+        """What a collection must free not to be futile (before the excess rule)."""
+        c = self.config
+        return max(c.futile_min_bytes, c.futile_fraction * max(target, rss))
+
+    def _nothing_new(self, obs: Observation) -> bool:
+        """After a futile collection that found no garbage, RSS still rising: too few
+        objects made since (``Observation.fresh``) to hold ``_enough`` of cyclic
+        garbage, and no reclaim option expects to free anything. The next
+        collection would walk the same live heap for nothing.
+
+        Not once RSS stopped rising for ``settle_max_s``: a working set that was
+        live at the last collection (moved to the oldest generation, where
+        ``fresh`` does not count it) may have been dropped since.
+        """
+        c, s = self.config, self._s
+        if s.infeasible or s.futile == 0 or s.garbage or obs.fresh < 0:
+            return False
+        if obs.now - s.rose_at >= c.settle_max_s:
+            return False
+        if any(o.expected_bytes > 0 for o in s.options.values()):
+            return False
+        return obs.fresh * c.object_bytes < self._enough(obs.target, obs.rss)
 
     def _over(self, rss: int, target: int) -> bool:
         return rss > target * (1.0 + self.config.infeasible_margin)
@@ -426,6 +462,7 @@ class Controller:
             s.app = obs.current  # the app changed its settings while we held ours
             plan = Plan(apply=s.applied, reason="app changed its GC settings; kept as its own")
         self._count_yield(obs)
+        nothing_new = s.nothing_new = self._nothing_new(obs)
         if s.infeasible and frac < c.feasible_again:
             s.infeasible, s.futile, s.probes, s.live_over = False, 0, 0, 0
             s.retry_at, s.regrow_at = obs.now, 0
@@ -438,10 +475,16 @@ class Controller:
             # now. A probe (paced at the infeasible budget) checks it; finding garbage
             # resumes control. Cheap collections are run for evidence instead.
             self._flag(obs.rss - obs.target)
-        # A full collection is wanted in the band, after a useful one only once RSS grew.
+        elif nothing_new and self._over(obs.rss, obs.target):
+            # Over the target, the last collection found nothing and too little was made
+            # since to be garbage: live data grows past it. Said at once, no collection.
+            self._flag(obs.rss - obs.target)
+        # A full collection is wanted in the band, after a useful one only once RSS grew,
+        # after a futile one only if there can be something new to find.
         if frac < c.collect:
             s.rearmed = True  # the next crossing is fresh pressure, not more of the same
         want = frac >= c.collect and (s.regrow_at == 0 or obs.rss >= s.regrow_at)
+        want = want and not nothing_new
         if want and s.regrow_at and not s.rearmed and frac < c.tighten:
             want = self._settled(obs.now)
         else:

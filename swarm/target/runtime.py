@@ -90,6 +90,7 @@ IMMINENT_CHECK_HZ = 1000.0  # ... while RSS rises fast toward the collect band, 
 RISE_STEP = 0.01  # of the target: the app's collections wake the guard after this rise ...
 LEVEL_EDGES = (0.7, 0.9, 1.0)  # ... or at the next level's edge (vocab.level_for) or the band
 TRUST_S = 1.0  # the app's automatic collections read RSS this recently: the guard does not poll
+INFEASIBLE_SAMPLE_HZ = 2.0  # flagged infeasible, nothing to do until RSS falls: sample slower
 
 __all__ = [
     "NAME_CHARS",
@@ -255,11 +256,11 @@ class Runtime(CommandsMixin, LinkMixin):
             import signal
 
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
-        period = 1.0 / self.config.sample_hz
         next_sample = next_check = time.monotonic()
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
+                period = self._sample_period()
                 if self._client is None and now >= self._next_connect:
                     self._connect()
                 seen = (self.trigger.fired, self.trigger.drained)
@@ -302,6 +303,16 @@ class Runtime(CommandsMixin, LinkMixin):
                 self.stats["internal_errors"] += 1
                 self._log_once("internal", "hivemind runtime error (continuing): %r", exc)
                 self._stop.wait(0.1)
+
+    def _sample_period(self) -> float:
+        """Seconds between samples: ``1 / sample_hz``; while infeasible (live data over
+        the target: no collection until RSS falls, or a probe seconds away), at most
+        INFEASIBLE_SAMPLE_HZ. Each sample is a GIL hand-off from the app, and a
+        tool over its target should run as fast as it does unguarded."""
+        hz = self.config.sample_hz
+        if self.controller.infeasible:
+            hz = min(hz, INFEASIBLE_SAMPLE_HZ)
+        return 1.0 / hz
 
     def _watch(self, wanted: bool, woken: bool) -> bool:
         """Have the watcher process read RSS for us while ``wanted`` (started the first
@@ -463,7 +474,8 @@ class Runtime(CommandsMixin, LinkMixin):
         if dt > 0:  # growth rate, bytes/s: the latest, or the recent peak fading (250 ms)
             self._growth = max((rss - before) / dt, self._growth * 0.5 ** (dt / 0.25))
         near = NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz
-        self._near = rss >= near and not self.controller.infeasible
+        ctl = self.controller  # infeasible, or nothing new to find: no reaction is due
+        self._near = rss >= near and not ctl.infeasible and not ctl.nothing_new
         # About to cross the collect band (within two 200 Hz checks at this growth): check
         # at IMMINENT_CHECK_HZ until it is crossed, so the crossing is seen within ~1 ms
         # rather than 5. Only while rising toward the band: flat RSS in it costs nothing more.
@@ -522,7 +534,7 @@ class Runtime(CommandsMixin, LinkMixin):
         snap = self.meter.snapshot()
         meter = self.meter
         obs = Observation(now, rss, self.target_bytes, current, snap.gc_ms_per_s,
-                          meter.total_s, meter.collected)  # fmt: skip
+                          meter.total_s, meter.collected, _fresh_objects())  # fmt: skip
         plan = ctl.step(obs)
         if plan.apply is not None:
             _apply_settings(plan.apply)
@@ -629,6 +641,15 @@ def holdings() -> tuple[str, ...]:
     if pools is not None and pools.live_pools():
         held.append("pools")
     return tuple(held)
+
+
+def _fresh_objects() -> int:
+    """How many objects the collector tracks were made (net of those freed) since its
+    last full collection, at most: each generation's count times the allocations one
+    of its counts stands for. Objects older than that were walked by it and found live."""
+    c0, c1, c2 = gc.get_count()
+    t0, t1, _ = gc.get_threshold()
+    return c0 + c1 * max(1, t0) + c2 * max(1, t0) * max(1, t1)
 
 
 def _apply_settings(settings: GCSettings) -> None:

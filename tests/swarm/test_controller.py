@@ -43,13 +43,15 @@ class World:
         objects: int = 0,
         app_gc: tuple[float, int] = (0.0, 0),
         trim_mb: float = 0.0,
+        fresh: int = -1,
     ) -> Plan:
         """One sample; ``app_gc``: the app's own collections since the last one
         (seconds, objects found), counted before this sample is observed;
-        ``trim_mb``: what a ``malloc_trim`` the plan asks for gives back."""
+        ``trim_mb``: what a ``malloc_trim`` the plan asks for gives back; ``fresh``:
+        objects made since the last full collection (-1: unknown)."""
         rss = int(rss_mb * MB)
         self.gc_s, self.gc_found = self.gc_s + app_gc[0], self.gc_found + app_gc[1]
-        obs = Observation(now, rss, TARGET, self.current, gc_ms, self.gc_s, self.gc_found)
+        obs = Observation(now, rss, TARGET, self.current, gc_ms, self.gc_s, self.gc_found, fresh)
         plan = self.ctl.step(obs)
         if plan.apply is not None:
             self.current = plan.apply
@@ -291,6 +293,45 @@ def test_live_data_crossing_the_target_after_a_futile_collection_is_flagged_at_o
     assert collects == 1
     assert w.ctl.infeasible and w.ctl.live_over_bytes > 0
     assert w.current == DISABLED
+
+
+def _cheap_live_growth(fresh: int) -> tuple[World, int]:
+    """Live bytes growing 1 MB a sample from 80 MB to 110 MB; each collection takes 5 ms
+    and finds nothing; ``fresh`` objects are made between samples (-1: unknown)."""
+    w = World(DEFAULT)
+    collects = sum(
+        w.step(i * 0.05, 80.0 + i, collect_s=0.005, fresh=fresh).collect for i in range(31)
+    )
+    return w, collects
+
+
+def test_nothing_new_to_find_after_a_futile_collection_is_not_collected_again() -> None:
+    """A heap of bytes growing: the collection at 80 % found no garbage, and too few
+    objects were made since to hold any. The next ones would walk the same live heap
+    for nothing; over the target that is live data, said without collecting."""
+    w, collects = _cheap_live_growth(fresh=100)
+    assert collects == 1
+    assert w.ctl.infeasible and w.ctl.live_over_bytes > 0
+    unknown, n_unknown = _cheap_live_growth(fresh=-1)
+    assert n_unknown > 3, "without the count, cheap futile ones run for evidence"
+    assert unknown.ctl.infeasible
+    _, n_made = _cheap_live_growth(fresh=1_000_000)  # 64 MB of objects: may be garbage
+    assert n_made > 3
+
+
+def test_a_working_set_that_stopped_growing_is_collected_though_nothing_new_was_made() -> None:
+    """Bursty: the collection mid-build found the graph live (and moved it to the oldest
+    generation, where the count of new objects no longer sees it). Once RSS stops
+    rising the app may have dropped it: collect, whatever the count says."""
+    w = World(DEFAULT)
+    assert w.step(0.0, 85.0, collect_s=0.005, fresh=10).collect  # mid-build: futile
+    assert not w.step(0.05, 87.0, fresh=10).collect, "still rising: nothing new"
+    assert not w.step(0.10, 87.0, fresh=10).collect, "flat for 50 ms only"
+    t = 0.15
+    while t < 0.5 and not w.step(t, 87.0, fresh=10, objects=G).collect:
+        t += 0.05
+    assert t <= 0.25, t
+    assert not w.ctl.infeasible
 
 
 def test_probes_are_paced_by_what_a_bigger_heap_will_cost() -> None:

@@ -304,9 +304,11 @@ def test_runtime_without_any_swarm_protects_locally_and_flags_infeasible(tmp_pat
         assert wait_for(lambda: rt.controller.infeasible, 5), "flagged within 5 s"
         assert rt.controller.live_over_bytes > 0
         assert gc.get_threshold() == thresholds, "the app's own settings are back"
-        n = rt.stats["local_collections"]
+        n, samples = rt.stats["local_collections"], rt.stats["samples"]
         time.sleep(1.5)
         assert rt.stats["local_collections"] == n, "no futile collections meanwhile"
+        # nothing is due until RSS falls: 2 Hz, not 20 (30 samples in 1.5 s)
+        assert rt.stats["samples"] - samples <= 6, rt.stats["samples"] - samples
         assert not rt.connected
     finally:
         rt.stop()
