@@ -27,6 +27,7 @@ __all__ = [
     "malloc_trim",
     "malloc_trim_available",
     "peak_rss_bytes",
+    "pread_holding_gil",
 ]
 
 log = get_logger(__name__)  # imports logging only to say something
@@ -77,21 +78,27 @@ def _gil_holding_pread() -> Any:
     return _pread
 
 
+def pread_holding_gil(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes from the start of ``fd`` (a small procfs file), read
+    without giving the GIL up where libc allows it (see :func:`_gil_holding_pread`);
+    raises OSError if nothing could be read."""
+    pread = _gil_holding_pread()
+    if pread is None:
+        return os.pread(fd, size, 0)
+    fn, make_buf = pread
+    buf = make_buf(size)
+    n = fn(fd, buf, size, 0)
+    if n <= 0:
+        raise OSError(f"pread of fd {fd} returned nothing")
+    return bytes(buf.raw[:n])
+
+
 def _rss_from_statm() -> int | None:
     global _statm_fd
     try:
         if _statm_fd < 0:
             _statm_fd = os.open(_STATM, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        pread = _gil_holding_pread()
-        if pread is not None:
-            fn, make_buf = pread
-            buf = make_buf(64)
-            n = fn(_statm_fd, buf, 64, 0)
-            if n <= 0:
-                raise OSError("pread of statm returned nothing")
-            data = buf.raw[:n]
-        else:
-            data = os.pread(_statm_fd, 64, 0)
+        data = pread_holding_gil(_statm_fd, 64)
         return int(data.split()[1]) * _PAGE_SIZE
     except (OSError, IndexError, ValueError):
         _reset_after_fork()  # try a fresh descriptor next time

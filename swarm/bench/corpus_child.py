@@ -102,10 +102,8 @@ def guard_cpu_s() -> float:
     for t in threading.enumerate():
         if t.native_id is not None and _is_guard(t.name):
             total += _ticks(f"/proc/self/task/{t.native_id}/stat")
-    watcher = getattr(getattr(_runtime(), "watcher", None), "pid", 0)
-    if watcher:
-        total += _ticks(f"/proc/{watcher}/stat")
-    return total / _TICK
+    watcher = getattr(_runtime(), "watcher", None)
+    return total / _TICK + (watcher.cpu_s() if watcher is not None else 0.0)
 
 
 def _runtime() -> Any:

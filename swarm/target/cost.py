@@ -90,6 +90,7 @@ class CostMeter:
         self._w_count = 0
         self._w_collected = 0
         self._w_cpu = time.thread_time()
+        self._w_extra = 0.0
         self._w_ours = 0.0
         self._last = CostSnapshot(0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0)
 
@@ -133,10 +134,17 @@ class CostMeter:
         self._in_ours = running
 
     # --- reading ---------------------------------------------------------------
-    def tick(self) -> CostSnapshot:
-        """Close the current window (call from the runtime thread, ~once a second)."""
+    def tick(self, extra_cpu_s: float = 0.0) -> CostSnapshot:
+        """Close the current window (call from the runtime thread, ~once a second).
+
+        ``extra_cpu_s``: CPU seconds used so far by helpers that work for the guard
+        outside this thread (the watcher process); what they used in the window
+        counts in ``guard_cpu_pct``. A helper gone (the total fell) counts nothing.
+        """
         now = time.monotonic()
         cpu = time.thread_time()
+        extra = max(0.0, extra_cpu_s - self._w_extra)
+        self._w_extra = extra_cpu_s
         wall = max(1e-6, now - self._w_wall)
         total, ours, count, collected = self.total_s, self.ours_s, self.count, self.collected
         pauses = sorted(self.pauses)
@@ -145,7 +153,7 @@ class CostMeter:
             gc_ms_per_s=app * 1000.0 / wall,
             pause_p50_ms=percentile(pauses, 0.50),
             pause_p99_ms=percentile(pauses, 0.99),
-            guard_cpu_pct=max(0.0, cpu - self._w_cpu) * 100.0 / wall,
+            guard_cpu_pct=(max(0.0, cpu - self._w_cpu) + extra) * 100.0 / wall,
             collections=count - self._w_count,
             guard_gc_ms_per_s=(ours - self._w_ours) * 1000.0 / wall,
             collected=collected - self._w_collected,

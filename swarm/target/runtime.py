@@ -498,7 +498,7 @@ class Runtime(CommandsMixin, LinkMixin):
         self.trigger.arm_bytes = self._watch_at = arm
 
     def _refresh_cost(self) -> None:
-        snap = self.meter.tick()
+        snap = self.meter.tick(self.watcher.cpu_s())  # the helper works for us too
         ctl = self.controller
         cost: dict[str, object] = dict(snap.as_wire())
         cost.update(

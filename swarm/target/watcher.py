@@ -33,6 +33,8 @@ import os
 import sys
 import time
 
+from hivemind.agents.memtools import pread_holding_gil
+
 __all__ = ["HELPER", "RssWatcher"]
 
 # The helper's whole program: stdin carries "LEVEL PERIOD" lines, stdout is the wake pipe.
@@ -78,13 +80,15 @@ class RssWatcher:
     :meth:`start` spawns it with the pipe to wake the guard through;
     :meth:`arm` sets the level and period (writes only what changed);
     :meth:`close` ends it. :attr:`pid` is the helper's (0: none),
-    :attr:`failed` says it could not start (the guard then polls itself).
+    :attr:`failed` says it could not start (the guard then polls itself);
+    :meth:`cpu_s` is the CPU it has used (the guard's cost includes it).
     """
 
     def __init__(self) -> None:
         self.pid = 0
         self.failed = False
         self._arm_fd = -1
+        self._stat_fd = -1  # the helper's /proc stat, opened at spawn: a reused pid is not it
         self._sent: tuple[int, float] = (0, 0.0)
 
     @property
@@ -120,7 +124,20 @@ class RssWatcher:
         os.close(r)
         self._arm_fd = w
         self._sent = (0, 0.0)
+        with contextlib.suppress(OSError):
+            self._stat_fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
         return True
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the helper has used so far; 0.0 if none was
+        started, or it is gone. Read without giving the GIL up."""
+        if self._stat_fd < 0:
+            return 0.0
+        try:
+            fields = pread_holding_gil(self._stat_fd, 512).rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):  # ESRCH: it exited and was reaped
+            return 0.0
 
     def arm(self, level: int, period_s: float) -> None:
         """Watch for RSS at ``level`` bytes, reading every ``period_s`` (0: disarm)."""
@@ -145,10 +162,11 @@ class RssWatcher:
     def forget(self) -> None:
         """Close our end without waiting for the helper (a forked child's copy: the
         helper is the parent's)."""
-        fd, self._arm_fd = self._arm_fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (self._arm_fd, self._stat_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._arm_fd = self._stat_fd = -1
 
     def close(self, timeout_s: float = 0.5) -> None:
         """End the helper (it exits when its pipe closes) and reap it; killed if it

@@ -83,6 +83,17 @@ def test_cost_meter_times_collections_and_tells_ours_apart() -> None:
     assert meter._callback not in gc.callbacks
 
 
+def test_guard_cpu_counts_what_its_helpers_used_in_the_window() -> None:
+    meter = CostMeter()
+    meter.tick(2.0)  # the helper had used 2 s before this window: not this window's
+    time.sleep(0.1)
+    busy = meter.tick(2.05)  # 50 ms of its CPU in ~100 ms
+    assert 30.0 <= busy.guard_cpu_pct <= 60.0, busy.guard_cpu_pct
+    time.sleep(0.1)
+    gone = meter.tick(0.0)  # the helper is gone: its total fell, nothing counts
+    assert gone.guard_cpu_pct < 30.0, gone.guard_cpu_pct
+
+
 def test_wire_fields_round_trip() -> None:
     cost = GuardCost(controller="infeasible", live_over_bytes=5 * MB, gc_ms_per_s=1.5)
     s = MemorySample(target="t", pid=1, seq=1, rss_bytes=1, target_bytes=2, cost=cost)

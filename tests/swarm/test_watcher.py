@@ -32,6 +32,21 @@ def _gone(pid: int) -> bool:
     return False
 
 
+def test_the_watchers_cpu_is_read_from_its_own_proc_entry_until_it_is_closed() -> None:
+    r, w = os.pipe()
+    watcher = RssWatcher()
+    try:
+        assert watcher.cpu_s() == 0.0, "none started"
+        assert watcher.start(w)
+        watcher.arm(current_rss_bytes() + 256 * MB, 0.0002)  # reads at 5 kHz
+        assert wait_for(lambda: watcher.cpu_s() >= 0.02, 10), watcher.cpu_s()
+    finally:
+        watcher.close()
+        os.close(r)
+        os.close(w)
+    assert watcher.cpu_s() == 0.0, "closed: nothing more is counted"
+
+
 def test_the_watcher_wakes_at_its_level_once_per_arming_and_ends_with_its_pipe() -> None:
     r, w = os.pipe()
     watcher = RssWatcher()
