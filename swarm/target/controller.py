@@ -23,7 +23,8 @@ owns three control variables, cheapest first:
   budget (once only for a cheap one). RSS that left the band and came back is
   fresh pressure: the next collection runs at once. After a futile one that
   found no garbage, none runs while RSS still rises and too few objects were
-  made since (``Observation.fresh``) to be worth collecting
+  made since (``Observation.fresh``) to be worth collecting, until RSS grew
+  by a futile collection's worth (doubled for each in a row)
   (:attr:`Controller.nothing_new`): a heap of bytes growing is live data.
   The app's own thresholds stay untouched while this alone holds the target.
 - **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
@@ -69,8 +70,8 @@ owns three control variables, cheapest first:
   collections again and again before it dies) give the app its settings
   back, and garbage does not engage again for ``verdict_s``.
 - **Infeasible**: over the target and ``infeasible_after`` collections in a row
-not useful (freeing under a quarter of the excess), or one with nothing new
-made since, means live data alone exceeds the target. The controller then
+not useful (freeing under a quarter of the excess), without a third when
+nothing new was made since, means live data alone exceeds the target. The controller then
 says so (``live_over_bytes``), gives the app its own settings back and
 probes at most every ``d / 1 %`` (>=
 ``probe_min_s``, doubling up to ``probe_max_s``). It resumes when RSS falls
@@ -332,7 +333,11 @@ class Controller:
 
         Not once RSS stopped rising for ``settle_max_s``: a working set that was
         live at the last collection (moved to the oldest generation, where
-        ``fresh`` does not count it) may have been dropped since.
+        ``fresh`` does not count it) may have been dropped since. Nor once RSS
+        grew ``_enough`` since that collection, doubled for each futile one in a
+        row: a few objects can hold megabytes (a caught exception's frames
+        holding a buffer are one cycle of a handful of objects), and only a
+        collection can tell such garbage from live data.
         """
         c, s = self.config, self._s
         if s.infeasible or s.futile == 0 or s.garbage or obs.fresh < 0:
@@ -341,7 +346,10 @@ class Controller:
             return False
         if any(o.expected_bytes > 0 for o in s.options.values()):
             return False
-        return obs.fresh * c.object_bytes < self._enough(obs.target, obs.rss)
+        enough = self._enough(obs.target, obs.rss)
+        if obs.rss - s.last_collect_rss >= enough * 2.0 ** min(s.futile - 1, 6):
+            return False
+        return obs.fresh * c.object_bytes < enough
 
     def _over(self, rss: int, target: int) -> bool:
         return rss > target * (1.0 + self.config.infeasible_margin)
@@ -475,9 +483,9 @@ class Controller:
             # now. A probe (paced at the infeasible budget) checks it; finding garbage
             # resumes control. Cheap collections are run for evidence instead.
             self._flag(obs.rss - obs.target)
-        elif nothing_new and self._over(obs.rss, obs.target):
-            # Over the target, the last collection found nothing and too little was made
-            # since to be garbage: live data grows past it. Said at once, no collection.
+        elif nothing_new and s.futile >= c.infeasible_after and self._over(obs.rss, obs.target):
+            # Over the target, the last collections found nothing and too little was made
+            # since to be garbage: live data grows past it. Said now, no collection.
             self._flag(obs.rss - obs.target)
         # A full collection is wanted in the band, after a useful one only once RSS grew,
         # after a futile one only if there can be something new to find.

@@ -310,13 +310,28 @@ def test_nothing_new_to_find_after_a_futile_collection_is_not_collected_again() 
     objects were made since to hold any. The next ones would walk the same live heap
     for nothing; over the target that is live data, said without collecting."""
     w, collects = _cheap_live_growth(fresh=100)
-    assert collects == 1
+    assert collects == 3, "at 80, 85 and 95 MB: each waits for twice the growth"
     assert w.ctl.infeasible and w.ctl.live_over_bytes > 0
     unknown, n_unknown = _cheap_live_growth(fresh=-1)
     assert n_unknown > 3, "without the count, cheap futile ones run for evidence"
     assert unknown.ctl.infeasible
     _, n_made = _cheap_live_growth(fresh=1_000_000)  # 64 MB of objects: may be garbage
     assert n_made > 3
+
+
+def test_a_few_objects_holding_megabytes_are_collected_once_rss_grew_enough() -> None:
+    """A caught exception's frames holding a buffer: a cycle of a handful of objects.
+    The count says nothing new; RSS grown by a futile collection's worth says look."""
+    w = World(DEFAULT)
+    assert w.step(0.0, 80.0, collect_s=0.005, fresh=10).collect  # nothing to find yet
+    t, rss, at = 0.05, 81.0, []
+    while t < 1.0:
+        if w.step(t, rss, collect_s=0.005, fresh=10, freed_mb=4.0, objects=10).collect:
+            at.append(rss)
+            rss -= 4.0
+        t, rss = t + 0.05, rss + 1.0
+    assert at and at[0] == 85.0, at
+    assert not w.ctl.infeasible
 
 
 def test_a_working_set_that_stopped_growing_is_collected_though_nothing_new_was_made() -> None:

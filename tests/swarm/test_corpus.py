@@ -420,5 +420,6 @@ def test_live_growth_is_flagged_infeasible_by_the_in_process_guard(tmp_path: Pat
     assert r["peak_rss_mb"] > app.target_mb
     assert r["flagged_after_s"] is not None, "never flagged infeasible"
     # Its first collection finds no garbage, and the rows it adds since are bytes (no
-    # objects the collector tracks): nothing new to find, so no more (10 used to run).
-    assert r["guard_stats"].get("local_collections", 0) <= 3, r["guard_stats"]
+    # objects the collector tracks): nothing new to find, so only RSS growing by 5 %
+    # of the target, then 10 %, is looked at again (3; 10 used to run).
+    assert r["guard_stats"].get("local_collections", 0) <= 4, r["guard_stats"]
