@@ -22,10 +22,11 @@ owns three control variables, cheapest first:
   futile one, 30 % over the target), and each futile one in a row halves the
   budget (once only for a cheap one). RSS that left the band and came back is
   fresh pressure: the next collection runs at once. After a futile one that
-  found no garbage, none runs while RSS still rises and too few objects were
-  made since (``Observation.fresh``) to be worth collecting, until RSS grew
-  by a futile collection's worth (doubled for each in a row)
-  (:attr:`Controller.nothing_new`): a heap of bytes growing is live data.
+  found no garbage there is *nothing new* (:attr:`Controller.nothing_new`)
+  while RSS still rises, too few objects were made since
+  (``Observation.fresh``) to be worth collecting and RSS has not grown by a
+  futile collection's worth (doubled for each in a row): no collection runs
+  then, since a heap of bytes growing is live data.
   The app's own thresholds stay untouched while this alone holds the target.
 - **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
   seed's 10 for a disabled collector): the collector's own incremental way
@@ -70,11 +71,11 @@ owns three control variables, cheapest first:
   collections again and again before it dies) give the app its settings
   back, and garbage does not engage again for ``verdict_s``.
 - **Infeasible**: over the target and ``infeasible_after`` collections in a row
-not useful (freeing under a quarter of the excess), without a third when
-nothing new was made since, means live data alone exceeds the target. The controller then
-says so (``live_over_bytes``), gives the app its own settings back and
-probes at most every ``d / 1 %`` (>=
-``probe_min_s``, doubling up to ``probe_max_s``). It resumes when RSS falls
+not useful (freeing under a quarter of the excess; with nothing new since,
+no third one is run to find out) means live data alone exceeds the target.
+The controller then says so (``live_over_bytes``), gives the app its own
+settings back and probes at most every ``d / 1 %`` (>= ``probe_min_s``,
+doubling up to ``probe_max_s``). It resumes when RSS falls
 under ``feasible_again`` of the target or a probe frees memory again.
 An app that set its own thresholds or disabled its collector is still
 guarded (engaged means our thresholds with the collector enabled) and gets

@@ -1,7 +1,8 @@
 """The target runtime: one daemon thread inside a guarded process.
 
 :func:`~hivemind.swarm.target.attach.attach` starts it. It samples RSS
-(``/proc/self/statm``, ~14 µs) at ``sample_hz`` (default 20 Hz), publishes
+(``/proc/self/statm``, ~14 µs) at ``sample_hz`` (default 20 Hz; 2 Hz while
+the target is infeasible, when nothing is due until RSS falls), publishes
 :class:`MemorySample` messages sealed with the swarm's key
 (:mod:`hivemind.swarm.seal`) (each one under pressure; when calm or
 infeasible, what changed and a heartbeat a second:

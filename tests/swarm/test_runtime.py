@@ -356,3 +356,27 @@ def test_checks_run_at_1_khz_only_while_rss_rises_toward_the_collect_band(
     assert rt._check_s == 1 / IMMINENT_CHECK_HZ
     rt._update_near(10.506, 81 * mb)
     assert rt._check_s == 1 / FAST_CHECK_HZ, "in the band: back to 200 Hz"
+
+
+def test_fresh_objects_count_what_the_collector_tracks_made_since_a_full_collection() -> None:
+    """The controller's evidence that there can be new garbage: containers count, bytes
+    do not, and a full collection starts the count again (automatic collections or not)."""
+    from hivemind.swarm.target.runtime import _fresh_objects
+
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    try:
+        for on in (True, False):
+            gc.enable() if on else gc.disable()
+            gc.set_threshold(700, 10, 10)
+            gc.collect()
+            assert _fresh_objects() < 700
+            blobs = [b"x" * 4096 for _ in range(5_000)]  # one list; bytes are not tracked
+            assert _fresh_objects() < 700 + 10, _fresh_objects()
+            kept = [[] for _ in range(20_000)]  # 20,000 tracked containers, alive
+            assert _fresh_objects() >= 15_000, _fresh_objects()
+            del blobs, kept
+            gc.collect()
+            assert _fresh_objects() < 700
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.enable() if enabled else gc.disable()
