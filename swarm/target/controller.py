@@ -341,8 +341,8 @@ class Controller:
         collection can tell such garbage from live data.
         """
         c, s = self.config, self._s
-        if s.infeasible or s.futile == 0 or s.garbage or obs.fresh < 0:
-            return False
+        if s.infeasible or s.futile == 0 or s.garbage or s.rearmed or obs.fresh < 0:
+            return False  # ... and RSS that came back from under the band is fresh pressure
         if obs.now - s.rose_at >= c.settle_max_s:
             return False
         if any(o.expected_bytes > 0 for o in s.options.values()):
