@@ -338,11 +338,12 @@ class Controller:
         grew ``_enough`` since that collection, doubled for each futile one in a
         row: a few objects can hold megabytes (a caught exception's frames
         holding a buffer are one cycle of a handful of objects), and only a
-        collection can tell such garbage from live data.
+        collection can tell such garbage from live data. Nor for fresh pressure:
+        RSS that came back from under the band is answered at once, as always.
         """
         c, s = self.config, self._s
         if s.infeasible or s.futile == 0 or s.garbage or s.rearmed or obs.fresh < 0:
-            return False  # ... and RSS that came back from under the band is fresh pressure
+            return False
         if obs.now - s.rose_at >= c.settle_max_s:
             return False
         if any(o.expected_bytes > 0 for o in s.options.values()):
