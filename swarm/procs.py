@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cmdline", "pid_alive", "same_process", "start_ticks"]
+__all__ = ["cmdline", "cpu_seconds", "pid_alive", "same_process", "start_ticks"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -42,6 +42,14 @@ def start_ticks(pid: int) -> int | None:
             return int(fh.read().rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def cpu_seconds(stat: bytes) -> float:
+    """User + system CPU seconds in the text of a ``/proc/<pid>/stat`` (or a task's
+    ``stat``) file: fields 14 and 15, after the parenthesised name (which may hold
+    spaces). Raises IndexError or ValueError if ``stat`` is not one."""
+    fields = stat.rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cmdline(pid: int) -> bytes | None:

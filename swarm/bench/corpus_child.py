@@ -45,8 +45,6 @@ from typing import Any
 
 __all__ = ["guard_cpu_s", "measure", "percentile"]
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
 
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0-1) of ``values`` by nearest rank; 0.0 if empty."""
@@ -85,25 +83,26 @@ def _is_guard(name: str) -> bool:
     return name.startswith("hivemind") and name != "hivemind-bench-sampler"
 
 
-def _ticks(stat_path: str) -> int:
-    """utime + stime of a /proc ``stat`` file, in clock ticks (0 if it is gone)."""
+def _cpu_s(stat_path: str) -> float:
+    """CPU seconds of a /proc ``stat`` file (0.0 if it is gone)."""
+    from hivemind.swarm.procs import cpu_seconds
+
     try:
-        with open(stat_path) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        with open(stat_path, "rb") as f:
+            return cpu_seconds(f.read())
     except (OSError, IndexError, ValueError):
-        return 0
+        return 0.0
 
 
 def guard_cpu_s() -> float:
     """CPU seconds used so far by the guard's threads in this process, and by its
     watcher process (:mod:`~hivemind.swarm.target.watcher`) if it runs one."""
-    total = 0
+    total = 0.0
     for t in threading.enumerate():
         if t.native_id is not None and _is_guard(t.name):
-            total += _ticks(f"/proc/self/task/{t.native_id}/stat")
+            total += _cpu_s(f"/proc/self/task/{t.native_id}/stat")
     watcher = getattr(_runtime(), "watcher", None)
-    return total / _TICK + (watcher.cpu_s() if watcher is not None else 0.0)
+    return total + (watcher.cpu_s() if watcher is not None else 0.0)
 
 
 def _runtime() -> Any:

@@ -34,6 +34,7 @@ import sys
 import time
 
 from hivemind.agents.memtools import pread_holding_gil
+from hivemind.swarm.procs import cpu_seconds
 
 __all__ = ["HELPER", "RssWatcher"]
 
@@ -134,8 +135,7 @@ class RssWatcher:
         if self._stat_fd < 0:
             return 0.0
         try:
-            fields = pread_holding_gil(self._stat_fd, 512).rsplit(b")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return cpu_seconds(pread_holding_gil(self._stat_fd, 512))
         except (OSError, IndexError, ValueError):  # ESRCH: it exited and was reaped
             return 0.0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hivemind.agents.memtools import current_rss_bytes
+from hivemind.swarm.procs import cpu_seconds
 from hivemind.swarm.target.watcher import RssWatcher
 from tests.conftest import wait_for
 from tests.swarm.test_trigger import _count_reads, _runtime
@@ -30,6 +31,14 @@ def _gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def test_cpu_seconds_reads_utime_and_stime_after_a_name_that_holds_a_parenthesis() -> None:
+    tick = os.sysconf("SC_CLK_TCK")
+    rest = " ".join(["S", *["0"] * 10, str(3 * tick), str(2 * tick), *["0"] * 30])
+    assert cpu_seconds(b"4242 (odd) name) " + rest.encode()) == 5.0
+    with pytest.raises(IndexError):
+        cpu_seconds(b"no stat here")
 
 
 def test_the_watchers_cpu_is_read_from_its_own_proc_entry_until_it_is_closed() -> None:
@@ -144,6 +153,7 @@ import gc, os, signal, sys, time
 from pathlib import Path
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as CLI tools do, for `| head`
 from hivemind.agents.memtools import current_rss_bytes
+from hivemind.swarm.procs import cpu_seconds
 from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
 gc.disable()
 rt = Runtime(RuntimeConfig(name="pipe", target_mb=current_rss_bytes() / 0.75 / 2**20,
