@@ -52,6 +52,14 @@ def _after_fork_in_child() -> None:
         log.warning("hivemind: could not guard the forked child (%r)", exc)
 
 
+def _before_fork() -> None:
+    """Before ``fork()``: a child never inherits the guard's ``gc.freeze()`` (the parent
+    freezes again after its next collection that finds garbage)."""
+    runtime = _current
+    if runtime is not None:
+        runtime.freezer.thaw()
+
+
 def _default_name(pid: int | None = None) -> str:
     script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
     clean = "".join(c if c in NAME_CHARS else "-" for c in script)[:60] or "python"
@@ -122,7 +130,7 @@ def attach(
             _current = Runtime(config).start()
             atexit.register(_current.stop)
             if not _fork_hook and hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_after_fork_in_child)
+                os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
                 _fork_hook = True
         except Exception as exc:
             log.warning("hivemind: could not attach (%r); the app runs unguarded", exc)

@@ -104,6 +104,12 @@ class ControllerConfig:
     # 3 % higher) than skipping them did.
     trim_min_bytes: int = 64 * 1024
     trim_skip: int = 8
+    # After a collection that found garbage, what survived it is frozen (gc.freeze) and the
+    # next collections walk only what is new; every thaw_every-th walks everything again
+    # (0 or 1: never freeze). Frozen longer than thaw_idle_s without a collection of ours
+    # (pressure ended), it is given back.
+    thaw_every: int = 3
+    thaw_idle_s: float = 5.0
 
 
 @frozen
@@ -133,7 +139,8 @@ class ReclaimOption:
 @frozen
 class Plan:
     """What to do now. ``apply``: settings to set (``None``: leave them);
-    ``collect``: run a full collection, then (if ``trim``) ``malloc_trim``
+    ``collect``: run a full collection (of the frozen objects too if ``thaw``:
+    unfreeze first), then (if ``trim``) ``malloc_trim``
     and report that with :meth:`Controller.trimmed`, then report the
     collection with :meth:`Controller.collected`; ``reclaim``: extra actions
     first."""
@@ -142,4 +149,5 @@ class Plan:
     collect: bool = False
     trim: bool = True
     reclaim: tuple[str, ...] = ()
+    thaw: bool = False  # walk what an earlier collection froze too (see Controller.keep_frozen)
     reason: str = ""

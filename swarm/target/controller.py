@@ -165,6 +165,8 @@ class _State:
     young_off_until: float = -1e9  # young collections lost their trial: no engaging on garbage
     trim_skip: int = 0  # collections left to run without malloc_trim (trims gave nothing)
     trim_gives: int = -1  # bytes a malloc_trim gives back, on average (-1: none yet)
+    partials: int = 0  # collections in a row that skipped frozen objects
+    walk_all: bool = False  # the next collection walks the frozen objects too
 
 
 class Controller:
@@ -260,7 +262,7 @@ class Controller:
         )
 
     def collected(self, now: float, bytes_freed: int, duration_s: float, rss_after: int,
-                  target: int, objects: int = 0) -> None:  # fmt: skip
+                  target: int, objects: int = 0, partial: bool = False) -> None:  # fmt: skip
         """Report a full collection the plan asked for: paces the next, detects futility.
 
         What a collection freed is the larger of the RSS drop and the
@@ -277,8 +279,14 @@ class Controller:
         ``presume_cost_s``: a working set that was live mid-burst may be
         garbage a moment later); ``infeasible_after`` of them in a row over
         the target flag it.
+
+        ``partial``: the collection skipped objects an earlier one froze (see
+        :meth:`keep_frozen`). One that was not useful is no verdict (garbage may
+        be among the frozen): the next collection walks everything, paced as
+        after a useful one, and judges.
         """
         c, s = self.config, self._s
+        s.partials = s.partials + 1 if partial else 0
         s.collections += 1
         s.freed += max(0, bytes_freed)
         s.last_collect_s = max(0.0, duration_s)
@@ -293,6 +301,10 @@ class Controller:
         s.garbage = objects * c.object_bytes >= enough
         excess = before - target  # how far over it was before
         useful = freed >= enough and (excess <= 0 or freed >= c.excess_fraction * excess)
+        s.walk_all = partial and not useful
+        if s.walk_all:
+            s.regrow_at = 0
+            return
         s.futile = 0 if useful else s.futile + 1
         if useful:
             s.infeasible = False
@@ -305,6 +317,21 @@ class Controller:
                 s.live_over = max(0, rss_after - target)
             elif s.futile >= c.infeasible_after and self._over(rss_after, target):
                 self._flag(rss_after - target)
+
+    def keep_frozen(self, now: float) -> bool:
+        """Whether what survived the guard's collections should stay frozen now.
+
+        Yes while they find garbage (the app makes cyclic garbage beside a
+        long-lived heap: the next collections need walk only what is new),
+        with freezing on (``thaw_every`` > 1), feasible, and a collection of
+        ours within ``thaw_idle_s`` (else pressure has ended: the app gets its
+        heap back as it was).
+        """
+        c, s = self.config, self._s
+        return (
+            c.thaw_every > 1 and s.garbage and s.futile == 0 and not s.infeasible
+            and now - s.last_collect_at < c.thaw_idle_s
+        )  # fmt: skip
 
     def trimmed(self, bytes_freed: int) -> None:
         """Report what the ``malloc_trim`` a plan asked for gave back (the RSS drop).
@@ -595,9 +622,13 @@ class Controller:
             why = "probe" if s.infeasible else f"collect at {frac:.0%}"
             trim = s.trim_skip <= 0 or frac >= c.tighten
             s.trim_skip -= not trim
+            # Everything is walked every thaw_every-th time, before any verdict (after a
+            # partial one that was not useful, for a probe) and over the target.
+            thaw = s.walk_all or s.partials + 1 >= c.thaw_every or s.infeasible or frac >= 1.0
             plan = replace(
-                plan, collect=True, trim=trim, reclaim=extra, reason=plan.reason + "; " + why
-            )
+                plan, collect=True, trim=trim, reclaim=extra, thaw=thaw,
+                reason=plan.reason + "; " + why,
+            )  # fmt: skip
         return plan
 
     def _settled(self, now: float) -> bool:

@@ -4,7 +4,8 @@
 collection, ~1 µs) and keeps: the time spent inside the collector, the
 pause of each collection (a ring of the last 1,024), how many unreachable
 objects collections found, and which of those collections the guard ran
-itself. The runtime thread calls :meth:`CostMeter.tick` about once a
+itself; ``on_app_full`` is called as a full collection the app runs itself
+starts. The runtime thread calls :meth:`CostMeter.tick` about once a
 second; :meth:`CostMeter.snapshot` then gives the figures that samples
 carry: collector milliseconds per second of wall time, pause p50/p99, the
 runtime thread's own CPU (``time.thread_time``) as a share of one core.
@@ -27,6 +28,7 @@ from hivemind.swarm.record import frozen
 
 TYPE_CHECKING = False  # no typing at run time: it costs a guarded process ~0.5 MB
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["CostMeter", "CostSnapshot", "Effect", "EffectTracker", "percentile"]
@@ -84,6 +86,9 @@ class CostMeter:
         self.collected = 0
         self.pauses: deque[float] = deque(maxlen=PAUSES_KEPT)
         self._installed = False
+        # Called (no arguments) as a full collection the app runs itself starts: the
+        # runtime's Freezer thaws there, so that collection walks everything.
+        self.on_app_full: Callable[[], None] | None = None
         # window state for snapshot()
         self._w_wall = time.monotonic()
         self._w_total = 0.0
@@ -99,6 +104,9 @@ class CostMeter:
         try:
             if phase == "start":
                 self._t_start = self._clock()
+                hook = self.on_app_full
+                if hook is not None and not self._in_ours and info.get("generation") == 2:
+                    hook()
             elif self._t_start:
                 dt = self._clock() - self._t_start
                 self._t_start = 0.0

@@ -70,6 +70,7 @@ from hivemind.swarm.target.controller import (
     ReclaimOption,
 )
 from hivemind.swarm.target.cost import CostMeter, EffectTracker
+from hivemind.swarm.target.freezer import Freezer
 from hivemind.swarm.target.heartbeat import SampleGate
 from hivemind.swarm.target.inbox import PushReader
 from hivemind.swarm.target.link import SCHEMA_VERSION, LinkMixin, supervisor_alive
@@ -155,6 +156,8 @@ class Runtime(CommandsMixin, LinkMixin):
         self.meter = CostMeter()
         self.effects = EffectTracker(self.meter)
         self.controller = Controller()
+        self.freezer = Freezer(allowed=env_str("freeze") != "0")  # HIVEMIND_FREEZE=0: never
+        self.meter.on_app_full = self.freezer.on_app_full_collection
         self._app_gc = app_gc  # a forked child: the parent app's own settings
         self.reclaim_options: list[ReclaimOption] = []
         # (start, end, what) in wall-clock seconds, for benchmarks and `explain`
@@ -537,6 +540,8 @@ class Runtime(CommandsMixin, LinkMixin):
         obs = Observation(now, rss, self.target_bytes, current, snap.gc_ms_per_s,
                           meter.total_s, meter.collected, _fresh_objects())  # fmt: skip
         plan = ctl.step(obs)
+        if self.freezer.owned and not ctl.keep_frozen(now):
+            self.freezer.thaw()  # pressure ended, or a verdict is due: the app's heap back
         if plan.apply is not None:
             _apply_settings(plan.apply)
             ts = time.time()
@@ -563,7 +568,11 @@ class Runtime(CommandsMixin, LinkMixin):
         objects = 0
         ran = False
         trimmed_from: int | None = None  # RSS just before malloc_trim, if it ran
+        partial = False  # the collection skips what an earlier one froze
         if plan.collect:
+            if plan.thaw:
+                self.freezer.thaw()
+            partial = self.freezer.owned
             # gc.collect() returns at once when a collection is already under way in
             # another thread (the app's, paused in a finalizer or a gc callback, where
             # the GIL often changes hands): no callback fired, nothing ran, and that is
@@ -592,7 +601,12 @@ class Runtime(CommandsMixin, LinkMixin):
         if trimmed_from is not None:
             self.controller.trimmed(trimmed_from - after)
         if ran:
-            self.controller.collected(now, rss - after, duration, after, self.target_bytes, objects)
+            ctl = self.controller
+            ctl.collected(now, rss - after, duration, after, self.target_bytes, objects, partial)
+            if ctl.keep_frozen(now):
+                self.freezer.freeze()  # the next collections walk only what is new
+            else:
+                self.freezer.thaw()
         elif plan.collect:
             self.controller.skipped(now)
         what = ("collect+trim" if plan.trim else "collect") if plan.collect else "reclaim"
@@ -600,7 +614,9 @@ class Runtime(CommandsMixin, LinkMixin):
         self.actions_log.append((started, time.time(), self.last_action))
 
     def _release_gc(self) -> None:
-        """Give the app its own GC settings back (at stop, or in a forked child)."""
+        """Give the app its own GC settings (and unfrozen heap) back (at stop, or in a
+        forked child)."""
+        self.freezer.thaw()
         app = self.controller.app_settings
         if self.controller.engaged and app is not None:
             _apply_settings(app)

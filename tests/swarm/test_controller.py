@@ -31,6 +31,8 @@ class World:
         self.ctl = ctl or Controller()
         self.plans: list[Plan] = []
         self.gc_s, self.gc_found = 0.0, 0  # every collection's time and finds, so far
+        self.frozen = False  # what the runtime's Freezer would hold
+        self.partials: list[bool] = []  # per collection: did it skip frozen objects?
 
     def step(
         self,
@@ -44,22 +46,32 @@ class World:
         app_gc: tuple[float, int] = (0.0, 0),
         trim_mb: float = 0.0,
         fresh: int = -1,
+        partial_objects: int | None = None,
     ) -> Plan:
         """One sample; ``app_gc``: the app's own collections since the last one
         (seconds, objects found), counted before this sample is observed;
         ``trim_mb``: what a ``malloc_trim`` the plan asks for gives back; ``fresh``:
-        objects made since the last full collection (-1: unknown)."""
+        objects made since the last full collection (-1: unknown);
+        ``partial_objects``: what a collection finds while objects are frozen (default
+        ``objects``). Freezing is played as the runtime does it."""
         rss = int(rss_mb * MB)
         self.gc_s, self.gc_found = self.gc_s + app_gc[0], self.gc_found + app_gc[1]
         obs = Observation(now, rss, TARGET, self.current, gc_ms, self.gc_s, self.gc_found, fresh)
         plan = self.ctl.step(obs)
         if plan.apply is not None:
             self.current = plan.apply
+        if self.frozen and not self.ctl.keep_frozen(now):
+            self.frozen = False
         if plan.collect:
+            partial = self.frozen and not plan.thaw
+            if partial and partial_objects is not None:
+                objects = partial_objects
             after = rss - int(freed_mb * MB)
             if plan.trim:
                 self.ctl.trimmed(int(trim_mb * MB))
-            self.ctl.collected(now, rss - after, collect_s, after, TARGET, objects)
+            self.ctl.collected(now, rss - after, collect_s, after, TARGET, objects, partial)
+            self.frozen = self.ctl.keep_frozen(now)
+            self.partials.append(partial)
             self.gc_s, self.gc_found = self.gc_s + collect_s, self.gc_found + objects
         self.plans.append(plan)
         return plan
@@ -711,3 +723,79 @@ def test_at_the_targets_edge_a_collection_that_finds_garbage_is_not_held_by_its_
     futile = World(DEFAULT)
     assert futile.step(0.0, 86.0, collect_s=0.2).collect  # found nothing
     assert not futile.step(0.05, 96.0).collect, "a futile one keeps its pacing"
+
+
+def _collections_finding_garbage(w: World, n: int, **kw: object) -> float:
+    """Run the world through ``n`` collections that each free 6 MB and find garbage;
+    the time reached."""
+    t, rss = 0.0, 86.0
+    while len(w.partials) < n and t < 60.0:
+        if w.step(t, rss, objects=G, freed_mb=6.0, collect_s=0.01, **kw).collect:  # type: ignore[arg-type]
+            rss -= 6.0
+        t, rss = t + 0.05, rss + 1.0
+    return t
+
+
+def test_collections_that_find_garbage_freeze_and_every_third_walks_everything() -> None:
+    """After a collection that found garbage, what survived it is frozen: the next two
+    skip it, the third walks everything (TUI: widget trees beside a long-lived heap)."""
+    w = World(TUI)
+    _collections_finding_garbage(w, 7)
+    assert w.partials == [False, True, True, False, True, True, False]
+    assert w.frozen
+
+
+def test_freezing_off_walks_everything_every_time() -> None:
+    w = World(TUI, Controller(ControllerConfig(thaw_every=0)))
+    _collections_finding_garbage(w, 4)
+    assert w.partials == [False] * 4
+    assert not w.frozen
+
+
+def test_a_partial_collection_that_finds_nothing_is_no_verdict() -> None:
+    """A collection that skipped the frozen objects found nothing: the garbage may be
+    among them. It is not counted futile; the next one walks everything, paced as after
+    a useful one (not held back as after a futile one), and judges."""
+    w = World(TUI)
+    assert w.step(0.0, 86.0, objects=G, freed_mb=6.0).collect
+    assert w.frozen
+    t, at = 0.05, []
+    while len(w.partials) < 3 and t < 5.0:
+        if w.step(t, 96.0, objects=G, partial_objects=0, freed_mb=0.0, collect_s=0.05).collect:
+            at.append(t)
+            assert w.ctl._s.futile == 0
+        t += 0.05
+    assert w.partials == [False, True, False]
+    assert at[1] - at[0] <= 0.11, "a full walk at once: 50 ms at 50 %, not 250 ms at 20 %"
+    assert w.frozen, "the full walk found garbage: frozen again"
+
+
+def test_verdicts_come_from_full_walks_only() -> None:
+    """A partial miss, then a full walk that also finds nothing: that one is futile,
+    nothing stays frozen, and the collections that flag live data over the target
+    walked everything."""
+    w = World(TUI)
+    assert w.step(0.0, 86.0, objects=G, freed_mb=6.0).collect
+    t = 0.05
+    while len(w.partials) < 3 and t < 5.0:
+        w.step(t, 97.0, objects=0, freed_mb=0.0)
+        t += 0.05
+    assert w.partials == [False, True, False]
+    assert not w.frozen, "a futile collection keeps nothing frozen"
+    while not w.ctl.infeasible and t < 10.0:
+        w.step(t, 104.0, objects=0, freed_mb=0.0)
+        t += 0.05
+    assert w.ctl.infeasible
+    assert w.partials.count(True) == 1
+
+
+def test_frozen_objects_are_given_back_when_pressure_ends() -> None:
+    w = World(TUI)
+    assert w.step(0.0, 86.0, objects=G, freed_mb=20.0).collect
+    assert w.frozen and w.ctl.keep_frozen(1.0)
+    t = 0.05
+    while t < 6.0:
+        w.step(t, 66.0)
+        t += 0.05
+    assert not w.frozen
+    assert not w.ctl.keep_frozen(t)
