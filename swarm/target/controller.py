@@ -28,6 +28,15 @@ owns three control variables, cheapest first:
   futile collection's worth (doubled for each in a row): no collection runs
   then, since a heap of bytes growing is live data.
   The app's own thresholds stay untouched while this alone holds the target.
+- **What its collections walk**: after one that found cyclic garbage, what
+  survived it is frozen (:meth:`Controller.keep_frozen`; the runtime's
+  :mod:`~hivemind.swarm.target.freezer` does it), so the next ones walk only
+  what was made since, not the long-lived heap again; every
+  ``thaw_every``-th (3rd) walks everything (``Plan.thaw``), and so do a probe,
+  one over the target, and the one after a partial collection that was not
+  useful (the garbage may be among the frozen: a partial one is never a
+  verdict of futility). Nothing stays frozen after a futile collection, while
+  infeasible, or ``thaw_idle_s`` after the last collection of ours.
 - **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
   seed's 10 for a disabled collector): the collector's own incremental way
   to free young cyclic garbage, taken over as soon as a collection finds

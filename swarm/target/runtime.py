@@ -29,7 +29,11 @@ when it runs some (:mod:`~hivemind.swarm.target.trigger`: no GIL hand-off;
 this thread then sleeps until a sample is due or they wake it), else by a
 helper process at 200 Hz-1 kHz that wakes this thread when RSS got there
 (:mod:`~hivemind.swarm.target.watcher`), or by this thread if that helper
-could not start.
+could not start. After one of its collections that found garbage it freezes
+what survived (``gc.freeze()``; :mod:`~hivemind.swarm.target.freezer`): the
+next ones walk only what is new, every third walks everything, and any full
+collection the app runs itself, a fork, the guard's stop or the end of
+pressure gives the heap back unfrozen.
 
 It never raises into, or blocks, the host application: every failure is
 logged once and counted. When Redis goes away it keeps acks in a bounded
