@@ -33,9 +33,12 @@ owns three control variables, cheapest first:
   :mod:`~hivemind.swarm.target.freezer` does it), so the next ones walk only
   what was made since, not the long-lived heap again; every
   ``thaw_every``-th (3rd) walks everything (``Plan.thaw``), and so do a probe,
-  one over the target, and the one after a partial collection that was not
+  one at ``tighten`` or over, the one after a partial collection that was not
   useful (the garbage may be among the frozen: a partial one is never a
-  verdict of futility). Nothing stays frozen after a futile collection, while
+  verdict of futility) and the one after a partial collection that left RSS
+  more than ``partial_slack`` of the way from what the last full walk left
+  to the collect band (garbage kept a while, then dropped, is among the
+  frozen: left there, it cost the TUI corpus app peaks up to 63 MB against 60). Nothing stays frozen after a futile collection, while
   infeasible, or ``thaw_idle_s`` after the last collection of ours.
 - **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
   seed's 10 for a disabled collector): the collector's own incremental way
@@ -176,6 +179,7 @@ class _State:
     trim_gives: int = -1  # bytes a malloc_trim gives back, on average (-1: none yet)
     partials: int = 0  # collections in a row that skipped frozen objects
     walk_all: bool = False  # the next collection walks the frozen objects too
+    floor: int = 0  # RSS the last collection that walked everything left
 
 
 class Controller:
@@ -310,10 +314,15 @@ class Controller:
         s.garbage = objects * c.object_bytes >= enough
         excess = before - target  # how far over it was before
         useful = freed >= enough and (excess <= 0 or freed >= c.excess_fraction * excess)
-        s.walk_all = partial and not useful
-        if s.walk_all:
-            s.regrow_at = 0
+        if partial and not useful:
+            s.walk_all, s.regrow_at = True, 0
             return
+        # A partial one that left RSS well above what the last full walk left (garbage
+        # kept a while, then dropped, is among the frozen): the next walks everything.
+        band = c.collect * target
+        s.walk_all = partial and rss_after > s.floor + c.partial_slack * max(0.0, band - s.floor)
+        if not partial:
+            s.floor = rss_after
         s.futile = 0 if useful else s.futile + 1
         if useful:
             s.infeasible = False
@@ -633,7 +642,7 @@ class Controller:
             s.trim_skip -= not trim
             # Everything is walked every thaw_every-th time, before any verdict (after a
             # partial one that was not useful, for a probe) and over the target.
-            thaw = s.walk_all or s.partials + 1 >= c.thaw_every or s.infeasible or frac >= 1.0
+            thaw = s.walk_all or s.partials + 1 >= c.thaw_every or s.infeasible or frac >= c.tighten
             plan = replace(
                 plan, collect=True, trim=trim, reclaim=extra, thaw=thaw,
                 reason=plan.reason + "; " + why,
