@@ -38,8 +38,9 @@ owns three control variables, cheapest first:
   verdict of futility) and the one after a partial collection that left RSS
   more than ``partial_slack`` of the way from what the last full walk left
   to the collect band (garbage kept a while, then dropped, is among the
-  frozen: left there, it cost the TUI corpus app peaks up to 63 MB against 60). Nothing stays frozen after a futile collection, while
-  infeasible, or ``thaw_idle_s`` after the last collection of ours.
+  frozen: left there, it cost the TUI corpus app peaks up to 63 MB against
+  60). Nothing stays frozen after a futile collection, while infeasible, or
+  ``thaw_idle_s`` after the last collection of ours.
 - **The gen-0 threshold** (with gen-1/2 the app's capped at 10, or the
   seed's 10 for a disabled collector): the collector's own incremental way
   to free young cyclic garbage, taken over as soon as a collection finds
