@@ -109,10 +109,10 @@ class ControllerConfig:
     # (0 or 1: never freeze). Frozen longer than thaw_idle_s without a collection of ours
     # (pressure ended), it is given back.
     thaw_every: int = 3
+    thaw_idle_s: float = 5.0
     # ... and the next one walks everything when one that skipped the frozen objects left
     # RSS above the last full walk's by more than this share of the way to the collect band
     partial_slack: float = 0.5
-    thaw_idle_s: float = 5.0
 
 
 @frozen

@@ -642,7 +642,8 @@ class Controller:
             trim = s.trim_skip <= 0 or frac >= c.tighten
             s.trim_skip -= not trim
             # Everything is walked every thaw_every-th time, before any verdict (after a
-            # partial one that was not useful, for a probe) and over the target.
+            # partial one that was not useful, for a probe), after a partial one that left
+            # RSS high, and at the target's edge.
             thaw = s.walk_all or s.partials + 1 >= c.thaw_every or s.infeasible or frac >= c.tighten
             plan = replace(
                 plan, collect=True, trim=trim, reclaim=extra, thaw=thaw,

@@ -79,11 +79,6 @@ class Freezer:
             return
         self.thaws += 1
 
-    def disable(self) -> None:
-        """Thaw, and never freeze again."""
-        self.allowed = False
-        self.thaw()
-
     def on_app_full_collection(self) -> None:
         """A full collection the app runs itself is about to start: it walks everything."""
         self.thaw()

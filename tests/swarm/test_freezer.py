@@ -86,14 +86,22 @@ def test_the_guards_collection_skips_frozen_garbage_the_apps_own_finds_it(
     assert not freezer.owned and gc.get_freeze_count() == 0
 
 
-def test_disable_thaws_and_refuses_from_then_on() -> None:
-    f = Freezer()
-    try:
-        assert f.freeze()
-        f.disable()
-        assert gc.get_freeze_count() == 0 and not f.freeze()
-    finally:
-        gc.unfreeze()
+def test_hivemind_freeze_0_turns_freezing_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
+
+    def runtime() -> Runtime:
+        config = RuntimeConfig(
+            name="freeze-env", target_mb=100.0, redis_url=None, namespace=None,
+            state_dir=tmp_path / "none", key=None,
+        )  # fmt: skip
+        return Runtime(config)
+
+    assert runtime().freezer.allowed
+    monkeypatch.setenv("HIVEMIND_FREEZE", "0")
+    off = runtime().freezer
+    assert not off.freeze() and gc.get_freeze_count() == 0
 
 
 GUARDED_APP = r"""
