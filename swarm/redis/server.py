@@ -39,7 +39,7 @@ from hivemind.swarm.paths import (
     short_socket_dir,
     write_private_file,
 )
-from hivemind.swarm.procs import same_process, start_ticks
+from hivemind.swarm.procs import pid_alive, same_process, start_ticks
 
 __all__ = [
     "DEFAULT_MAXMEMORY_MB",
@@ -108,22 +108,6 @@ def server_args(
         "--maxmemory-policy", "noeviction",
         *extra,
     ]  # fmt: skip
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` is a live (not zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as dead.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _ping_socket(path: Path, timeout_s: float = 0.5, *, loading_ok: bool = True) -> bool:

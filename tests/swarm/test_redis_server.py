@@ -107,3 +107,10 @@ def test_bad_extra_args_give_the_server_log_line(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "bad", extra_args=("--no-such-directive", "1"))
     with pytest.raises(RedisUnavailableError, match="exited with code"):
         server.start()
+
+
+def test_pid_alive_refuses_what_is_no_single_process() -> None:
+    """``kill(0, 0)`` and ``kill(-1, 0)`` succeed (a process group, every process): neither
+    is a live server."""
+    assert pid_alive(os.getpid())
+    assert not pid_alive(0) and not pid_alive(-1)
