@@ -79,7 +79,7 @@ from hivemind.swarm.target.heartbeat import SampleGate
 from hivemind.swarm.target.inbox import PushReader
 from hivemind.swarm.target.link import SCHEMA_VERSION, LinkMixin, supervisor_alive
 from hivemind.swarm.target.reclaim import ReclaimAction, ReclaimRegistry, default_registry
-from hivemind.swarm.target.trigger import RiseTrigger
+from hivemind.swarm.target.trigger import CHECK_GAP_S, RiseTrigger
 from hivemind.swarm.target.watcher import RssWatcher
 from hivemind.swarm.target.wiring import ReclaimHook
 from hivemind.swarm.vocab import LEVELS
@@ -97,6 +97,9 @@ RISE_STEP = 0.01  # of the target: the app's collections wake the guard after th
 LEVEL_EDGES = (0.7, 0.9, 1.0)  # ... or at the next level's edge (vocab.level_for) or the band
 TRUST_S = 1.0  # the app's automatic collections read RSS this recently: the guard does not poll
 INFEASIBLE_SAMPLE_HZ = 2.0  # flagged infeasible, nothing to do until RSS falls: sample slower
+CALM_WHOLE_S = 1.0  # calm (see Runtime._calm): a whole sample at least this often, else RSS only
+CALM_SLOWER = 2.0  # ... and RSS read at sample_hz / this (10 Hz by default)
+CALM_GAP_S = 0.01  # ... and by the app's own collections at most this often (the trigger)
 
 __all__ = [
     "NAME_CHARS",
@@ -168,7 +171,9 @@ class Runtime(CommandsMixin, LinkMixin):
         self.actions_log: deque[tuple[float, float, str]] = deque(maxlen=256)
         self._near = False  # RSS at NEAR_FRACTION of the target: check at FAST_CHECK_HZ
         self._last_read = (0.0, 0)  # (monotonic time, RSS) of the last reading
-        self._growth = 0.0  # recent RSS growth, bytes per second (see _update_near)
+        self._growth = 0.0  # recent RSS growth, bytes per second (see _track_growth)
+        self._calm_under = 0  # a sample under this RSS may only read it (see _calm); 0: never
+        self._whole_at = float("-inf")  # when the last whole sample ran
         self._check_s = 1.0 / FAST_CHECK_HZ  # the fast check's period (see _update_near)
         self._watch_at = 0  # the RSS level the trigger and the watcher wake us at (_arm)
         self.trigger = RiseTrigger()  # RSS read after the app's own collections (no hand-off)
@@ -302,6 +307,7 @@ class Runtime(CommandsMixin, LinkMixin):
                     msg = self._pubsub.read_reply(wait)
                 if self._inbox is not None or self._pubsub is not None:
                     if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
+                        self._calm_under = 0  # whatever it did, the next sample looks whole
                         self._on_command(msg[2] if isinstance(msg[2], bytes) else b"")
                 else:
                     self._idle(wait)
@@ -315,11 +321,14 @@ class Runtime(CommandsMixin, LinkMixin):
     def _sample_period(self) -> float:
         """Seconds between samples: ``1 / sample_hz``; while infeasible (live data over
         the target: no collection until RSS falls, or a probe seconds away), at most
-        INFEASIBLE_SAMPLE_HZ. Each sample is a GIL hand-off from the app, and a
-        tool over its target should run as fast as it does unguarded."""
+        INFEASIBLE_SAMPLE_HZ; while calm (:meth:`_calm`), ``CALM_SLOWER`` times longer.
+        Each sample is a wake-up of this thread in a busy app, and a tool over its
+        target, or far under it, should run as fast as it does unguarded."""
         hz = self.config.sample_hz
         if self.controller.infeasible:
             hz = min(hz, INFEASIBLE_SAMPLE_HZ)
+        elif self._calm_under and self._calm_room(self._last_read[1]):
+            hz /= CALM_SLOWER
         return 1.0 / hz
 
     def _watch(self, wanted: bool, woken: bool) -> bool:
@@ -354,10 +363,15 @@ class Runtime(CommandsMixin, LinkMixin):
     def _sample(self, urgent: bool = False) -> None:
         """One 20 Hz sample: control, reclaim hook, publish, status. When the level
         rose (or ``urgent``: the fast check saw it rise), the sample is published
-        first, so the swarm hears of it before we collect."""
+        first, so the swarm hears of it before we collect. A calm one only reads RSS
+        (:meth:`_calm`)."""
         rss = current_rss_bytes()
         self.stats["samples"] += 1
         now = time.monotonic()
+        if not urgent and self._calm(now, rss):
+            self.stats["calm_samples"] += 1
+            return
+        self._whole_at = now
         level = level_with_hysteresis(self.level, rss / MB, self.config.target_mb)
         urgent = urgent or LEVELS.index(level) > LEVELS.index(self.level)  # it rose
         self.level = level
@@ -382,6 +396,7 @@ class Runtime(CommandsMixin, LinkMixin):
             if self._client is not None:
                 self._flush()
         # --- end of the reclaim hook ---
+        self._settle_calm()
         if self._client is None:
             return
         if not urgent:
@@ -472,15 +487,57 @@ class Runtime(CommandsMixin, LinkMixin):
         if self.config.local_gc:
             self._control(now, rss)
 
+    def _calm(self, now: float, rss: int) -> bool:
+        """True if this sample may stop at reading RSS: the last whole one found nothing
+        to follow (:meth:`_settle_calm`), RSS with two calm samples' worth of its recent
+        growth is still under the mark it set (70 % of the target, where the fast checks
+        start), and a whole sample ran within CALM_WHOLE_S (the cost meter, status,
+        heartbeat and the controller's step keep that pace).
+
+        Why: beside a CPU-bound app each wake-up of this thread runs cold. A whole idle
+        sample cost ~250 µs of CPU (``/proc`` schedstat, 20 Hz beside the corpus's CPU
+        loop), ~10 µs when warm; a bare thread that wakes and reads RSS ~150-180 µs. So
+        a calm sample reads RSS only (~190 µs) and, while calm, samples come at
+        ``sample_hz / CALM_SLOWER``; the trigger, armed at the mark, reads RSS after the
+        app's own collections (at most every CALM_GAP_S) and wakes us when it got there."""
+        if now - self._whole_at >= CALM_WHOLE_S:
+            return False
+        self._track_growth(now, rss)
+        return self._calm_room(rss)
+
+    def _calm_room(self, rss: int) -> bool:
+        """RSS with two calm samples' worth of its recent growth is under the calm mark."""
+        ahead = self._growth * 2.0 * CALM_SLOWER / self.config.sample_hz
+        return rss + ahead < self._calm_under
+
+    def _settle_calm(self) -> None:
+        """After a whole sample: the RSS under which the next ones may be calm, if
+        nothing is under way (level the lowest, not near, the controller idle and
+        feasible, nothing frozen, no command's effect pending), else none."""
+        ctl = self.controller
+        idle = (
+            self.level == LEVELS[0] and not self._near and not ctl.engaged
+            and not ctl.infeasible and not self.freezer.owned and self._app_gc is None
+            and self.effects.pending_tag is None
+        )  # fmt: skip
+        self._calm_under = int(NEAR_FRACTION * self.target_bytes) if idle else 0
+        if idle:  # the app's own collections (if it runs any) tell us when RSS got there
+            self.trigger.gap_s = CALM_GAP_S
+            self.trigger.arm_bytes = self._calm_under
+
+    def _track_growth(self, now: float, rss: int) -> None:
+        """Keep the RSS growth rate, bytes/s: the latest, or the recent peak fading (250 ms)."""
+        then, before = self._last_read
+        self._last_read = (now, rss)
+        dt = now - then
+        if dt > 0:
+            self._growth = max((rss - before) / dt, self._growth * 0.5 ** (dt / 0.25))
+
     def _update_near(self, now: float, rss: int) -> None:
         """Check at FAST_CHECK_HZ from NEAR_FRACTION of the target, or sooner when RSS
         grows fast enough to get there before the sample after next: an app allocating
         quickly would otherwise cross the collect band between two 20 Hz samples."""
-        then, before = self._last_read
-        self._last_read = (now, rss)
-        dt = now - then
-        if dt > 0:  # growth rate, bytes/s: the latest, or the recent peak fading (250 ms)
-            self._growth = max((rss - before) / dt, self._growth * 0.5 ** (dt / 0.25))
+        self._track_growth(now, rss)
         near = NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz
         ctl = self.controller  # infeasible, or nothing new to find: no reaction is due
         self._near = rss >= near and not ctl.infeasible and not ctl.nothing_new
@@ -497,6 +554,7 @@ class Runtime(CommandsMixin, LinkMixin):
         RISE_STEP of the target from ``rss`` (our latest reading), or reached the
         collect band or the next level's edge; far from it, disarm."""
         arm = 0
+        self.trigger.gap_s = CHECK_GAP_S
         if self._near:
             arm = rss + max(1, int(RISE_STEP * self.target_bytes))
             band = self.controller.config.collect * self.target_bytes
