@@ -172,7 +172,7 @@ class Runtime(CommandsMixin, LinkMixin):
         self._near = False  # RSS at NEAR_FRACTION of the target: check at FAST_CHECK_HZ
         self._last_read = (0.0, 0)  # (monotonic time, RSS) of the last reading
         self._growth = 0.0  # recent RSS growth, bytes per second (see _track_growth)
-        self._calm_under = 0  # a sample under this RSS may only read it (see _calm); 0: never
+        self._calm_ok = False  # the last whole sample found nothing under way (see _calm)
         self._whole_at = float("-inf")  # when the last whole sample ran
         self._check_s = 1.0 / FAST_CHECK_HZ  # the fast check's period (see _update_near)
         self._watch_at = 0  # the RSS level the trigger and the watcher wake us at (_arm)
@@ -307,7 +307,7 @@ class Runtime(CommandsMixin, LinkMixin):
                     msg = self._pubsub.read_reply(wait)
                 if self._inbox is not None or self._pubsub is not None:
                     if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
-                        self._calm_under = 0  # whatever it did, the next sample looks whole
+                        self._calm_ok = False  # whatever it did, the next sample is whole
                         self._on_command(msg[2] if isinstance(msg[2], bytes) else b"")
                 else:
                     self._idle(wait)
@@ -327,7 +327,7 @@ class Runtime(CommandsMixin, LinkMixin):
         hz = self.config.sample_hz
         if self.controller.infeasible:
             hz = min(hz, INFEASIBLE_SAMPLE_HZ)
-        elif self._calm_under and self._calm_room(self._last_read[1]):
+        elif self._calm_ok and self._calm_room(self._last_read[1]):
             hz /= CALM_SLOWER
         return 1.0 / hz
 
@@ -490,8 +490,8 @@ class Runtime(CommandsMixin, LinkMixin):
     def _calm(self, now: float, rss: int) -> bool:
         """True if this sample may stop at reading RSS: the last whole one found nothing
         to follow (:meth:`_settle_calm`), RSS with two calm samples' worth of its recent
-        growth is still under the mark it set (70 % of the target, where the fast checks
-        start), and a whole sample ran within CALM_WHOLE_S (the cost meter, status,
+        growth is still under 70 % of the target (where the fast checks start), and a
+        whole sample ran within CALM_WHOLE_S (the cost meter, status,
         heartbeat and the controller's step keep that pace).
 
         Why: beside a CPU-bound app each wake-up of this thread runs cold. A whole idle
@@ -500,30 +500,31 @@ class Runtime(CommandsMixin, LinkMixin):
         a calm sample reads RSS only (~190 µs) and, while calm, samples come at
         ``sample_hz / CALM_SLOWER``; the trigger, armed at the mark, reads RSS after the
         app's own collections (at most every CALM_GAP_S) and wakes us when it got there."""
-        if now - self._whole_at >= CALM_WHOLE_S:
+        if not self._calm_ok or now - self._whole_at >= CALM_WHOLE_S:
             return False
         self._track_growth(now, rss)
         return self._calm_room(rss)
 
     def _calm_room(self, rss: int) -> bool:
-        """RSS with two calm samples' worth of its recent growth is under the calm mark."""
+        """RSS with two calm samples' worth of its recent growth is under the calm mark
+        (read from ``target_bytes`` now: a new target counts at once)."""
         ahead = self._growth * 2.0 * CALM_SLOWER / self.config.sample_hz
-        return rss + ahead < self._calm_under
+        return rss + ahead < NEAR_FRACTION * self.target_bytes
 
     def _settle_calm(self) -> None:
-        """After a whole sample: the RSS under which the next ones may be calm, if
-        nothing is under way (level the lowest, not near, the controller idle and
-        feasible, nothing frozen, no command's effect pending), else none."""
+        """After a whole sample: whether the next ones may be calm, i.e. nothing is under
+        way (level the lowest, not near, the controller idle and feasible, nothing
+        frozen, no command's effect pending)."""
         ctl = self.controller
         idle = (
             self.level == LEVELS[0] and not self._near and not ctl.engaged
             and not ctl.infeasible and not self.freezer.owned and self._app_gc is None
             and self.effects.pending_tag is None
         )  # fmt: skip
-        self._calm_under = int(NEAR_FRACTION * self.target_bytes) if idle else 0
+        self._calm_ok = idle
         if idle:  # the app's own collections (if it runs any) tell us when RSS got there
             self.trigger.gap_s = CALM_GAP_S
-            self.trigger.arm_bytes = self._calm_under
+            self.trigger.arm_bytes = int(NEAR_FRACTION * self.target_bytes)
 
     def _track_growth(self, now: float, rss: int) -> None:
         """Keep the RSS growth rate, bytes/s: the latest, or the recent peak fading (250 ms)."""

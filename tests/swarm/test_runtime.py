@@ -373,6 +373,10 @@ def test_calm_ends_in_the_sample_that_sees_rss_rise_toward_the_target(tmp_path: 
     rt.level, rt._near = "conservative", True
     assert not calm_at(10.05, 50), "near the target"
     rt._near = False
+    assert calm_at(10.05, 50)
+    rt.target_bytes = 70 * mb  # after the whole sample: 50 MB is 71 % of the new target
+    assert not rt._calm(10.10, 50 * mb), "a new target counts at once"
+    rt.target_bytes = 100 * mb
     assert rt.freezer.freeze()
     try:
         assert not calm_at(10.05, 50), "a freeze is given back by a whole sample"
