@@ -75,6 +75,15 @@ class _Acks:
         raise AssertionError("no ack")
 
 
+def _offline(tmp_path: Path, name: str) -> Runtime:
+    """A runtime with a 100 MB target and no swarm, not started (its methods are driven
+    by hand)."""
+    config = RuntimeConfig(
+        name=name, target_mb=100, redis_url=None, namespace=None, state_dir=tmp_path, key=None
+    )
+    return Runtime(config)
+
+
 def test_samples_and_status_hash(runtime: Runtime, client: redis.Redis, keys: Keys) -> None:
     assert wait_for(lambda: client.exists(keys.target("rt-test")), 5)
     t = client.hgetall(keys.target("rt-test"))
@@ -348,11 +357,7 @@ def test_calm_ends_in_the_sample_that_sees_rss_rise_toward_the_target(tmp_path: 
     """The calm mark is 70 % of the target (where fast checks start); a reading over it,
     or growth that would take RSS over it within two samples, makes that sample whole.
     So does a whole sample being due, or anything under way."""
-    config = RuntimeConfig(
-        name="calm-edge", target_mb=100, redis_url=None, namespace=None, state_dir=tmp_path,
-        key=None,
-    )  # fmt: skip
-    rt = Runtime(config)
+    rt = _offline(tmp_path, "calm-edge")
     mb = 2**20
 
     def calm_at(now: float, rss_mb: float, *, last: tuple[float, float] = (10.0, 50)) -> bool:
@@ -393,10 +398,7 @@ def test_reclaim_names_are_validated(runtime: Runtime) -> None:
 def test_fast_checks_start_early_when_rss_grows_fast(tmp_path: Path) -> None:
     """Under the 70 % mark, RSS growing fast enough to get there within two samples
     already switches the 200 Hz check on; flat RSS there does not."""
-    config = RuntimeConfig(
-        name="near", target_mb=100, redis_url=None, namespace=None, state_dir=tmp_path, key=None
-    )
-    rt = Runtime(config)
+    rt = _offline(tmp_path, "near")
     mb = 2**20
     rt._update_near(10.0, 60 * mb)
     rt._update_near(10.05, 60 * mb)
@@ -413,11 +415,7 @@ def test_fast_checks_start_early_when_rss_grows_fast(tmp_path: Path) -> None:
 def test_checks_run_at_1_khz_only_while_rss_rises_toward_the_collect_band(
     tmp_path: Path,
 ) -> None:
-    config = RuntimeConfig(
-        name="imminent", target_mb=100, redis_url=None, namespace=None, state_dir=tmp_path,
-        key=None,
-    )  # fmt: skip
-    rt = Runtime(config)
+    rt = _offline(tmp_path, "imminent")
     mb = 2**20
     rt._update_near(10.0, 75 * mb)
     rt._update_near(10.5, 75 * mb)
