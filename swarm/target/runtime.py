@@ -2,7 +2,9 @@
 
 :func:`~hivemind.swarm.target.attach.attach` starts it. It samples RSS
 (``/proc/self/statm``, ~14 µs) at ``sample_hz`` (default 20 Hz; 2 Hz while
-the target is infeasible, when nothing is due until RSS falls), publishes
+the target is infeasible, when nothing is due until RSS falls; 10 Hz, RSS
+only, with a whole sample a second, while far under it with nothing under
+way: :meth:`Runtime._calm`), publishes
 :class:`MemorySample` messages sealed with the swarm's key
 (:mod:`hivemind.swarm.seal`) (each one under pressure; when calm or
 infeasible, what changed and a heartbeat a second:
