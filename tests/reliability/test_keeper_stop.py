@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from hivemind.swarm.redis.server import pid_alive
+from hivemind.swarm.procs import pid_alive
 from tests.conftest import wait_for
 
 KEEPER = r"""

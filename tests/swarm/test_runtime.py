@@ -360,10 +360,11 @@ def test_calm_ends_in_the_sample_that_sees_rss_rise_toward_the_target(tmp_path: 
     rt = _offline(tmp_path, "calm-edge")
     mb = 2**20
 
-    def calm_at(now: float, rss_mb: float, *, last: tuple[float, float] = (10.0, 50)) -> bool:
+    def calm_at(now: float, rss_mb: float) -> bool:
+        """After a whole sample at 10.0 s that read 50 MB: is a sample at ``now`` calm?"""
         rt._settle_calm()
         rt._whole_at, rt._growth = 10.0, 0.0
-        rt._last_read = (last[0], int(last[1] * mb))
+        rt._last_read = (10.0, 50 * mb)
         return rt._calm(now, int(rss_mb * mb))
 
     assert calm_at(10.05, 50)
