@@ -18,7 +18,9 @@ ends, and CPU time is what the core gave each).
 
 :func:`pairs_for` says which pairs the bar needs: every hivemind side
 against each baseline it is judged by, plus a *control*, unguarded against
-itself, whose spread is the instrument's own resolution in that run. Each
+itself, whose spread is the instrument's own resolution in that run, and
+(feasible apps) the watchdog against itself, the resolution of the
+criterion against the watchdog (:data:`~hivemind.swarm.bench.corpus.WATCHDOG_CONTROL`). Each
 child shares the core, so time-based costs (a guard's or the watchdog's
 polling, per second) weigh twice as much per unit of work as in a solo run:
 peaks, pauses and reaction times come from the solo runs, not from pairs.
@@ -38,6 +40,7 @@ from hivemind.swarm.bench.corpus import (
     BASELINES,
     CONTROL,
     HIVEMIND_SIDES,
+    WATCHDOG_CONTROL,
     CorpusApp,
     Plan,
     SideEnv,
@@ -53,9 +56,11 @@ START_MARGIN_S = 3.0  # both children start up (imports, a guard attaching) befo
 
 def pairs_for(app: CorpusApp, sides: tuple[str, ...] = HIVEMIND_SIDES) -> list[tuple[str, str]]:
     """The pairs the bar needs for ``app``: each of ``sides`` against both baselines
-    (feasible) or unguarded (infeasible), then :data:`CONTROL`."""
+    (feasible) or unguarded (infeasible), then :data:`CONTROL` and, feasible,
+    :data:`WATCHDOG_CONTROL`."""
     base = BASELINES if app.feasible else ("unguarded",)
-    return [*((h, b) for h in sides for b in base), CONTROL]
+    controls = [CONTROL, WATCHDOG_CONTROL] if app.feasible else [CONTROL]
+    return [*((h, b) for h in sides for b in base), *controls]
 
 
 def pair_cpu() -> int:

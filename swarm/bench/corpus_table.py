@@ -77,8 +77,8 @@ def _work(side: dict[str, Any]) -> str:
 
 
 def _same_core(side: str, s: dict[str, Any], sm: dict[str, Any], base: str) -> str:
-    if side == "unguarded" and base == "unguarded":
-        c = sm.get("control") or {}
+    if side == base and base in ("unguarded", "watchdog"):
+        c = sm.get("control" if base == "unguarded" else "watchdog_control") or {}
         return f"control {_f(c, 1, pct=True)}" if c.get("n") else "-"
     got = s.get("same_core", {}).get(base)
     return _f(got, 1, pct=True) if got and got["n"] else "-"
@@ -174,7 +174,9 @@ def _work_text(plan: dict[str, Any]) -> list[str]:
         "work ratios (mypy: the inverse ratio of CPU seconds for one whole check). The "
         "control, unguarded against itself, is the instrument's resolution in the same "
         "run: a shortfall no larger than the control's stray from 100 % (at least 1 %) is "
-        "`within noise`, a larger one fails. Each child of a pair gets half the core, so "
+        "`within noise`, a larger one fails. Against the watchdog the control is the "
+        "watchdog against itself (feasible apps): where both sides collect, a pair is a "
+        "coarser instrument than where neither does. Each child of a pair gets half the core, so "
         "time-based costs (a guard's or the watchdog's polling) weigh twice as much per "
         "unit of work as alone: peaks, pauses and reactions come from the solo runs.",
         "",

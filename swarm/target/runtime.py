@@ -249,6 +249,14 @@ class Runtime(CommandsMixin, LinkMixin):
         """True while live data alone exceeds the target (the controller said so)."""
         return self.controller.infeasible
 
+    @property
+    def near(self) -> bool:
+        """True while RSS is near the target (from 70 % of it, or sooner when it grows
+        fast): RSS is then also read between samples, so that reaching the collect band
+        is acted on within milliseconds. Far under it, a jump past the band is seen at
+        the next sample (50 ms apart; 100 ms while calm)."""
+        return self._near
+
     def set_reclaim_options(self, options: list[ReclaimOption]) -> None:
         """Offer registered reclaim actions to the in-target controller, with expectations.
 

@@ -230,6 +230,13 @@ def test_verdict_uses_same_core_pairs_when_it_has_them() -> None:
     # A run whose control strayed 4 % cannot resolve 3 %.
     wide = _same(0.96, 1.0, 1.03)
     assert judged(_same(0.96, 0.97, 0.98), wide).startswith("within noise: work 97%")
+    # Against the watchdog, the watchdog's own control decides when it has pairs: wider
+    # than the unguarded one, it cannot resolve 3 % either; tighter, it resolves 2 %.
+    sides = {**base, "h": {**h, "same_core": {"watchdog": _same(0.97), "unguarded": _same(0.9)}}}
+    assert verdict(FEASIBLE, sides, "h", tight, wide).startswith("within noise: work 97%")
+    assert verdict(FEASIBLE, sides, "h", wide, tight).startswith("fails: work 97%")
+    empty = {"median": 0.0, "min": 0.0, "max": 0.0, "n": 0}  # a run without its pairs
+    assert verdict(FEASIBLE, sides, "h", wide, empty).startswith("within noise")
     # Unguarded holds the target: at least 95 % of it, same core.
     holds = {**base, "unguarded": _side(80, 100)}
     sides = {**holds, "h": {**h, "same_core": {"watchdog": _same(1.1), "unguarded": _same(0.9)}}}
@@ -266,6 +273,7 @@ def test_summaries_take_the_pairs_and_their_control() -> None:
         pair("hivemind-local", "unguarded", 0.99), pair("hivemind-local", "watchdog", 1.01),
         pair("hivemind-local", "unguarded", 0.98), pair("hivemind-local", "watchdog", 1.02),
         pair("unguarded", "unguarded", 1.002), pair("unguarded", "unguarded", 0.997),
+        pair("watchdog", "watchdog", 0.95), pair("watchdog", "watchdog", 1.04),
         pair("hivemind-swarm", "unguarded", None),
     ]  # fmt: skip
     sm = summarize(app, runs, pairs)
@@ -273,11 +281,15 @@ def test_summaries_take_the_pairs_and_their_control() -> None:
     assert local["same_core"]["watchdog"]["median"] == pytest.approx(1.015)
     assert local["same_core"]["unguarded"]["n"] == 2
     assert sm["control"]["n"] == 2 and sm["control"]["min"] == pytest.approx(0.997)
+    assert sm["watchdog_control"]["n"] == 2 and sm["watchdog_control"]["max"] == 1.04
+    assert "same_core" not in sm["sides"]["watchdog"] or not sm["sides"]["watchdog"]["same_core"]
     assert sm["verdicts"]["hivemind-local"] == "meets the bar"
     assert sm["verdicts"]["hivemind-swarm"] == "fails: child died (exit 1): boom"
     row = next(r for r in markdown_table([sm]) if "| hivemind-local |" in r)
     assert "98.5 (98.0-99.0) %" in row and "101.5 (101.0-102.0) %" in row
     assert any("control 100.0 (99.7-100.2) %" in r for r in markdown_table([sm]))
+    row = next(r for r in markdown_table([sm]) if "| watchdog |" in r)
+    assert "control 99.5 (95.0-104.0) %" in row
 
 
 def test_the_corpus_fixes_its_choices_before_any_run() -> None:
@@ -403,7 +415,7 @@ def test_a_same_core_pair_shares_one_core_and_one_window(tmp_path: Path) -> None
     assert pairs_for(app) == [
         ("hivemind-local", "unguarded"), ("hivemind-local", "watchdog"),
         ("hivemind-swarm", "unguarded"), ("hivemind-swarm", "watchdog"),
-        ("unguarded", "unguarded"),
+        ("unguarded", "unguarded"), ("watchdog", "watchdog"),
     ]  # fmt: skip
     assert pairs_for(APPS["growth"], ("hivemind-local",)) == [
         ("hivemind-local", "unguarded"), ("unguarded", "unguarded"),
