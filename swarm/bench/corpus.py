@@ -129,8 +129,9 @@ CONTROL: tuple[str, str] = ("unguarded", "unguarded")  # a same-core pair's cont
 WATCHDOG_CONTROL: tuple[str, str] = ("watchdog", "watchdog")
 """The control for the work criterion against the watchdog: two sides that both collect.
 On the batch app two identical watchdogs did 0.95-1.07x each other's work in 12 pairs
-while two unguarded children stayed within 1.3 %: a pair where collections share the
-core is a coarser instrument than one where neither collects."""
+(ad hoc, before this control existed) while two unguarded children stayed within 1.3 %:
+a pair where collections share the core is a coarser instrument than one where neither
+collects."""
 
 
 @dataclass(frozen=True, slots=True)
