@@ -501,9 +501,9 @@ def verdict(
         same = s.get("same_core", {}).get(name)
         if same and same["n"]:
             rel = same["median"]
-            like = watchdog_control if name == "watchdog" and watchdog_control else None
+            own = name == "watchdog" and watchdog_control and watchdog_control.get("n")
             if rel < factor:
-                short = factor - rel <= resolution(like if like and like.get("n") else control)
+                short = factor - rel <= resolution(watchdog_control if own else control)
                 (noise if short else why).append(f"work {rel:.0%} of {what}, same core")
             return
         other = sides[name]

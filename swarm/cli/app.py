@@ -25,7 +25,7 @@ from hivemind.swarm.cli.options import JsonOpt, NamespaceOpt, StateDirOpt
 from hivemind.swarm.cli.sessions import memory_app, session_app
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_USAGE, HivemindError, UsageError
 from hivemind.swarm.observe.status import SwarmStatus, collect_status
-from hivemind.swarm.safe_text import inert
+from hivemind.swarm.safe_text import inert, printable
 from hivemind.swarm.settings import Settings, load_settings
 
 __all__ = ["app", "run"]
@@ -434,7 +434,9 @@ def _usage_error(exc: typer.TyperException) -> int:
     ctx = getattr(exc, "ctx", None)
     if message:
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        print(f"hivemind: {message}{where}", file=sys.stderr)
+        # One line, whatever the user typed: an argument echoed back may hold a newline
+        # or a U+2028 line separator (hypothesis found the latter).
+        print(printable(f"hivemind: {message}{where}"), file=sys.stderr)
     return int(getattr(exc, "exit_code", EXIT_USAGE))
 
 
@@ -455,7 +457,7 @@ def run(argv: list[str]) -> int:
     except HivemindError as exc:
         if debug:
             traceback.print_exc()
-        print(f"hivemind: {exc}", file=sys.stderr)
+        print(printable(f"hivemind: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("hivemind: interrupted", file=sys.stderr)
@@ -464,7 +466,7 @@ def run(argv: list[str]) -> int:
         if debug:
             traceback.print_exc()
         print(
-            f"hivemind: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            printable(f"hivemind: internal error: {type(exc).__name__}: {exc} (rerun with --debug)"),
             file=sys.stderr,
         )
         return EXIT_FAILURE

@@ -28,7 +28,7 @@ NUMBERS = [
 ]  # fmt: skip
 WEIRD = [
     "a b c", "ünïcødé", "\u202e\u200b", "😀", "../../etc/passwd", "/dev/null", "-x", "--",
-    "'", '"', "$(id)", "x" * 5000, "\t", "--debugx",
+    "'", '"', "$(id)", "x" * 5000, "\t", "--debugx", "\u2028", "a\nb", "\x85",
 ]  # fmt: skip
 
 
@@ -80,6 +80,8 @@ def _hand_picked(blocked: Path, tmp_path: Path) -> list[list[str]]:
     cases += [
         ["nope"],
         ["swarm", "up", "--no-such-flag"],
+        ["swarm", "up", "\u2028", *s],  # echoed back as an extra argument: still one line
+        ["swarm", "up", "a\nb", *s],
         ["swarm", "status", *s],
         ["swarm", "status", "--json", "--state-dir", missing],
         ["swarm", "down", "--state-dir", missing],
