@@ -465,9 +465,7 @@ def run(argv: list[str]) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        print(
-            printable(f"hivemind: internal error: {type(exc).__name__}: {exc} (rerun with --debug)"),
-            file=sys.stderr,
-        )
+        what = f"{type(exc).__name__}: {exc}"
+        print(printable(f"hivemind: internal error: {what} (rerun with --debug)"), file=sys.stderr)
         return EXIT_FAILURE
     return result if isinstance(result, int) else 0
