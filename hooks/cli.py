@@ -27,6 +27,7 @@ from pathlib import Path
 from hivemind.hooks.claude_code import StdinPayload, read_stdin_json
 from hivemind.hooks.commands import HANDLERS, HookArgs, Outcome, run_hook
 from hivemind.swarm.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from hivemind.swarm.safe_text import printable
 
 __all__ = ["main", "parse_args"]
 
@@ -205,7 +206,7 @@ def _install(args: HookArgs) -> int:
             dry_run=args.truthy("dry-run"),
         )
     except HivemindError as exc:
-        print(f"hivemind hooks: {exc}", file=sys.stderr)
+        print(printable(f"hivemind hooks: {exc}"), file=sys.stderr)
         return exc.exit_code
     if args.truthy("json"):
         print(
@@ -233,7 +234,7 @@ def _install(args: HookArgs) -> int:
 
 def _emit(args: HookArgs, out: Outcome) -> None:
     for warning in out.warnings:
-        print(f"hivemind hooks: warning: {warning}", file=sys.stderr)
+        print(printable(f"hivemind hooks: warning: {warning}"), file=sys.stderr)
     if args.truthy("json"):
         print(json.dumps(out.as_json(), default=str))
     elif out.text:
@@ -247,7 +248,9 @@ def main(argv: list[str]) -> int:
         return EXIT_OK if argv else EXIT_USAGE
     if argv[0] not in COMMANDS:
         print(
-            f"hivemind hooks: unknown command {argv[0]!r} (one of: {', '.join(COMMANDS)})",
+            printable(
+                f"hivemind hooks: unknown command {argv[0]!r} (one of: {', '.join(COMMANDS)})"
+            ),
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -256,7 +259,7 @@ def main(argv: list[str]) -> int:
         print(USAGE, end="")
         return EXIT_OK
     for warning in warnings:
-        print(f"hivemind hooks: warning: {warning}", file=sys.stderr)
+        print(printable(f"hivemind hooks: warning: {warning}"), file=sys.stderr)
     if args.command == "install":
         return _install(args)
     state = args.flag("state-dir")
@@ -264,14 +267,14 @@ def main(argv: list[str]) -> int:
     if not args.truthy("no-stdin"):
         args.stdin = read_stdin_json()
         if args.stdin.warning:
-            print(f"hivemind hooks: warning: {args.stdin.warning}", file=sys.stderr)
+            print(printable(f"hivemind hooks: warning: {args.stdin.warning}"), file=sys.stderr)
             args.stdin = StdinPayload(args.stdin.status)
     strict = args.truthy("strict")
     try:
         out = run_hook(args, state_dir=state_dir, driver=args.flag("driver") or "auto")
     except Exception as exc:
         line = f"{args.command} failed: {_explain(exc)}"
-        print(f"hivemind hooks: error: {line}", file=sys.stderr)
+        print(printable(f"hivemind hooks: error: {line}"), file=sys.stderr)
         if args.truthy("debug"):
             traceback.print_exc()
         _log(state_dir, [line, *traceback.format_exc().splitlines()[-6:]])

@@ -176,6 +176,20 @@ def test_hooks_never_fail_the_agent(
     assert "Traceback" not in err
 
 
+def test_hook_messages_stay_one_line_each(
+    blocked: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A flag name or a value echoed back in a warning or an error may hold a line break.
+    for args in (
+        ["pre-task", "--descr\u2028iption", "x"],
+        ["session-restore", "--session-id", "a\u2028b\nc", "--strict"],
+        ["no-such\u2029hook"],
+    ):
+        hooks_main([*args, "--state-dir", str(blocked), "--no-stdin"])
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert lines and all(ln.startswith("hivemind hooks: ") for ln in lines), (args, lines)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
