@@ -206,7 +206,7 @@ def _install(args: HookArgs) -> int:
             dry_run=args.truthy("dry-run"),
         )
     except HivemindError as exc:
-        print(printable(f"hivemind hooks: {exc}"), file=sys.stderr)
+        _say(str(exc))
         return exc.exit_code
     if args.truthy("json"):
         print(
@@ -232,9 +232,15 @@ def _install(args: HookArgs) -> int:
     return EXIT_OK
 
 
+def _say(line: str) -> None:
+    """Print ``hivemind hooks: <line>`` on stderr as one line, whatever it echoes back
+    (control characters and line separators escaped: :func:`printable`)."""
+    print(printable(f"hivemind hooks: {line}"), file=sys.stderr)
+
+
 def _emit(args: HookArgs, out: Outcome) -> None:
     for warning in out.warnings:
-        print(printable(f"hivemind hooks: warning: {warning}"), file=sys.stderr)
+        _say(f"warning: {warning}")
     if args.truthy("json"):
         print(json.dumps(out.as_json(), default=str))
     elif out.text:
@@ -247,19 +253,14 @@ def main(argv: list[str]) -> int:
         print(USAGE, end="")
         return EXIT_OK if argv else EXIT_USAGE
     if argv[0] not in COMMANDS:
-        print(
-            printable(
-                f"hivemind hooks: unknown command {argv[0]!r} (one of: {', '.join(COMMANDS)})"
-            ),
-            file=sys.stderr,
-        )
+        _say(f"unknown command {argv[0]!r} (one of: {', '.join(COMMANDS)})")
         return EXIT_USAGE
     args, warnings = parse_args(argv)
     if args.truthy("help"):
         print(USAGE, end="")
         return EXIT_OK
     for warning in warnings:
-        print(printable(f"hivemind hooks: warning: {warning}"), file=sys.stderr)
+        _say(f"warning: {warning}")
     if args.command == "install":
         return _install(args)
     state = args.flag("state-dir")
@@ -267,14 +268,14 @@ def main(argv: list[str]) -> int:
     if not args.truthy("no-stdin"):
         args.stdin = read_stdin_json()
         if args.stdin.warning:
-            print(printable(f"hivemind hooks: warning: {args.stdin.warning}"), file=sys.stderr)
+            _say(f"warning: {args.stdin.warning}")
             args.stdin = StdinPayload(args.stdin.status)
     strict = args.truthy("strict")
     try:
         out = run_hook(args, state_dir=state_dir, driver=args.flag("driver") or "auto")
     except Exception as exc:
         line = f"{args.command} failed: {_explain(exc)}"
-        print(printable(f"hivemind hooks: error: {line}"), file=sys.stderr)
+        _say(f"error: {line}")
         if args.truthy("debug"):
             traceback.print_exc()
         _log(state_dir, [line, *traceback.format_exc().splitlines()[-6:]])

@@ -195,7 +195,7 @@ def swarm_status(state_dir: StateDirOpt = None, as_json: JsonOpt = False) -> Non
     if as_json:
         out.print_json(st.model_dump_json())
     elif not st.redis.reachable:
-        print(f"hivemind: {st.problem}", file=sys.stderr)
+        _say(st.problem)
     else:
         _print_status(st)
     if not st.redis.reachable:
@@ -429,14 +429,19 @@ def hooks_command(ctx: typer.Context) -> None:
     raise typer.Exit(hooks_main(list(ctx.args)))
 
 
+def _say(line: str) -> None:
+    """Print ``hivemind: <line>`` on stderr as one line, whatever it echoes back: an
+    argument may hold a newline or a U+2028 line separator (hypothesis found the latter),
+    shown escaped (:func:`printable`)."""
+    print(printable(f"hivemind: {line}"), file=sys.stderr)
+
+
 def _usage_error(exc: typer.TyperException) -> int:
     message = exc.format_message().strip()
     ctx = getattr(exc, "ctx", None)
     if message:
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        # One line, whatever the user typed: an argument echoed back may hold a newline
-        # or a U+2028 line separator (hypothesis found the latter).
-        print(printable(f"hivemind: {message}{where}"), file=sys.stderr)
+        _say(f"{message}{where}")
     return int(getattr(exc, "exit_code", EXIT_USAGE))
 
 
@@ -450,22 +455,21 @@ def run(argv: list[str]) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
-        print("hivemind: aborted", file=sys.stderr)
+        _say("aborted")
         return 130
     except typer.TyperException as exc:  # typer's (vendored click) usage errors
         return _usage_error(exc)
     except HivemindError as exc:
         if debug:
             traceback.print_exc()
-        print(printable(f"hivemind: {exc}"), file=sys.stderr)
+        _say(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("hivemind: interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        what = f"{type(exc).__name__}: {exc}"
-        print(printable(f"hivemind: internal error: {what} (rerun with --debug)"), file=sys.stderr)
+        _say(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
         return EXIT_FAILURE
     return result if isinstance(result, int) else 0
