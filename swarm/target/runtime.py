@@ -2,9 +2,11 @@
 
 :func:`~hivemind.swarm.target.attach.attach` starts it. It samples RSS
 (``/proc/self/statm``, ~14 µs) at ``sample_hz`` (default 20 Hz; 2 Hz while
-the target is infeasible, when nothing is due until RSS falls; 10 Hz, RSS
-only, with a whole sample a second, while far under it with nothing under
-way: :meth:`Runtime._calm`), publishes
+the target is infeasible, when nothing is due until RSS falls; while far
+under it with nothing under way, a whole sample a second: the helper
+process of :mod:`~hivemind.swarm.target.watcher` reads RSS at ``sample_hz``
+meanwhile and wakes this thread when it reaches 70 % of the target, or,
+if it cannot run, this thread reads RSS alone at 10 Hz: :meth:`Runtime._calm`), publishes
 :class:`MemorySample` messages sealed with the swarm's key
 (:mod:`hivemind.swarm.seal`) (each one under pressure; when calm or
 infeasible, what changed and a heartbeat a second:
@@ -100,7 +102,9 @@ LEVEL_EDGES = (0.7, 0.9, 1.0)  # ... or at the next level's edge (vocab.level_fo
 TRUST_S = 1.0  # the app's automatic collections read RSS this recently: the guard does not poll
 INFEASIBLE_SAMPLE_HZ = 2.0  # flagged infeasible, nothing to do until RSS falls: sample slower
 CALM_WHOLE_S = 1.0  # calm (see Runtime._calm): a whole sample at least this often, else RSS only
-CALM_SLOWER = 2.0  # ... and RSS read at sample_hz / this (10 Hz by default)
+CALM_SLOWER = 2.0  # ... and RSS read at sample_hz / this (10 Hz by default) ...
+# ... or, once calm this long, by the watcher process at sample_hz (see Runtime._calm_watch)
+CALM_WATCH_AFTER_S = 1.0
 CALM_GAP_S = 0.01  # ... and by the app's own collections at most this often (the trigger)
 
 __all__ = [
@@ -176,11 +180,14 @@ class Runtime(CommandsMixin, LinkMixin):
         self._growth = 0.0  # recent RSS growth, bytes per second (see _track_growth)
         self._calm_ok = False  # the last whole sample found nothing under way (see _calm)
         self._whole_at = float("-inf")  # when the last whole sample ran
+        self._calm_since = float("inf")  # when whole samples began to find the guard calm
+        self._calm_watched = False  # the watcher reads RSS for calm samples (_calm_watch)
         self._check_s = 1.0 / FAST_CHECK_HZ  # the fast check's period (see _update_near)
         self._watch_at = 0  # the RSS level the trigger and the watcher wake us at (_arm)
         self.trigger = RiseTrigger()  # RSS read after the app's own collections (no hand-off)
         self._seen_wakes = (0, 0)  # (trigger.fired, trigger.drained) at the guard's last look
-        self.watcher = RssWatcher()  # reads RSS from a helper process (no hand-off)
+        # reads RSS from a helper process (no hand-off); HIVEMIND_WATCHER=0: never
+        self.watcher = RssWatcher(allowed=env_str("watcher") != "0")
         self._cost: dict[str, object] = {"controller": "idle"}
         self._last_cost = 0.0
         self._last_learned_read = 0.0
@@ -254,7 +261,8 @@ class Runtime(CommandsMixin, LinkMixin):
         """True while RSS is near the target (from 70 % of it, or sooner when it grows
         fast): RSS is then also read between samples, so that reaching the collect band
         is acted on within milliseconds. Far under it, a jump past the band is seen at
-        the next sample (50 ms apart; 100 ms while calm)."""
+        the next sample (50 ms apart), or while calm at the watcher's next reading
+        (50 ms apart; 100 ms, the calm samples', if it cannot run)."""
         return self._near
 
     def set_reclaim_options(self, options: list[ReclaimOption]) -> None:
@@ -283,7 +291,6 @@ class Runtime(CommandsMixin, LinkMixin):
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
-                period = self._sample_period()
                 if self._client is None and now >= self._next_connect:
                     self._connect()
                 seen = (self.trigger.fired, self.trigger.drained)
@@ -297,8 +304,14 @@ class Runtime(CommandsMixin, LinkMixin):
                 polling = self._near and (
                     now - self.trigger.read_at > TRUST_S or not gc.isenabled()
                 )
-                if self._watch(polling, woken):
+                calm_at = 0 if polling else self._calm_watch(now)
+                watched = self._watch(calm_at or (self._watch_at if polling else 0), woken)
+                self._calm_watched = watched and calm_at > 0
+                if watched and polling:
                     polling = False
+                elif self._calm_watched and woken:  # RSS reached the calm mark: look now
+                    next_sample = now
+                period = self._sample_period()
                 if now >= next_sample:
                     self._sample()
                     next_sample += period
@@ -319,6 +332,8 @@ class Runtime(CommandsMixin, LinkMixin):
                     if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
                         self._calm_ok = False  # whatever it did, the next sample is whole
                         self._on_command(msg[2] if isinstance(msg[2], bytes) else b"")
+                        # ... and comes at the full rate (calm ones may be a second apart)
+                        next_sample = min(next_sample, time.monotonic() + 1 / self.config.sample_hz)
                 else:
                     self._idle(wait)
             except (RespError, OSError) as exc:
@@ -331,29 +346,46 @@ class Runtime(CommandsMixin, LinkMixin):
     def _sample_period(self) -> float:
         """Seconds between samples: ``1 / sample_hz``; while infeasible (live data over
         the target: no collection until RSS falls, or a probe seconds away), at most
-        INFEASIBLE_SAMPLE_HZ; while calm (:meth:`_calm`), ``CALM_SLOWER`` times longer.
+        INFEASIBLE_SAMPLE_HZ; while calm (:meth:`_calm`), ``CALM_SLOWER`` times longer,
+        or CALM_WHOLE_S while the watcher process reads RSS for us (:meth:`_calm_watch`).
         Each sample is a wake-up of this thread in a busy app, and a tool over its
         target, or far under it, should run as fast as it does unguarded."""
         hz = self.config.sample_hz
         if self.controller.infeasible:
             hz = min(hz, INFEASIBLE_SAMPLE_HZ)
+        elif self._calm_watched:
+            return CALM_WHOLE_S
         elif self._calm_ok and self._calm_room(self._last_read[1]):
             hz /= CALM_SLOWER
         return 1.0 / hz
 
-    def _watch(self, wanted: bool, woken: bool) -> bool:
-        """Have the watcher process read RSS for us while ``wanted`` (started the first
-        time; disarmed otherwise). True if it reads it; False if not wanted, or if it
-        could not start (then we poll)."""
+    def _calm_watch(self, now: float) -> int:
+        """The RSS level the watcher process should wake us at while calm, or 0 (not calm
+        for CALM_WATCH_AFTER_S yet, or RSS already there): 70 % of the target less two
+        samples' worth of recent growth, the mark from which fast checks start
+        (:meth:`_update_near`). It then reads RSS at ``sample_hz`` in its own process and
+        this thread samples once a second: beside a CPU-bound app each wake-up of it
+        costs the app more than the sample's own ~200 µs (a GIL hand-off, run cold)."""
+        if not self._calm_ok or now - self._calm_since < CALM_WATCH_AFTER_S:
+            return 0
+        mark = int(NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz)
+        return mark if self._last_read[1] < mark else 0
+
+    def _watch(self, level: int, woken: bool) -> bool:
+        """Have the watcher process wake us when RSS reaches ``level`` bytes (started the
+        first time; disarmed at 0), reading it every fast check near the target, every
+        sample while calm. True if it reads it; False if not wanted, or if it could not
+        start (then we read it ourselves)."""
         watcher = self.watcher
-        if not wanted:
+        if not level:
             watcher.arm(0, 0.0)
             return False
         if not watcher.start(self.trigger.wake_fd()):
             return False
         if woken:  # it may have fired and disarmed itself: send the level again
             watcher.rearm()
-        watcher.arm(self._watch_at, self._check_s)
+        period = self._check_s if self._near else 1.0 / self.config.sample_hz
+        watcher.arm(level, period)
         return watcher.running
 
     def _idle(self, wait: float) -> None:
@@ -509,8 +541,10 @@ class Runtime(CommandsMixin, LinkMixin):
         loop), ~10 µs when warm; a bare thread that wakes and reads RSS ~150-180 µs. So
         a calm sample reads RSS only (~190 µs) and, while calm, samples come at
         ``sample_hz / CALM_SLOWER``; the trigger, armed at the mark, reads RSS after the
-        app's own collections (at most every CALM_GAP_S) and wakes us when it got there."""
-        if not self._calm_ok or now - self._whole_at >= CALM_WHOLE_S:
+        app's own collections (at most every CALM_GAP_S) and wakes us when it got there.
+        Once calm for CALM_WATCH_AFTER_S the watcher process reads RSS instead
+        (:meth:`_calm_watch`): samples then come once a second, and each is whole."""
+        if not self._calm_ok or self._calm_watched or now - self._whole_at >= CALM_WHOLE_S:
             return False
         self._track_growth(now, rss)
         return self._calm_room(rss)
@@ -532,6 +566,10 @@ class Runtime(CommandsMixin, LinkMixin):
             and self.effects.pending_tag is None
         )  # fmt: skip
         self._calm_ok = idle
+        if not idle:
+            self._calm_since = float("inf")
+        elif self._calm_since == float("inf"):
+            self._calm_since = time.monotonic()
         if idle:  # the app's own collections (if it runs any) tell us when RSS got there
             self.trigger.gap_s = CALM_GAP_S
             self.trigger.arm_bytes = int(NEAR_FRACTION * self.target_bytes)
