@@ -25,7 +25,7 @@ owns three control variables, cheapest first:
   found no garbage there is *nothing new* (:attr:`Controller.nothing_new`)
   while RSS still rises, too few objects were made since
   (``Observation.fresh``) to be worth collecting and RSS has not grown by a
-  futile collection's worth (doubled for each in a row): no collection runs
+  futile collection's worth (four times that for each in a row): no collection runs
   then, since a heap of bytes growing is live data.
   The app's own thresholds stay untouched while this alone holds the target.
 - **What its collections walk**: after one that found cyclic garbage, what
@@ -381,10 +381,13 @@ class Controller:
         Not once RSS stopped rising for ``settle_max_s``: a working set that was
         live at the last collection (moved to the oldest generation, where
         ``fresh`` does not count it) may have been dropped since. Nor once RSS
-        grew ``_enough`` since that collection, doubled for each futile one in a
-        row: a few objects can hold megabytes (a caught exception's frames
+        grew ``_enough`` since that collection, four times that for each futile one
+        in a row: a few objects can hold megabytes (a caught exception's frames
         holding a buffer are one cycle of a handful of objects), and only a
-        collection can tell such garbage from live data. Nor for fresh pressure:
+        collection can tell such garbage from live data; but two futile ones in a
+        row while RSS grew are live data more likely than not (the live-growth
+        corpus app ran a third collection, ~10 ms, at twice the growth, just
+        before its RSS crossed the target and flagged it). Nor for fresh pressure:
         RSS that came back from under the band is answered at once, as always.
         """
         c, s = self.config, self._s
@@ -395,7 +398,7 @@ class Controller:
         if any(o.expected_bytes > 0 for o in s.options.values()):
             return False
         enough = self._enough(obs.target, obs.rss)
-        if obs.rss - s.last_collect_rss >= enough * 2.0 ** min(s.futile - 1, 6):
+        if obs.rss - s.last_collect_rss >= enough * 4.0 ** min(s.futile - 1, 3):
             return False
         return obs.fresh * c.object_bytes < enough
 

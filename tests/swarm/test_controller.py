@@ -322,13 +322,13 @@ def test_nothing_new_to_find_after_a_futile_collection_is_not_collected_again() 
     objects were made since to hold any. The next ones would walk the same live heap
     for nothing; over the target that is live data, said without collecting."""
     w, collects = _cheap_live_growth(fresh=100)
-    assert collects == 3, "at 80, 85 and 95 MB: each waits for twice the growth"
+    assert collects == 2, "at 80 and 85 MB; the next would wait for 20 MB more"
     assert w.ctl.infeasible and w.ctl.live_over_bytes > 0
     unknown, n_unknown = _cheap_live_growth(fresh=-1)
-    assert n_unknown > 3, "without the count, cheap futile ones run for evidence"
+    assert n_unknown > 2, "without the count, cheap futile ones run for evidence"
     assert unknown.ctl.infeasible
     _, n_made = _cheap_live_growth(fresh=1_000_000)  # 64 MB of objects: may be garbage
-    assert n_made > 3
+    assert n_made > 2
 
 
 def test_a_few_objects_holding_megabytes_are_collected_once_rss_grew_enough() -> None:
