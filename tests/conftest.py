@@ -17,6 +17,7 @@ from hivemind.swarm.redis.server import EmbeddedRedis
 
 if TYPE_CHECKING:
     from hivemind.swarm.lifecycle.supervisor import Swarm
+    from hivemind.swarm.target.runtime import Runtime
 
 
 @pytest.fixture
@@ -154,3 +155,15 @@ def wait_for(predicate: object, timeout_s: float = 10.0, interval_s: float = 0.0
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+def offline_runtime(state_dir: Path, name: str, target_mb: float = 100.0) -> Runtime:
+    """A guard with no swarm to join (``state_dir`` holds none) and no key, not started:
+    a test drives its methods by hand, or calls ``start()``."""
+    from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
+
+    config = RuntimeConfig(
+        name=name, target_mb=target_mb, redis_url=None, namespace=None,
+        state_dir=state_dir, key=None,
+    )  # fmt: skip
+    return Runtime(config)

@@ -311,12 +311,11 @@ class Runtime(CommandsMixin, LinkMixin):
                     polling = False
                 elif self._calm_watched and woken:  # RSS reached the calm mark: look now
                     next_sample = now
-                period = self._sample_period()
                 if now >= next_sample:
                     self._sample()
-                    next_sample += period
+                    next_sample += self._sample_period()  # by what the sample found
                     if next_sample < now:  # we fell behind (a long GC): do not burst
-                        next_sample = now + period
+                        next_sample = now + self._sample_period()
                     next_check = time.monotonic() + self._check_s
                 elif woken or (polling and now >= next_check):
                     self._fast_check()
@@ -353,7 +352,7 @@ class Runtime(CommandsMixin, LinkMixin):
         hz = self.config.sample_hz
         if self.controller.infeasible:
             hz = min(hz, INFEASIBLE_SAMPLE_HZ)
-        elif self._calm_watched:
+        elif self._calm_watched and self._calm_ok:  # a sample that found more ends it
             return CALM_WHOLE_S
         elif self._calm_ok and self._calm_room(self._last_read[1]):
             hz /= CALM_SLOWER
@@ -365,9 +364,13 @@ class Runtime(CommandsMixin, LinkMixin):
         samples' worth of recent growth, the mark from which fast checks start
         (:meth:`_update_near`). It then reads RSS at ``sample_hz`` in its own process and
         this thread samples once a second: beside a CPU-bound app each wake-up of it
-        costs the app more than the sample's own ~200 µs (a GIL hand-off, run cold)."""
+        costs the app more than the sample's own ~200 µs (a GIL hand-off, run cold).
+        Not on a command connection read through redis-py (TLS): we wait on it with no
+        wake pipe beside it, so a wake-up could come a second late."""
         if not self._calm_ok or now - self._calm_since < CALM_WATCH_AFTER_S:
             return 0
+        if self._pubsub is not None and self._inbox is None:
+            return 0  # its wake-up could not end our wait on that connection (TLS)
         mark = int(NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz)
         return mark if self._last_read[1] < mark else 0
 

@@ -16,6 +16,8 @@ import pytest
 
 from hivemind.swarm.target.cost import CostMeter
 from hivemind.swarm.target.freezer import Freezer
+from hivemind.swarm.target.runtime import Runtime
+from tests.conftest import offline_runtime
 
 
 class Cycle:
@@ -89,14 +91,8 @@ def test_the_guards_collection_skips_frozen_garbage_the_apps_own_finds_it(
 def test_hivemind_freeze_0_turns_freezing_off(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
-
     def runtime() -> Runtime:
-        config = RuntimeConfig(
-            name="freeze-env", target_mb=100.0, redis_url=None, namespace=None,
-            state_dir=tmp_path / "none", key=None,
-        )  # fmt: skip
-        return Runtime(config)
+        return offline_runtime(tmp_path / "none", "freeze-env")
 
     assert runtime().freezer.allowed
     monkeypatch.setenv("HIVEMIND_FREEZE", "0")

@@ -29,7 +29,7 @@ from hivemind.swarm.redis.server import EmbeddedRedis
 from hivemind.swarm.seal import unseal
 from hivemind.swarm.secret import read_secret
 from hivemind.swarm.state import SupervisorLock, SwarmInfo, write_info
-from tests.conftest import wait_for
+from tests.conftest import offline_runtime, wait_for
 from tests.reliability.inproc import InProcessSwarm
 
 MB = 2**20
@@ -171,18 +171,11 @@ def test_the_controller_chooses_a_discovered_cache_when_a_collection_is_due(
     """No swarm: the in-target controller plans the reclaim, the hook runs it, measured."""
     import gc
 
-    from hivemind.swarm.target.runtime import Runtime, RuntimeConfig
-
     for i in range(3000):
         app.render(i)
     thresholds, enabled = gc.get_threshold(), gc.isenabled()
     target_mb = current_rss_bytes() / 0.9 / MB  # 90 %: a full collection is due (85 %)
-    rt = Runtime(
-        RuntimeConfig(
-            name="ctl", target_mb=target_mb, redis_url=None, namespace=None,
-            state_dir=tmp_path / "none", key=None,
-        )
-    ).start()  # fmt: skip
+    rt = offline_runtime(tmp_path / "none", "ctl", target_mb).start()
     try:
         assert wait_for(lambda: app.render.cache_info().currsize == 0, 15), "not reclaimed"
         mine = f"cache:{app.__name__}.render"

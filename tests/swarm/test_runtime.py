@@ -33,7 +33,7 @@ from hivemind.swarm.target.runtime import (
     Runtime,
     RuntimeConfig,
 )
-from tests.conftest import wait_for
+from tests.conftest import offline_runtime, wait_for
 
 
 @pytest.fixture
@@ -80,10 +80,7 @@ class _Acks:
 def _offline(tmp_path: Path, name: str) -> Runtime:
     """A runtime with a 100 MB target and no swarm, not started (its methods are driven
     by hand)."""
-    config = RuntimeConfig(
-        name=name, target_mb=100, redis_url=None, namespace=None, state_dir=tmp_path, key=None
-    )
-    return Runtime(config)
+    return offline_runtime(tmp_path, name)
 
 
 def test_samples_and_status_hash(runtime: Runtime, client: redis.Redis, keys: Keys) -> None:
@@ -211,6 +208,29 @@ def test_signed_command_runs_and_acks(runtime: Runtime, client: redis.Redis, key
     assert ack.applied_ts >= ack.received_ts >= cmd.ts
 
 
+def test_a_command_to_a_calm_guard_is_followed_by_samples_at_the_full_rate(
+    runtime: Runtime, client: redis.Redis, keys: Keys
+) -> None:
+    """Calm for a second, the guard samples once a second; a command makes the next
+    sample whole and brings it at the full rate (50 ms), not a second later."""
+    key = read_secret(runtime.config.state_dir)  # type: ignore[arg-type]
+    acks = _Acks(client, keys, key)
+    assert wait_for(lambda: runtime._calm_watched, 5)
+    s0 = runtime.stats["samples"]
+    assert wait_for(lambda: runtime.stats["samples"] > s0, 3, 0.005)  # the next is 1 s away
+    s1 = runtime.stats["samples"]
+    cmd = sign(
+        Command(
+            decision_id="d-calm", target="rt-test", sample_ts=time.time(),
+            actions=(Action(kind=ActionKind.COLLECT, generation=0),),
+        ),
+        key,
+    )  # fmt: skip
+    assert client.publish(keys.cmd("rt-test"), cmd.model_dump_json()) == 1
+    assert acks.next().ok
+    assert wait_for(lambda: runtime.stats["samples"] > s1, 0.4, 0.005), "not a second later"
+
+
 @pytest.mark.parametrize("attack", ["unsigned", "wrong_key", "tampered", "replayed", "stale"])
 def test_forged_commands_are_refused_and_counted(
     attack: str, runtime: Runtime, client: redis.Redis, keys: Keys
@@ -307,16 +327,7 @@ def test_survives_redis_kill_and_reconnects(
 def test_runtime_without_any_swarm_protects_locally_and_flags_infeasible(tmp_path: Path) -> None:
     """A 1 MB target cannot be met: a collection or two, then it says so and stops."""
     thresholds = gc.get_threshold()
-    rt = Runtime(
-        RuntimeConfig(
-            name="lonely",
-            target_mb=1.0,
-            redis_url=None,
-            namespace=None,
-            state_dir=tmp_path / "none",
-            key=None,
-        )
-    ).start()
+    rt = offline_runtime(tmp_path / "none", "lonely", 1.0).start()
     try:
         assert wait_for(lambda: rt.stats["local_collections"] >= 1, 5)
         assert wait_for(lambda: rt.controller.infeasible, 5), "flagged within 5 s"
@@ -335,11 +346,7 @@ def test_runtime_without_any_swarm_protects_locally_and_flags_infeasible(tmp_pat
 
 def _calm_runtime(tmp_path: Path, target_mb: float) -> Runtime:
     """A started guard with no swarm."""
-    config = RuntimeConfig(
-        name="calm", target_mb=target_mb, redis_url=None, namespace=None,
-        state_dir=tmp_path / "none", key=None,
-    )  # fmt: skip
-    return Runtime(config).start()
+    return offline_runtime(tmp_path / "none", "calm", target_mb).start()
 
 
 def test_a_calm_guard_only_reads_rss_between_whole_samples(
@@ -396,6 +403,9 @@ def test_calm_for_a_second_the_watcher_reads_rss_and_wakes_the_guard_at_70(
         assert wait_for(lambda: rt.near, 2)
         assert time.monotonic() - t0 < 0.5, "seen within the watcher's period, not at 1 Hz"
         assert rt.trigger.drained > drained, "woken through the watcher's pipe"
+        s1 = rt.stats["samples"]
+        time.sleep(0.5)
+        assert rt.stats["samples"] - s1 >= 5, "near the target: 20 Hz, not a second apart"
         del ballast
     finally:
         if enabled:
@@ -473,6 +483,10 @@ def test_the_watcher_reads_rss_once_the_guard_was_calm_for_a_second(tmp_path: Pa
     rt.level = "conservative"
     rt._settle_calm()
     assert rt._calm_since > since, "calm again: the second starts over"
+    rt._pubsub = object()  # type: ignore[assignment]  # read through redis-py (TLS)
+    assert rt._calm_watch(rt._calm_since + 2) == 0, "no wake pipe beside that wait"
+    rt._pubsub = None
+    assert rt._calm_watch(rt._calm_since + 2) > 0
     rt._calm_watched = True
     assert rt._sample_period() == CALM_WHOLE_S
     rt._whole_at = since

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from hivemind.agents.memtools import current_rss_bytes
-from hivemind.swarm.target.runtime import RISE_STEP, Runtime, RuntimeConfig
+from hivemind.swarm.target.runtime import RISE_STEP, Runtime
 from hivemind.swarm.target.trigger import RiseTrigger
-from tests.conftest import wait_for
+from tests.conftest import offline_runtime, wait_for
 
 MB = 2**20
 
@@ -64,12 +64,7 @@ def test_the_callback_never_raises_into_the_app() -> None:
 
 
 def _runtime(tmp_path: Path, target_mb: float, name: str) -> Runtime:
-    return Runtime(
-        RuntimeConfig(
-            name=name, target_mb=target_mb, redis_url=None, namespace=None,
-            state_dir=tmp_path / "none", key=None,
-        )
-    )  # fmt: skip
+    return offline_runtime(tmp_path / "none", name, target_mb)
 
 
 def _count_reads(rt: Runtime) -> list[int]:
