@@ -685,7 +685,9 @@ def main() -> None:
             "the guard checks RSS at 200 Hz (a ~15 µs read) besides its 20 Hz samples, "
             "and at 1 kHz while RSS rises fast toward the collect band. A round that "
             "started with RSS under 70 % of its target (the guard not near it, calm: "
-            "one sample every 100 ms, which sees the jump) is counted apart.",
+            "its watcher process reads RSS every 50 ms, or, in its first calm second or "
+            "while the watcher starts, the guard's own sample every 100 ms sees the jump) "
+            "is counted apart.",
             "",
             "| upward crossings | n | p50 ms | p95 ms | p99 ms | max ms |",
             "|---|---:|---:|---:|---:|---:|",

@@ -262,7 +262,8 @@ class Runtime(CommandsMixin, LinkMixin):
         fast): RSS is then also read between samples, so that reaching the collect band
         is acted on within milliseconds. Far under it, a jump past the band is seen at
         the next sample (50 ms apart), or while calm at the watcher's next reading
-        (50 ms apart; 100 ms, the calm samples', if it cannot run)."""
+        (50 ms apart), or at the next calm sample (100 ms apart: the first calm second,
+        while the watcher starts, or if it cannot run)."""
         return self._near
 
     def set_reclaim_options(self, options: list[ReclaimOption]) -> None:
@@ -571,11 +572,11 @@ class Runtime(CommandsMixin, LinkMixin):
         self._calm_ok = idle
         if not idle:
             self._calm_since = float("inf")
-        elif self._calm_since == float("inf"):
-            self._calm_since = time.monotonic()
-        if idle:  # the app's own collections (if it runs any) tell us when RSS got there
-            self.trigger.gap_s = CALM_GAP_S
-            self.trigger.arm_bytes = int(NEAR_FRACTION * self.target_bytes)
+            return
+        self._calm_since = min(self._calm_since, time.monotonic())
+        # the app's own collections (if it runs any) tell us when RSS got there
+        self.trigger.gap_s = CALM_GAP_S
+        self.trigger.arm_bytes = int(NEAR_FRACTION * self.target_bytes)
 
     def _track_growth(self, now: float, rss: int) -> None:
         """Keep the RSS growth rate, bytes/s: the latest, or the recent peak fading (250 ms)."""
