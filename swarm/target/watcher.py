@@ -18,7 +18,7 @@ work against the watchdog baseline, ad hoc). So a guarded process that
 stays calm for a second has this helper beside it from then on.
 
 :class:`RssWatcher` moves the look out of the app: a helper interpreter
-(``python -I -S``, standard library only, ~5 MB of its own, none in the
+(``python -I -S``, standard library only, ~3 MB of its own (USS), none in the
 app) reads ``/proc/PID/statm`` at the period the guard asks for while it
 is armed, and writes one byte to the guard's wake pipe (the trigger's)
 when RSS reached the armed level; the guard's thread wakes only then. The
