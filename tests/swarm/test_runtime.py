@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from hivemind.agents.memtools import current_rss_bytes
 from hivemind.swarm.keys import Keys
 from hivemind.swarm.messages import Ack, Action, ActionKind, Command, parse_message
 from hivemind.swarm.redis.connection import connect
@@ -155,8 +156,6 @@ def test_a_guard_under_pressure_publishes_at_the_benchmarkers_pace(
 ) -> None:
     """At ~80 % of its target (level balanced, feasible) a sample goes out every 0.2 s
     (the benchmarker repeats a target's event at most that often), not all 20 a second."""
-    from hivemind.agents.memtools import current_rss_bytes
-
     thresholds = gc.get_threshold()
     gc.collect()  # else the guard's first collection may free enough to end the pressure
     rt = Runtime(
@@ -380,8 +379,7 @@ def test_calm_for_a_second_the_watcher_reads_rss_and_wakes_the_guard_at_70(
     takes one whole sample a second; RSS jumping past the mark (no collection to see
     it: the collector is off) wakes it through the watcher within its period."""
     gc.collect()
-    rss = _rss_bytes()
-    rt = _calm_runtime(tmp_path, rss / 0.5 / 2**20)  # now at 50 %
+    rt = _calm_runtime(tmp_path, current_rss_bytes() / 0.5 / 2**20)  # now at 50 %
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -412,11 +410,6 @@ def test_calm_for_a_second_the_watcher_reads_rss_and_wakes_the_guard_at_70(
             gc.enable()
         rt.stop()
     assert not rt.watcher.running
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_calm_ends_in_the_sample_that_sees_rss_rise_toward_the_target(tmp_path: Path) -> None:
