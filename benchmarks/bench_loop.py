@@ -442,7 +442,7 @@ def overhead_section(ov: dict[str, Any], note: str = "") -> tuple[list[str], str
     cpu_added = ov["guarded"]["cpu_pct"] - ov["unguarded"]["cpu_pct"]
     rss_added = ov["guarded"]["rss_mb"] - ov["unguarded"]["rss_mb"]
     rss_cmd = ov["commands"]["rss_mb"] - ov["unguarded"]["rss_mb"]
-    helper = ov["guarded"].get("helper_uss_mb", 0.0)
+    helper = ov["guarded"]["helper_uss_mb"]
     headline = (
         f"idle guard +{cpu_added:.2f} % of a core, +{rss_added:.1f} MB RSS "
         f"(+{rss_cmd:.1f} MB after commands; aim < 5 MB), its helper process "
@@ -456,7 +456,7 @@ def overhead_section(ov: dict[str, Any], note: str = "") -> tuple[list[str], str
         "|---|---:|---:|---:|",
         *(
             f"| {label} | {ov[side]['cpu_pct']:.2f} | {ov[side]['rss_mb']:.1f} | "
-            f"{ov[side].get('helper_mb', 0.0):.1f} ({ov[side].get('helper_uss_mb', 0.0):.1f}) |"
+            f"{ov[side]['helper_mb']:.1f} ({ov[side]['helper_uss_mb']:.1f}) |"
             for side, label in (
                 ("unguarded", "unguarded"),
                 ("guarded", "guarded"),

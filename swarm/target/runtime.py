@@ -305,18 +305,22 @@ class Runtime(CommandsMixin, LinkMixin):
                 polling = self._near and (
                     now - self.trigger.read_at > TRUST_S or not gc.isenabled()
                 )
-                calm_at = 0 if polling else self._calm_watch(now)
-                watched = self._watch(calm_at or (self._watch_at if polling else 0), woken)
-                self._calm_watched = watched and calm_at > 0
+                if polling:
+                    level, every = self._watch_at, self._check_s
+                else:  # calm for a second: the mark, at the sampling rate (else 0)
+                    level, every = self._calm_watch(now), 1.0 / self.config.sample_hz
+                watched = self._watch(level, every, woken)
+                self._calm_watched = watched and not polling
                 if watched and polling:
                     polling = False
                 elif self._calm_watched and woken:  # RSS reached the calm mark: look now
                     next_sample = now
                 if now >= next_sample:
                     self._sample()
-                    next_sample += self._sample_period()  # by what the sample found
+                    period = self._sample_period()  # by what the sample found
+                    next_sample += period
                     if next_sample < now:  # we fell behind (a long GC): do not burst
-                        next_sample = now + self._sample_period()
+                        next_sample = now + period
                     next_check = time.monotonic() + self._check_s
                 elif woken or (polling and now >= next_check):
                     self._fast_check()
@@ -372,14 +376,13 @@ class Runtime(CommandsMixin, LinkMixin):
             return 0
         if self._pubsub is not None and self._inbox is None:
             return 0  # its wake-up could not end our wait on that connection (TLS)
-        mark = int(NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz)
+        mark = int(self._near_mark())
         return mark if self._last_read[1] < mark else 0
 
-    def _watch(self, level: int, woken: bool) -> bool:
-        """Have the watcher process wake us when RSS reaches ``level`` bytes (started the
-        first time; disarmed at 0), reading it every fast check near the target, every
-        sample while calm. True if it reads it; False if not wanted, or if it could not
-        start (then we read it ourselves)."""
+    def _watch(self, level: int, every_s: float, woken: bool) -> bool:
+        """Have the watcher process wake us when RSS reaches ``level`` bytes, reading it
+        every ``every_s`` (started the first time; disarmed at 0). True if it reads it;
+        False if not wanted, or if it could not start (then we read it ourselves)."""
         watcher = self.watcher
         if not level:
             watcher.arm(0, 0.0)
@@ -388,8 +391,7 @@ class Runtime(CommandsMixin, LinkMixin):
             return False
         if woken:  # it may have fired and disarmed itself: send the level again
             watcher.rearm()
-        period = self._check_s if self._near else 1.0 / self.config.sample_hz
-        watcher.arm(level, period)
+        watcher.arm(level, every_s)
         return watcher.running
 
     def _idle(self, wait: float) -> None:
@@ -591,7 +593,7 @@ class Runtime(CommandsMixin, LinkMixin):
         grows fast enough to get there before the sample after next: an app allocating
         quickly would otherwise cross the collect band between two 20 Hz samples."""
         self._track_growth(now, rss)
-        near = NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz
+        near = self._near_mark()
         ctl = self.controller  # infeasible, or nothing new to find: no reaction is due
         self._near = rss >= near and not ctl.infeasible and not ctl.nothing_new
         # About to cross the collect band (within two 200 Hz checks at this growth): check
@@ -601,6 +603,11 @@ class Runtime(CommandsMixin, LinkMixin):
         imminent = self._near and rss < band <= rss + self._growth * 2.0 / FAST_CHECK_HZ
         self._check_s = 1.0 / (IMMINENT_CHECK_HZ if imminent else FAST_CHECK_HZ)
         self._arm(rss)
+
+    def _near_mark(self) -> float:
+        """RSS from which the guard is near: NEAR_FRACTION of the target, less two
+        samples' worth of recent growth."""
+        return NEAR_FRACTION * self.target_bytes - self._growth * 2.0 / self.config.sample_hz
 
     def _arm(self, rss: int) -> None:
         """Near the target, have the app's own collections wake us when RSS rose by
